@@ -1,0 +1,1 @@
+"""Detection: data, model, assigners, training loop and inference (torchvision-based)."""

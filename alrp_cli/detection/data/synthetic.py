@@ -1,0 +1,411 @@
+"""The built-in synthetic shapes dataset, written to disk in the COCO layout.
+
+Coloured shapes (circle, square, triangle, cross, ring) of varied size and aspect,
+overlapping and occluding one another, on a textured, noisy background. Colours are drawn
+independently of the class, so only the shape tells the class. Every image is a pure
+function of ``(seed, split, index, image_size, classes)``: the same parameters give
+byte-identical files, and a larger ``num_train`` only appends images.
+
+Annotations are *visible* (modal) extents: an object's box, area and RLE segmentation come
+from its pixels left visible after the later objects are drawn. A placement that would leave
+any object less than :data:`MIN_VISIBLE` visible is rejected, so every shape in an image is
+annotated and none is mostly hidden.
+
+The layout is the one ``--data DIR`` reads (one code path for real and synthetic data)::
+
+    DIR/annotations/instances_train2017.json   DIR/train2017/000001.png ...
+    DIR/annotations/instances_val2017.json     DIR/val2017/000001.png ...
+    DIR/alrp-synth.json                        the parameters (marks the folder as ours)
+
+Drawing uses PIL's ImageDraw; masks are encoded with pycocotools.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+from pycocotools import mask as mask_utils
+
+from alrp_cli.errors import UserError
+
+SYNTH_CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "cross", "ring")
+"""Names of the synthetic classes, in category-id order (id = position + 1)."""
+
+GENERATOR_VERSION = 1
+"""Bumped whenever the drawing changes; part of the cache key and of ``alrp-synth.json``."""
+
+MARKER = "alrp-synth.json"
+MIN_VISIBLE = 0.6
+"""Every annotated object keeps at least this fraction of its pixels visible."""
+
+MAX_OBJECTS = 6
+MIN_IMAGE_SIZE = 32
+_SPLITS = (("train", 0), ("val", 1))
+
+ProgressFn = Callable[[int, int], None]
+
+
+def _object_size_range(image_size: int) -> tuple[float, float]:
+    # ~12 px to ~60 px at the default 128 px, proportional otherwise.
+    return max(8.0, image_size * 12 / 128), image_size * 60 / 128
+
+
+def _shape_mask(kind: str, box: tuple[float, float, float, float], size: int, orient: int):
+    """Boolean mask [size, size] of one shape filling ``box`` = (x0, y0, x1, y1)."""
+    canvas = Image.new("L", (size, size), 0)
+    draw = ImageDraw.Draw(canvas)
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    if kind == "circle":
+        draw.ellipse(box, fill=255)
+    elif kind == "square":
+        draw.rectangle(box, fill=255)
+    elif kind == "triangle":
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        points = [
+            [(cx, y0), (x1, y1), (x0, y1)],  # pointing up
+            [(x0, y0), (x1, y0), (cx, y1)],  # down
+            [(x0, cy), (x1, y0), (x1, y1)],  # left
+            [(x0, y0), (x1, cy), (x0, y1)],  # right
+        ][orient % 4]
+        draw.polygon(points, fill=255)
+    elif kind == "cross":
+        tw, th = max(2.0, 0.34 * w), max(2.0, 0.34 * h)
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        draw.rectangle((cx - tw / 2, y0, cx + tw / 2, y1), fill=255)
+        draw.rectangle((x0, cy - th / 2, x1, cy + th / 2), fill=255)
+    elif kind == "ring":
+        draw.ellipse(box, fill=255)
+        # hole: 55% of the outer size, but keep the band at least 2 px wide
+        bx, by = max(2.0, 0.225 * w), max(2.0, 0.225 * h)
+        if w - 2 * bx >= 2 and h - 2 * by >= 2:
+            draw.ellipse((x0 + bx, y0 + by, x1 - bx, y1 - by), fill=0)
+    else:  # pragma: no cover - kinds come from SYNTH_CLASSES
+        raise ValueError(f"unknown shape {kind!r}")
+    return np.asarray(canvas) > 0
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Float [size, size, 3]: a desaturated base colour, smooth blotches and faint stripes."""
+    hue, sat, val = rng.uniform(0, 1), rng.uniform(0, 0.25), rng.uniform(0.3, 0.8)
+    base = np.array(colorsys.hsv_to_rgb(hue, sat, val)) * 255
+    grid = int(rng.integers(3, 9))
+    coarse = rng.normal(0, 1, size=(grid, grid, 3)).astype(np.float32)
+    blotches = np.stack(
+        [
+            np.asarray(Image.fromarray(coarse[..., c]).resize((size, size), Image.BICUBIC))
+            for c in range(3)
+        ],
+        axis=-1,
+    )
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    angle, period = rng.uniform(0, np.pi), rng.uniform(4, 16)
+    stripes = np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * 2 * np.pi / period)
+    return base + 14 * blotches + rng.uniform(0, 8) * stripes[..., None]
+
+
+def _object_colour(rng: np.random.Generator, avoid: list[np.ndarray]) -> np.ndarray:
+    """A saturated colour at RGB distance >= 80 from every colour in ``avoid`` (best of 20)."""
+    best, best_dist = None, -1.0
+    for _ in range(20):
+        hue, sat, val = rng.uniform(0, 1), rng.uniform(0.55, 1.0), rng.uniform(0.5, 1.0)
+        colour = np.array(colorsys.hsv_to_rgb(hue, sat, val)) * 255
+        dist = min((float(np.linalg.norm(colour - a)) for a in avoid), default=1e9)
+        if dist >= 80:
+            return colour
+        if dist > best_dist:
+            best, best_dist = colour, dist
+    return best
+
+
+def render_image(
+    rng: np.random.Generator, image_size: int, classes: Sequence[str] = SYNTH_CLASSES
+) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
+    """Draw one image.
+
+    Returns ``(pixels, objects)``: pixels uint8 [S, S, 3]; objects a list of
+    ``(class_index, visible_mask)`` with class_index into ``classes`` and visible_mask
+    bool [S, S], in drawing order (later objects occlude earlier ones).
+    """
+    size = image_size
+    canvas = _background(rng, size)
+    bg_mean = canvas.reshape(-1, 3).mean(0)
+    owner = np.full((size, size), -1, dtype=np.int32)  # which object each pixel shows
+    full_area: list[int] = []
+    kinds: list[int] = []
+    colours: list[np.ndarray] = []
+    lo, hi = _object_size_range(size)
+    for _ in range(int(rng.integers(1, MAX_OBJECTS + 1))):
+        for _try in range(20):
+            cls = int(rng.integers(len(classes)))
+            side = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+            aspect = float(np.exp(rng.uniform(np.log(0.8), np.log(1.25))))
+            w, h = side * np.sqrt(aspect), side / np.sqrt(aspect)
+            w, h = min(w, size - 2.0), min(h, size - 2.0)
+            x0 = rng.uniform(0, size - 1 - w)
+            y0 = rng.uniform(0, size - 1 - h)
+            orient = int(rng.integers(4))
+            mask = _shape_mask(classes[cls], (x0, y0, x0 + w, y0 + h), size, orient)
+            if mask.sum() < 12:
+                continue
+            trial = owner.copy()
+            trial[mask] = len(kinds)
+            visible = np.bincount(trial[trial >= 0].ravel(), minlength=len(kinds) + 1)
+            if all(visible[k] >= MIN_VISIBLE * a for k, a in enumerate(full_area)):
+                owner = trial
+                full_area.append(int(mask.sum()))
+                kinds.append(cls)
+                colour = _object_colour(rng, [bg_mean, *colours])
+                colours.append(colour)
+                canvas[mask] = colour
+                break
+    noise = rng.uniform(-6, 6, size=canvas.shape)
+    pixels = np.clip(np.rint(canvas + noise), 0, 255).astype(np.uint8)
+    objects = [(kinds[k], owner == k) for k in range(len(kinds))]
+    return pixels, objects
+
+
+def _annotation(mask: np.ndarray, category_id: int) -> dict:
+    """COCO fields of one object from its visible mask (ids are filled in by the caller)."""
+    ys, xs = np.nonzero(mask)
+    x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {
+        "category_id": category_id,
+        "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
+        "area": float(mask.sum()),
+        "iscrowd": 0,
+        "segmentation": {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode()},
+    }
+
+
+def _make_image(job: tuple[Path, int, int, int, int, tuple[str, ...]]) -> tuple[dict, list[dict]]:
+    """Render image ``index`` of a split, save it as PNG; return its image and annotation dicts."""
+    image_dir, seed, code, index, image_size, classes = job
+    rng = np.random.default_rng([seed, code, index])
+    pixels, objects = render_image(rng, image_size, classes)
+    image_id = index + 1
+    name = f"{image_id:06d}.png"
+    Image.fromarray(pixels).save(image_dir / name, compress_level=1)
+    image = {"id": image_id, "file_name": name, "height": image_size, "width": image_size}
+    anns = [{"image_id": image_id, **_annotation(mask, cls + 1)} for cls, mask in objects]
+    return image, anns
+
+
+def _check_params(
+    seed: int, num_train: int, num_val: int, image_size: int, classes: Sequence[str]
+) -> None:
+    if seed < 0:
+        raise UserError(f"--seed must be >= 0, got {seed}")
+    if num_train < 1 or num_val < 1:
+        raise UserError(f"--num-train and --num-val must be >= 1, got {num_train} and {num_val}")
+    if image_size < MIN_IMAGE_SIZE:
+        raise UserError(f"--image-size must be >= {MIN_IMAGE_SIZE}, got {image_size}")
+    unknown = [c for c in classes if c not in SYNTH_CLASSES]
+    if unknown or not classes or len(set(classes)) != len(classes):
+        raise UserError(
+            f"--classes must be distinct names among {', '.join(SYNTH_CLASSES)}; got "
+            f"{', '.join(classes) or 'none'}"
+        )
+
+
+def _write_split(
+    root: Path,
+    split: str,
+    code: int,
+    count: int,
+    *,
+    seed: int,
+    image_size: int,
+    classes: tuple[str, ...],
+    params: dict,
+    pool: Executor | None,
+    tick: Callable[[], None],
+) -> None:
+    image_dir = root / f"{split}2017"
+    image_dir.mkdir(parents=True)
+    jobs = [(image_dir, seed, code, index, image_size, classes) for index in range(count)]
+    results = pool.map(_make_image, jobs, chunksize=16) if pool else map(_make_image, jobs)
+    images, annotations = [], []
+    for image, anns in results:  # in index order whatever the pool does: deterministic ids
+        images.append(image)
+        for ann in anns:
+            annotations.append({"id": len(annotations) + 1, **ann})
+        tick()
+    coco = {
+        "info": {"description": "alrp synthetic shapes", "split": split, **params},
+        "licenses": [],
+        "images": images,
+        "annotations": annotations,
+        "categories": [
+            {"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(classes)
+        ],
+    }
+    ann_dir = root / "annotations"
+    ann_dir.mkdir(exist_ok=True)
+    (ann_dir / f"instances_{split}2017.json").write_text(json.dumps(coco, separators=(",", ":")))
+
+
+def _pool(total: int) -> Executor | None:
+    """Worker processes for large sets (PNG encoding dominates); None for small ones.
+
+    Forked workers run numpy and PIL only, never torch, so forking a process that has
+    imported torch is safe here.
+    """
+    workers = min(os.cpu_count() or 1, 8)
+    if total < 200 or workers < 2 or "fork" not in mp.get_all_start_methods():
+        return None
+    return ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"))
+
+
+def make_synthetic_coco(
+    out_dir: str | os.PathLike[str],
+    *,
+    seed: int = 0,
+    num_train: int = 1500,
+    num_val: int = 300,
+    image_size: int = 128,
+    classes: Sequence[str] | None = None,
+    progress: ProgressFn | None = None,
+) -> Path:
+    """Write the synthetic shapes dataset in the COCO layout to ``out_dir``; return it.
+
+    Images are ``image_size`` x ``image_size`` RGB PNGs; categories are ``classes`` (default
+    :data:`SYNTH_CLASSES`) with ids 1..C. The folder is built under a temporary name beside
+    ``out_dir`` and renamed into place, so it is either complete or absent. An existing
+    ``out_dir`` must be empty or an earlier synthetic dataset (which is replaced); anything
+    else raises :class:`~alrp_cli.errors.UserError`. ``progress(done, total)`` is called
+    after each image.
+    """
+    classes = tuple(SYNTH_CLASSES if classes is None else classes)
+    _check_params(seed, num_train, num_val, image_size, classes)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+        raise UserError(
+            f"{out}: exists, is not empty and is not an alrp synthetic dataset; "
+            "choose a new or empty directory"
+        )
+    params = {
+        "generator_version": GENERATOR_VERSION,
+        "seed": seed,
+        "num_train": num_train,
+        "num_val": num_val,
+        "image_size": image_size,
+        "classes": list(classes),
+    }
+    total, done = num_train + num_val, 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    pool = _pool(total)
+    try:
+        for split, code in _SPLITS:
+            count = num_train if split == "train" else num_val
+            _write_split(
+                tmp,
+                split,
+                code,
+                count,
+                seed=seed,
+                image_size=image_size,
+                classes=classes,
+                params=params,
+                pool=pool,
+                tick=tick,
+            )
+        (tmp / MARKER).write_text(json.dumps(params, indent=2) + "\n")
+        _move_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return out
+
+
+def _move_into_place(tmp: Path, out: Path) -> None:
+    """Rename the finished folder ``tmp`` onto ``out`` (empty or an older synthetic set)."""
+    if out.is_dir():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+def cache_root() -> Path:
+    """The cache folder: ``$ALRP_CACHE``, else ``$XDG_CACHE_HOME/alrp``, else ``~/.cache/alrp``."""
+    if os.environ.get("ALRP_CACHE"):
+        return Path(os.environ["ALRP_CACHE"])
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "alrp"
+    return Path.home() / ".cache" / "alrp"
+
+
+def synthetic_dataset_dir(
+    *,
+    seed: int = 0,
+    num_train: int = 1500,
+    num_val: int = 300,
+    image_size: int = 128,
+    classes: Sequence[str] | None = None,
+    progress: ProgressFn | None = None,
+) -> Path:
+    """The cached synthetic dataset for these parameters, built on first use.
+
+    The folder lives under :func:`cache_root`, keyed by the generator version and the
+    parameters; it appears atomically (see :func:`make_synthetic_coco`), so a crash never
+    leaves a half-built dataset that a later run would trust.
+    """
+    classes = tuple(SYNTH_CLASSES if classes is None else classes)
+    _check_params(seed, num_train, num_val, image_size, classes)
+    key = f"synth-v{GENERATOR_VERSION}-seed{seed}-n{num_train}-{num_val}-s{image_size}"
+    if classes != SYNTH_CLASSES:
+        key += "-c" + hashlib.sha1(",".join(classes).encode()).hexdigest()[:8]
+    out = cache_root() / key
+    if not (out / MARKER).is_file():
+        tmp_parent = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=_mkdir(cache_root())))
+        try:
+            built = make_synthetic_coco(
+                tmp_parent / key,
+                seed=seed,
+                num_train=num_train,
+                num_val=num_val,
+                image_size=image_size,
+                classes=classes,
+                progress=progress,
+            )
+            try:
+                os.rename(built, out)
+            except OSError:
+                if not (out / MARKER).is_file():  # not a concurrent build that won the race
+                    raise
+        finally:
+            shutil.rmtree(tmp_parent, ignore_errors=True)
+    return out
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
