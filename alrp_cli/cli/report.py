@@ -1,0 +1,93 @@
+"""`alrp report`: figures and an index page from runs, analyses and balance checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from alrp_cli.atomic import write_json
+from alrp_cli.errors import UserError
+from analysis.report import FIGURES, build_report, load_inputs, parse_formats
+
+
+def _rich(title: str, columns: list[str], rows: list[list[str]]) -> Table:
+    """A Rich table; one too wide for a terminal is turned so models become columns."""
+    if len(columns) > 8 and len(rows) <= 6:
+        columns, rows = (
+            [columns[0], *(row[0] for row in rows)],
+            [[name, *(row[k] for row in rows)] for k, name in enumerate(columns) if k],
+        )
+    table = Table(title=title)
+    for k, name in enumerate(columns):
+        table.add_column(escape(name), justify="left" if k == 0 else "right")
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row))
+    return table
+
+
+def report(
+    inputs: list[Path] = typer.Argument(
+        ...,
+        help="Run directories (alrp train --out), analysis JSONs (alrp analyze --json) and "
+        "check-balance JSONs (alrp check-balance --json), in any mix.",
+        show_default=False,
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Folder for figures/, index.md and index.html.", show_default=False
+    ),
+    label: list[str] | None = typer.Option(
+        None,
+        "--label",
+        help="Label of an input, once per input in order (default: the file or run names).",
+        show_default=False,
+    ),
+    formats: str = typer.Option(
+        "png,svg,pdf", "--format", help="Figure formats, comma-separated: png, svg, pdf."
+    ),
+    dpi: int = typer.Option(200, "--dpi", min=30, max=1200, help="Resolution of PNG figures."),
+    json_path: Path | None = typer.Option(
+        None, "--json", help="Also write a manifest of the figures and tables as JSON here."
+    ),
+) -> None:
+    """Write the report figures (PNG and vector) and index.md / index.html into --out.
+
+    Figures are made only for inputs that provide their data; index.md says which were
+    skipped and why.
+    """
+    chosen = parse_formats(formats)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder")
+    err = Console(stderr=True)
+    with err.status("reading inputs"):
+        loaded = load_inputs(inputs, label)
+    for warning in loaded.warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, TimeElapsedColumn(), console=err, transient=True) as progress:
+        task = progress.add_task("drawing figures", total=len(FIGURES))
+        result = build_report(
+            loaded,
+            out,
+            formats=chosen,
+            dpi=dpi,
+            on_figure=lambda fig: progress.advance(task),
+        )
+    console = Console()
+    figures = Table(title=f"Report figures in {out}")
+    figures.add_column("#", justify="right")
+    figures.add_column("figure")
+    figures.add_column("written / skipped because")
+    for fig in result.figures:
+        done = ", ".join(fig.files) if fig.files else f"[dim]{escape(fig.skipped or '')}[/]"
+        figures.add_row(str(fig.number), escape(fig.title), done)
+    console.print(figures)
+    for table in result.tables:
+        console.print(_rich(table.title, table.columns, table.rows))
+    console.print(f"index: {result.index_md}, {result.index_html}", highlight=False)
+    if json_path is not None:
+        write_json(json_path, result.to_json())
