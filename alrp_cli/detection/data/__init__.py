@@ -7,7 +7,7 @@
 - :mod:`.transforms`: :func:`build_transforms`, the train and eval pipelines.
 """
 
-from alrp_cli.detection.data.coco import CocoDataset, collate, load_coco
+from alrp_cli.detection.data.coco import CocoDataset, coco_summary, collate, load_coco
 from alrp_cli.detection.data.layout import DataPaths, coco_layout, resolve_data
 from alrp_cli.detection.data.synthetic import (
     SYNTH_CLASSES,
@@ -22,6 +22,7 @@ __all__ = [
     "DataPaths",
     "build_transforms",
     "coco_layout",
+    "coco_summary",
     "collate",
     "load_coco",
     "make_synthetic_coco",

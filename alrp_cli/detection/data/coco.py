@@ -187,3 +187,25 @@ def collate(batch: list[tuple[torch.Tensor, dict[str, Any]]]) -> tuple[torch.Ten
     """Stack images to Tensor[B, 3, S, S]; keep targets as a list of B dicts."""
     images, targets = zip(*batch, strict=True)
     return torch.stack(images), list(targets)
+
+
+def coco_summary(coco: COCO) -> dict[str, Any]:
+    """Counts of a loaded COCO dataset: images, boxes (crowd apart), boxes per category name,
+    and boxes by COCO size range (by ``area``: small < 32², medium < 96², large)."""
+    anns = list(coco.anns.values())
+    plain = [a for a in anns if not a.get("iscrowd", 0)]
+    per_cat = {str(c.get("name", cid)): 0 for cid, c in sorted(coco.cats.items())}
+    for a in plain:
+        per_cat[str(coco.cats[a["category_id"]].get("name", a["category_id"]))] += 1
+    areas = [float(a.get("area", a["bbox"][2] * a["bbox"][3])) for a in plain]
+    return {
+        "images": len(coco.imgs),
+        "boxes": len(plain),
+        "crowd_boxes": len(anns) - len(plain),
+        "boxes_per_category": per_cat,
+        "boxes_by_size": {
+            "small": sum(a < 32**2 for a in areas),
+            "medium": sum(32**2 <= a < 96**2 for a in areas),
+            "large": sum(a >= 96**2 for a in areas),
+        },
+    }
