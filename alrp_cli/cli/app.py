@@ -65,6 +65,9 @@ def _register() -> None:
     from alrp_cli.cli.data import data_app
 
     app.add_typer(data_app, name="data")
+    from alrp_cli.cli import report
+
+    app.command("report")(report.report)
     pass
 
 

@@ -36,6 +36,7 @@ def report(
         help="Run directories (alrp train --out), analysis JSONs (alrp analyze --json) and "
         "check-balance JSONs (alrp check-balance --json), in any mix.",
         show_default=False,
+        metavar="INPUT",
     ),
     out: Path = typer.Option(
         ..., "--out", "-o", help="Folder for figures/, index.md and index.html.", show_default=False
@@ -56,8 +57,7 @@ def report(
 ) -> None:
     """Write the report figures (PNG and vector) and index.md / index.html into --out.
 
-    Figures are made only for inputs that provide their data; index.md says which were
-    skipped and why.
+    A figure is made only when the inputs hold its data; the index lists the others and why.
     """
     chosen = parse_formats(formats)
     if out.exists() and not out.is_dir():
