@@ -168,6 +168,8 @@ class CocoDataset(Dataset):
                 torch.zeros(0, 4), format="XYXY", canvas_size=(h, w)
             )
             target["labels"] = torch.zeros(0, dtype=torch.int64)
+        # integer bboxes in the JSON give an int64 tensor, which resizing would truncate
+        target["boxes"] = tv_tensors.wrap(target["boxes"].to(torch.float32), like=target["boxes"])
         target["labels"] = torch.as_tensor(
             [self._label_of[int(c)] for c in target["labels"]], dtype=torch.int64
         )

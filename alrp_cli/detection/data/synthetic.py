@@ -42,7 +42,7 @@ from alrp_cli.errors import UserError
 SYNTH_CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "cross", "ring")
 """Names of the synthetic classes, in category-id order (id = position + 1)."""
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 """Bumped whenever the drawing changes; part of the cache key and of ``alrp-synth.json``."""
 
 MARKER = "alrp-synth.json"
@@ -151,8 +151,8 @@ def render_image(
             cls = int(rng.integers(len(classes)))
             side = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
             aspect = float(np.exp(rng.uniform(np.log(0.8), np.log(1.25))))
-            w, h = side * np.sqrt(aspect), side / np.sqrt(aspect)
-            w, h = min(w, size - 2.0), min(h, size - 2.0)
+            # ``side`` is the longer side: boxes stay within the documented size range
+            w, h = (side, side / aspect) if aspect >= 1 else (side * aspect, side)
             x0 = rng.uniform(0, size - 1 - w)
             y0 = rng.uniform(0, size - 1 - h)
             orient = int(rng.integers(4))
