@@ -1,0 +1,183 @@
+"""The whole ``check-balance`` run as the CLI does it: validate the options, draw (or load)
+the problems, check every loss, and say how to reproduce a failure."""
+
+from __future__ import annotations
+
+import math
+import shlex
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from alrp_cli.balance.check import (
+    DEFAULT_TOLERANCE,
+    BalanceReport,
+    LossSummary,
+    check_balance,
+)
+from alrp_cli.balance.problems import Problem, random_problems
+from alrp_cli.balance.recorded import load_loss_inputs, recorded_problems
+from alrp_cli.balance.specs import LOSS_NAMES, resolve_losses
+from alrp_cli.errors import UserError
+
+#: δ values random problems draw from unless ``--delta`` is given.
+DEFAULT_DELTAS = (0.0, 0.5, 1.0, 2.0)
+#: δ for ``--from`` inputs whose meta holds no "delta" (the losses' default).
+DEFAULT_RECORDED_DELTA = 1.0
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass(frozen=True)
+class BalanceConfig:
+    """The options of ``alrp check-balance`` (see docs/check-balance.md)."""
+
+    losses: tuple[str, ...] = LOSS_NAMES
+    trials: int = 200
+    trial: int | None = None
+    seed: int = 0
+    max_positives: int = 2000
+    max_negatives: int = 1_000_000
+    deltas: tuple[float, ...] | None = None
+    dtype: str = "float32"
+    device: str = "cpu"
+    tolerance: float | None = None
+    from_file: str | None = None
+
+    def validate(self) -> None:
+        """Raise :class:`UserError` (one line, naming the option) for an impossible value."""
+        resolve_losses(self.losses)
+        if self.trials < 1:
+            raise UserError(f"--trials must be at least 1, got {self.trials}")
+        if self.trial is not None and self.trial < 0:
+            raise UserError(f"--trial must be 0 or more, got {self.trial}")
+        if self.max_positives < 1:
+            raise UserError(f"--max-positives must be at least 1, got {self.max_positives}")
+        if self.max_negatives < 1:
+            raise UserError(f"--max-negatives must be at least 1, got {self.max_negatives}")
+        for d in self.deltas or ():
+            if not (math.isfinite(d) and d >= 0):
+                raise UserError(f"--delta must be finite and 0 or more, got {d}")
+        if self.dtype not in DTYPES:
+            raise UserError(f"--dtype must be float32 or float64, got {self.dtype!r}")
+        tol = self.tolerance
+        if tol is not None and not (math.isfinite(tol) and tol > 0):
+            raise UserError(f"--tolerance must be a positive number, got {self.tolerance}")
+        try:
+            device = torch.device(self.device)
+        except (RuntimeError, ValueError):
+            raise UserError(f"--device: not a torch device: {self.device!r}") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise UserError(f"--device {self.device}: CUDA is not available on this machine")
+        if device.type not in ("cpu", "cuda"):
+            raise UserError(f"--device {self.device}: only cpu and cuda are supported")
+
+    @property
+    def resolved_tolerance(self) -> float:
+        """``tolerance``, or the default of the dtype (1e-5 float32, 1e-9 float64)."""
+        return self.tolerance if self.tolerance is not None else DEFAULT_TOLERANCE[self.dtype]
+
+    def to_json(self, deltas: Sequence[float]) -> dict[str, Any]:
+        """Every option, resolved, for the report's ``config``."""
+        return {
+            "losses": [s.name for s in resolve_losses(self.losses)],
+            "trials": self.trials,
+            "trial": self.trial,
+            "seed": self.seed,
+            "max_positives": self.max_positives,
+            "max_negatives": self.max_negatives,
+            "deltas": [float(d) for d in deltas],
+            "dtype": self.dtype,
+            "device": self.device,
+            "tolerance": self.resolved_tolerance,
+            "from": self.from_file,
+        }
+
+
+def _random_deltas(config: BalanceConfig) -> tuple[float, ...]:
+    return tuple(config.deltas) if config.deltas else DEFAULT_DELTAS
+
+
+def reproduce_command(config: BalanceConfig, loss: str, trial: int) -> str:
+    """The shortest ``alrp check-balance`` command line that reruns one trial of one loss."""
+    args = ["alrp", "check-balance", "--loss", loss]
+    if config.from_file is not None:
+        args += ["--from", config.from_file]
+        args += [a for d in config.deltas or () for a in ("--delta", f"{d:g}")]
+    else:
+        args += ["--seed", str(config.seed), "--trial", str(trial)]
+        defaults = BalanceConfig()
+        if config.max_positives != defaults.max_positives:
+            args += ["--max-positives", str(config.max_positives)]
+        if config.max_negatives != defaults.max_negatives:
+            args += ["--max-negatives", str(config.max_negatives)]
+        if _random_deltas(config) != DEFAULT_DELTAS:
+            args += [a for d in _random_deltas(config) for a in ("--delta", f"{d:g}")]
+    if config.dtype != "float32":
+        args += ["--dtype", config.dtype]
+    if config.device != "cpu":
+        args += ["--device", config.device]
+    if config.tolerance is not None:
+        args += ["--tolerance", f"{config.tolerance:g}"]
+    return shlex.join(args)
+
+
+def failure_message(config: BalanceConfig, summary: LossSummary) -> str:
+    """One line naming the failing trial, its seed (or batch) and how to reproduce it."""
+    r = summary.failure
+    assert r is not None
+    where = f"batch {r.batch}" if r.batch >= 0 else f"seed {r.seed}"
+    return (
+        f"{summary.name}: trial {r.trial} ({where}, P={r.P}, N={r.N}, δ={r.delta:g}) "
+        f"{summary.failure_reason}; reproduce with `{reproduce_command(config, r.loss, r.trial)}`"
+    )
+
+
+def run_balance_check(
+    config: BalanceConfig,
+    *,
+    on_start: Callable[[int], None] | None = None,
+    on_problem: Callable[[Problem], None] | None = None,
+) -> BalanceReport:
+    """Validate ``config``, build its problems, and check its losses on them.
+
+    ``on_start(total)`` is called once the number of problems is known; ``on_problem``
+    after each. Raises :class:`UserError` for bad options or a bad ``--from`` file.
+    """
+    config.validate()
+    specs = resolve_losses(config.losses)
+    dtype = DTYPES[config.dtype]
+    if config.from_file is not None:
+        recorded = load_loss_inputs(config.from_file)
+        meta_delta = recorded.meta.get("delta")
+        if config.deltas:
+            deltas: tuple[float, ...] = tuple(config.deltas)
+        elif isinstance(meta_delta, int | float) and math.isfinite(meta_delta) and meta_delta >= 0:
+            deltas = (float(meta_delta),)
+        else:
+            deltas = (DEFAULT_RECORDED_DELTA,)
+        total = len(recorded.batches) * len(deltas)
+        problems = recorded_problems(recorded, deltas, dtype=dtype, device=config.device)
+    else:
+        deltas = _random_deltas(config)
+        indices = [config.trial] if config.trial is not None else list(range(config.trials))
+        total = len(indices)
+        problems = random_problems(
+            config.seed,
+            indices,
+            max_positives=config.max_positives,
+            max_negatives=config.max_negatives,
+            deltas=deltas,
+            dtype=dtype,
+            device=config.device,
+        )
+    if on_start is not None:
+        on_start(total)
+    return check_balance(
+        problems,
+        specs,
+        tolerance=config.resolved_tolerance,
+        on_problem=on_problem,
+        config=config.to_json(deltas),
+    )
