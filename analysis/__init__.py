@@ -8,8 +8,8 @@ Public API::
     result.coco["AP"], result.molrp, result.to_dict()
 """
 
-from analysis.analyze import AnalysisResult, analysis_document, analyze
 from analysis.io import GroundTruth, Predictions, load_gt, load_predictions
+from analysis.pipeline import AnalysisResult, analysis_document, analyze
 
 __all__ = [
     "AnalysisResult",

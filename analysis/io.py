@@ -277,6 +277,7 @@ def load_predictions(
 
 def _validate_records(name: str, records: list, gt: GroundTruth, lenient: bool) -> Predictions:
     n = len(records)
+    original = records
     # kind[i] = 1 + index into SKIP_KINDS of the first failed check, 0 when the record is good.
     kind = np.zeros(n, dtype=np.int8)
 
@@ -352,7 +353,7 @@ def _validate_records(name: str, records: list, gt: GroundTruth, lenient: bool) 
         if not lenient:
             i = int(bad[0])
             k = SKIP_KINDS[kind[i] - 1]
-            raise UserError(f"{name}: record {i}: {_explain(k, records[i], gt)}")
+            raise UserError(f"{name}: record {i}: {_explain(k, original[i], gt)}")
         counts = np.bincount(kind[bad], minlength=len(SKIP_KINDS) + 1)
         skipped = {k: int(counts[j + 1]) for j, k in enumerate(SKIP_KINDS) if counts[j + 1]}
     keep = kind == 0

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from alrp_cli.atomic import atomic_path
-from analysis.analyze import LOSS_KEYS, AnalysisResult
 from analysis.matching import CUT, FP, STATUS_NAMES, TP
+from analysis.pipeline import LOSS_KEYS, AnalysisResult
 
 DETECTION_COLUMNS = (
     "image_id",

@@ -68,6 +68,9 @@ def _register() -> None:
     from alrp_cli.cli import report
 
     app.command("report")(report.report)
+    from alrp_cli.cli import analyze
+
+    app.command("analyze")(analyze.analyze)
     pass
 
 

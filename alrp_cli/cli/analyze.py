@@ -1,0 +1,254 @@
+"""`alrp analyze`: COCO AP, oLRP, aLRP / AP loss values and ranking statistics of predictions.
+
+Thin: parses options, calls :mod:`analysis`, prints Rich tables, writes --json / --csv-dir.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from alrp_cli.atomic import write_json
+from alrp_cli.errors import UserError
+from analysis.io import load_gt, load_predictions
+from analysis.pipeline import AnalysisResult, analysis_document
+from analysis.pipeline import analyze as run_analysis
+from analysis.tables import classes_table, safe_label, write_csvs
+
+
+def analyze(
+    predictions: list[Path] = typer.Argument(
+        ..., help="COCO results JSON files: [{image_id, category_id, bbox, score}, ...]."
+    ),
+    gt: Path = typer.Option(..., "--gt", help="COCO instances JSON (the ground truth)."),
+    iou_threshold: float = typer.Option(
+        0.5, "--iou-threshold", help="IoU threshold τ for matching, LRP and the loss values."
+    ),
+    max_dets: int = typer.Option(
+        100, "--max-dets", help="Detections kept per image and class (LRP, losses, ranking)."
+    ),
+    delta: float = typer.Option(
+        0.0,
+        "--delta",
+        help="δ of the losses' smoothed step: 0 = exact ranking; > 0 on logit(score).",
+    ),
+    classes: list[str] | None = typer.Option(
+        None, "--classes", help="Restrict to these classes: names or ids, comma-separated."
+    ),
+    label: list[str] | None = typer.Option(
+        None, "--label", help="A label per predictions file, in order (default: file stem)."
+    ),
+    json_path: Path | None = typer.Option(
+        None, "--json", help="Write every number at full precision to this JSON file."
+    ),
+    csv_dir: Path | None = typer.Option(
+        None, "--csv-dir", help="Write <label>.classes.csv and <label>.detections.csv here."
+    ),
+    top: int = typer.Option(
+        20, "--top", help="Per-class rows shown (most ground truth first); 0 = all."
+    ),
+    lenient: bool = typer.Option(
+        False, "--lenient", help="Skip bad prediction records and report how many of each kind."
+    ),
+) -> None:
+    """Measure detectors' predictions: COCO AP, oLRP, aLRP/AP-loss values, ranking statistics."""
+    labels = _labels(predictions, label)
+    class_list = [c for item in classes or [] for c in item.split(",") if c.strip()] or None
+    if top < 0:
+        raise UserError(f"--top must be >= 0, got {top}")
+    err = Console(stderr=True)
+    out = Console()
+
+    # Validate everything before any work.
+    ground_truth = load_gt(gt)
+    loaded = [load_predictions(p, ground_truth, lenient=lenient) for p in predictions]
+    results: list[AnalysisResult] = []
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        for lab, preds in zip(labels, loaded, strict=True):
+            tasks: dict[str, Any] = {}
+
+            def report(phase: str, done: int, total: int, lab: str = lab, tasks=tasks) -> None:
+                if phase not in tasks:
+                    tasks[phase] = progress.add_task(f"{lab}: {phase}", total=total)
+                progress.update(tasks[phase], completed=done, total=total)
+
+            results.append(
+                run_analysis(
+                    preds,
+                    ground_truth,
+                    label=lab,
+                    iou_threshold=iou_threshold,
+                    max_dets=max_dets,
+                    delta=delta,
+                    classes=class_list,
+                    progress=report,
+                )
+            )
+
+    if csv_dir is not None:
+        for r in results:
+            write_csvs(r, csv_dir)
+    if json_path is not None:
+        doc = analysis_document(
+            results, gt_path=str(gt), iou_threshold=iou_threshold, max_dets=max_dets, delta=delta
+        )
+        write_json(json_path, doc)
+
+    for r in results:
+        _print_file(out, r, top)
+    if len(results) > 1:
+        out.print(_comparison(results))
+    if json_path is not None:
+        err.print(f"wrote {json_path}")
+    if csv_dir is not None:
+        err.print(f"wrote CSV tables to {csv_dir}/")
+
+
+def _labels(predictions: list[Path], given: list[str] | None) -> list[str]:
+    if given:
+        if len(given) != len(predictions):
+            raise UserError(
+                f"--label: {len(given)} labels for {len(predictions)} predictions files "
+                "(give one per file, in order)"
+            )
+        labels = list(given)
+    else:
+        labels = [p.stem for p in predictions]
+        seen: dict[str, int] = {}
+        for i, lab in enumerate(labels):  # same stem in two folders: a/x.json, b/x.json
+            seen[lab] = seen.get(lab, 0) + 1
+            if seen[lab] > 1:
+                labels[i] = f"{lab}-{seen[lab]}"
+    if len({safe_label(x) for x in labels}) != len(labels):
+        raise UserError(f"--label: labels must be distinct, got {labels}")
+    return labels
+
+
+def _fmt(x: Any, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def _print_file(out: Console, r: AnalysisResult, top: int) -> None:
+    head = f"[bold]{r.label}[/bold]  {r.path}  ({r.n_detections} detections"
+    if r.skipped:
+        head += ", skipped: " + ", ".join(f"{k} {v}" for k, v in r.skipped.items())
+    out.print(head + ")")
+
+    summary = Table(title=f"{r.label}: summary", show_header=True)
+    for name in ("COCO", "value", "LRP / losses", "value ", "ranking (TPs)", "value  "):
+        summary.add_column(name, justify="right" if name.startswith("value") else "left")
+    coco_rows = list(r.coco.items())
+    lrp_rows = [
+        ("moLRP", r.lrp["moLRP"]),
+        ("moLRP loc", r.lrp["moLRP_loc"]),
+        ("moLRP FP", r.lrp["moLRP_FP"]),
+        ("moLRP FN", r.lrp["moLRP_FN"]),
+        ("aLRP L_cls", r.losses["mean"]["alrp_cls"]),
+        ("aLRP L_loc", r.losses["mean"]["alrp_loc"]),
+        ("aLRP", r.losses["mean"]["alrp"]),
+        ("AP Loss", r.losses["mean"]["ap_loss"]),
+    ]
+    pooled = r.ranking["pooled"]
+    rank_rows = [
+        ("Spearman", pooled["spearman"]),
+        ("Kendall", pooled["kendall"]),
+        ("concordant", pooled["concordant_share"]),
+        ("TPs", pooled["n_tp"]),
+    ]
+    for i, (k, v) in enumerate(coco_rows):
+        a = lrp_rows[i] if i < len(lrp_rows) else ("", "")
+        b = rank_rows[i] if i < len(rank_rows) else ("", "")
+        summary.add_row(k, _fmt(v), a[0], _fmt(a[1]), b[0], _fmt(b[1]))
+    out.print(summary)
+
+    table = classes_table(r).sort_values(["n_gt", "category_id"], ascending=[False, True])
+    shown = table if top == 0 else table.head(top)
+    note = ""
+    if len(shown) < len(table):
+        note = f" (top {len(shown)} of {len(table)} by ground truth; --top 0 for all)"
+    # Two narrow tables rather than one too wide for a terminal.
+    quality = [
+        ("name", "class"),
+        ("n_gt", "GT"),
+        ("n_tp", "#TP"),
+        ("n_fp", "#FP"),
+        ("AP", "AP"),
+        ("oLRP", "oLRP"),
+        ("oLRP_loc", "loc"),
+        ("oLRP_FP", "FP"),
+        ("oLRP_FN", "FN"),
+        ("threshold", "thr"),
+    ]
+    ranking = [
+        ("name", "class"),
+        ("alrp_cls", "L_cls"),
+        ("alrp_loc", "L_loc"),
+        ("alrp", "aLRP"),
+        ("ap_loss", "AP Loss"),
+        ("spearman", "Spearman"),
+        ("kendall", "Kendall"),
+        ("concordant_share", "concord."),
+    ]
+    for cols, what in ((quality, "detection quality"), (ranking, "losses and ranking")):
+        t = Table(title=f"{r.label}: per class, {what}{note}")
+        for _, name in cols:
+            if name == "class":
+                t.add_column(name, max_width=16, no_wrap=True, overflow="ellipsis")
+            else:
+                t.add_column(name, justify="right", no_wrap=True)
+        for row in shown.itertuples(index=False):
+            d = row._asdict()
+            t.add_row(*[_fmt(d[c]) for c, _ in cols])
+        out.print(t)
+
+    deciles = Table(title=f"{r.label}: mean IoU of TPs per score decile (1 = lowest scores)")
+    for name in ("decile", "score min", "score max", "mean IoU", "TPs"):
+        deciles.add_column(name, justify="right")
+    for d in r.ranking["iou_by_score_decile"]:
+        deciles.add_row(
+            str(d["decile"]),
+            _fmt(d["score_min"]),
+            _fmt(d["score_max"]),
+            _fmt(d["mean_iou"]),
+            str(d["n"]),
+        )
+    out.print(deciles)
+
+
+def _comparison(results: list[AnalysisResult]) -> Table:
+    table = Table(title="comparison")
+    table.add_column("metric")
+    for r in results:
+        table.add_column(r.label, justify="right")
+    rows: list[tuple[str, list[Any]]] = [(k, [r.coco[k] for r in results]) for k in results[0].coco]
+    rows += [
+        (k, [r.lrp[k] for r in results]) for k in ("moLRP", "moLRP_loc", "moLRP_FP", "moLRP_FN")
+    ]
+    rows += [
+        (f"loss {k}", [r.losses["mean"][k] for r in results])
+        for k in ("alrp_cls", "alrp_loc", "alrp", "ap_loss")
+    ]
+    rows += [
+        (f"rank {k}", [r.ranking["pooled"][k] for r in results])
+        for k in ("spearman", "kendall", "concordant_share", "n_tp")
+    ]
+    for name, values in rows:
+        table.add_row(name, *[_fmt(v) for v in values])
+    return table
