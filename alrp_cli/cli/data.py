@@ -30,23 +30,23 @@ data_app = typer.Typer(
 
 
 def _summary_table(title: str, summaries: dict[str, dict[str, Any]]) -> Table:
+    """One column per split, one row per count: stays narrow whatever the number of classes."""
     table = Table(title=title)
-    table.add_column("split")
-    table.add_column("images", justify="right")
-    table.add_column("boxes", justify="right")
-    categories = list(next(iter(summaries.values()))["boxes_per_category"])
-    for name in categories:
-        table.add_column(name, justify="right")
-    table.add_column("S/M/L", justify="right")
-    for split, s in summaries.items():
-        sizes = s["boxes_by_size"]
-        table.add_row(
-            split,
-            str(s["images"]),
-            str(s["boxes"]),
-            *(str(s["boxes_per_category"].get(name, 0)) for name in categories),
-            f"{sizes['small']}/{sizes['medium']}/{sizes['large']}",
-        )
+    table.add_column("")
+    for split in summaries:
+        table.add_column(split, justify="right")
+    splits = list(summaries.values())
+    names = list(splits[0]["boxes_per_category"])
+    table.add_row("images", *(str(s["images"]) for s in splits))
+    table.add_row("boxes", *(str(s["boxes"]) for s in splits))
+    for name in names:
+        table.add_row(f"  {name}", *(str(s["boxes_per_category"].get(name, 0)) for s in splits))
+    for size, rule in (
+        ("small", "area < 32²"),
+        ("medium", "32² ≤ area < 96²"),
+        ("large", "96² ≤ area"),
+    ):
+        table.add_row(f"  {size} ({rule})", *(str(s["boxes_by_size"][size]) for s in splits))
     return table
 
 
@@ -144,4 +144,4 @@ def preview(
         assert paths is not None  # data was given
         ann_file, image_dir = getattr(paths, f"{split}_ann"), getattr(paths, f"{split}_images")
     ids = render_preview(image_dir, ann_file, out, num_images=num, cols=cols, cell=cell)
-    Console().print(f"wrote {out}: {len(ids)} images from {ann_file}")
+    Console(soft_wrap=True).print(f"wrote {out}: {len(ids)} images from {ann_file}")
