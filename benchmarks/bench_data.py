@@ -1,0 +1,96 @@
+"""Benchmark the data half of training: writing the synthetic set, and reading samples.
+
+Run:  .venv/bin/python benchmarks/bench_data.py [--num-train 1500] [--num-val 300] [--items 300]
+
+In one process and one run it times
+  1. make_synthetic_coco at the default size (1,500 + 300 images of 128 px), with its
+     worker pool and without it (one process), and reports the ratio;
+  2. CocoDataset samples (train with augmentation, and eval) with the transforms on one
+     intra-op thread (what CocoDataset does) against two threads (torch's default on a
+     2-core machine), and reports the ratio.
+It prints the figures as a Markdown table for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from alrp_cli.detection.data import CocoDataset, coco_layout, make_synthetic_coco, synthetic
+from alrp_cli.detection.data import coco as coco_module
+
+
+def _time_synth(root: Path, name: str, pool: bool, **kw: int) -> float:
+    original = synthetic._pool
+    if not pool:
+        synthetic._pool = lambda total: None
+    try:
+        t0 = time.perf_counter()
+        make_synthetic_coco(root / name, **kw)
+        return time.perf_counter() - t0
+    finally:
+        synthetic._pool = original
+
+
+def _time_items(ds: CocoDataset, items: int) -> float:
+    """Milliseconds per sample, over ``items`` samples (after a short warm-up)."""
+    for i in range(min(10, len(ds))):
+        ds[i]
+    t0 = time.perf_counter()
+    for i in range(items):
+        ds[i % len(ds)]
+    return (time.perf_counter() - t0) / items * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--num-train", type=int, default=1500)
+    parser.add_argument("--num-val", type=int, default=300)
+    parser.add_argument("--items", type=int, default=300)
+    args = parser.parse_args()
+    kw = {"num_train": args.num_train, "num_val": args.num_val}
+    root = Path(tempfile.mkdtemp(prefix="alrp-bench-data-"))
+    try:
+        pooled = _time_synth(root, "pooled", True, **kw)
+        single = _time_synth(root, "single", False, **kw)
+        paths = coco_layout(root / "pooled")
+        rows = []
+        for train in (True, False):
+            ds = CocoDataset(paths.train_images, paths.train_ann, train=train, image_size=128)
+            torch.set_num_threads(2)
+            one = _time_items(ds, args.items)  # CocoDataset drops to one thread itself
+            original = coco_module._one_thread
+            coco_module._one_thread = contextlib.nullcontext
+            try:
+                two = _time_items(ds, args.items)
+            finally:
+                coco_module._one_thread = original
+            rows.append(("train" if train else "eval", one, two))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+    n = args.num_train + args.num_val
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"torch {torch.__version__}, load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+    print()
+    print("| measurement | figure |")
+    print("|---|---|")
+    print(f"| synth {n} images, worker pool | {pooled:.1f} s ({n / pooled:.0f} images/s) |")
+    print(f"| synth {n} images, one process | {single:.1f} s ({n / single:.0f} images/s) |")
+    print(f"| pool speed-up | {single / pooled:.2f}x |")
+    for split, one, two in rows:
+        print(f"| {split} sample, transforms on 1 thread | {one:.2f} ms |")
+        print(f"| {split} sample, transforms on 2 threads | {two:.2f} ms |")
+        print(f"| {split} sample, 1-thread speed-up | {two / one:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
