@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from alrp_cli.detection.data import SYNTH_CLASSES, coco_layout, make_synthetic_coco
+from alrp_cli.detection.data import SYNTH_CLASSES, coco_layout, make_synthetic_coco, shapes
 from alrp_cli.detection.data import synthetic as synth
 from alrp_cli.errors import UserError
 
@@ -72,7 +72,7 @@ def test_valid_coco_with_the_documented_fields(synth128: Path) -> None:
         for img in coco.imgs.values():
             assert (img["width"], img["height"]) == (128, 128)
             n = len(coco.getAnnIds(imgIds=img["id"]))
-            assert 1 <= n <= synth.MAX_OBJECTS
+            assert 1 <= n <= shapes.MAX_OBJECTS
         for ann in coco.anns.values():
             x, y, w, h = ann["bbox"]
             assert ann["iscrowd"] == 0
