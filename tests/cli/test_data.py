@@ -108,5 +108,5 @@ def test_preview_bad_input_exit_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text("{oops")
     result = runner.invoke(app, [*base, "--ann", str(bad), "--images", str(tmp_path)])
-    _assert_user_error(result, str(bad), "not JSON")
+    _assert_user_error(result, str(bad), "not valid JSON")
     assert not out.exists()

@@ -146,27 +146,30 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
+_IMG = '"images": [{"id": 1, "file_name": "a.png"}], "categories": [{"id": 1}]'
+
+
 @pytest.mark.parametrize(
     "text, match",
     [
-        ("{not json", "not JSON"),
+        ("{not json", "not valid JSON"),
         ("[1, 2]", "top level is not an object"),
-        ('{"images": [], "categories": []}', "no 'annotations' list"),
-        ('{"images": [{"id": 1}], "annotations": [], "categories": []}', "file_name"),
+        ('{"images": [], "categories": [{"id": 1}]}', "no 'annotations' key"),
+        ('{"images": [{"id": 1}], "annotations": [], "categories": [{"id": 1}]}', "file_name"),
         (
-            '{"images": [{"id": 1, "file_name": "a.png"}], "categories": [{"id": 1}], '
-            '"annotations": [{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3]}]}',
-            "annotation 0: 'bbox'",
+            "{" + _IMG + ', "annotations": [{"id": 1, "image_id": 1, "category_id": 1, '
+            '"bbox": [1, 2, 3]}]}',
+            r"annotations\[0\]: 'bbox' must be a list of 4 numbers",
         ),
         (
-            '{"images": [{"id": 1, "file_name": "a.png"}], "categories": [{"id": 1}], '
-            '"annotations": [{"image_id": 1, "category_id": 2, "bbox": [1, 2, 3, 4]}]}',
-            "unknown category_id 2",
+            "{" + _IMG + ', "annotations": [{"id": 1, "image_id": 1, "category_id": 2, '
+            '"bbox": [1, 2, 3, 4]}]}',
+            "category_id 2 is not in 'categories'",
         ),
         (
-            '{"images": [{"id": 1, "file_name": "a.png"}], "categories": [{"id": 1}], '
-            '"annotations": [{"image_id": 5, "category_id": 1, "bbox": [1, 2, 3, 4]}]}',
-            "unknown image_id 5",
+            "{" + _IMG + ', "annotations": [{"id": 1, "image_id": 5, "category_id": 1, '
+            '"bbox": [1, 2, 3, 4]}]}',
+            "image_id 5 is not in 'images'",
         ),
     ],
 )

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -26,6 +26,7 @@ from torchvision.transforms.v2 import functional as F
 
 from alrp_cli.detection.data.transforms import build_transforms
 from alrp_cli.errors import UserError
+from analysis.io import load_gt, read_json
 
 PathLike = str | os.PathLike[str]
 
@@ -33,41 +34,23 @@ PathLike = str | os.PathLike[str]
 def load_coco(ann_file: PathLike) -> COCO:
     """Load and check a COCO annotation file; :class:`UserError` naming the file if it is not one.
 
-    Checks what training and evaluation rely on: ``images``, ``annotations`` and
-    ``categories`` lists; every annotation has a 4-number ``bbox``, a known ``category_id``
-    and a known ``image_id``. pycocotools' "loading annotations" chatter is silenced.
+    The checks are `alrp analyze`'s (:func:`analysis.io.load_gt`: one source of truth for
+    what a valid instances file is), plus what reading images needs: every image entry has
+    a ``file_name``. pycocotools' "loading annotations" chatter is silenced.
     """
     path = Path(ann_file)
-    if not path.is_file():
+    if not path.is_file() and not path.is_dir():
         raise UserError(f"{path}: no such annotation file")
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise UserError(f"{path}: not a COCO annotation file (not JSON: {err})") from None
+    data = read_json(path, "COCO instances")
     if not isinstance(data, dict):
-        raise UserError(f"{path}: not a COCO annotation file (top level is not an object)")
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(data.get(key), list):
-            raise UserError(f"{path}: not a COCO annotation file (no '{key}' list)")
-    try:
-        image_ids = {img["id"] for img in data["images"]}
-        category_ids = {cat["id"] for cat in data["categories"]}
-        missing = [img["id"] for img in data["images"] if "file_name" not in img]
-        if missing:
-            raise KeyError("'file_name'")
-    except (KeyError, TypeError) as err:
-        raise UserError(f"{path}: images/categories entry without {err}") from None
-    for n, ann in enumerate(data["annotations"]):
-        bbox = ann.get("bbox") if isinstance(ann, dict) else None
-        if not (isinstance(bbox, list) and len(bbox) == 4):
-            raise UserError(f"{path}: annotation {n}: 'bbox' is not [x, y, w, h]")
-        if ann.get("category_id") not in category_ids:
-            raise UserError(f"{path}: annotation {n}: unknown category_id {ann.get('category_id')}")
-        if ann.get("image_id") not in image_ids:
-            raise UserError(f"{path}: annotation {n}: unknown image_id {ann.get('image_id')}")
+        raise UserError(f"{path}: not a COCO instances file: top level is not an object")
+    # load_gt names the file it validates from the object's annotation_file
+    load_gt(SimpleNamespace(dataset=data, annotation_file=str(path)))
     coco = COCO()
     coco.dataset = data
+    for n, img in enumerate(data["images"]):
+        if not isinstance(img.get("file_name"), str):
+            raise UserError(f"{path}: images[{n}]: missing 'file_name' (the image's file)")
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
     return coco
