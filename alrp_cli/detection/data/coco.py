@@ -175,8 +175,12 @@ def collate(batch: list[tuple[torch.Tensor, dict[str, Any]]]) -> tuple[torch.Ten
 
 
 def coco_summary(coco: COCO) -> dict[str, Any]:
-    """Counts of a loaded COCO dataset: images, boxes (crowd apart), boxes per category name,
-    and boxes by COCO size range (by ``area``: small < 32², medium < 96², large)."""
+    """Counts of a loaded COCO dataset, as plain numbers (JSON-ready).
+
+    Keys: ``images``; ``boxes`` (non-crowd) and ``crowd_boxes``; ``boxes_per_category``
+    (name -> non-crowd boxes, every category listed, in id order); ``boxes_by_size``
+    (COCO's ranges by ``area``: small < 32², medium < 96², large).
+    """
     anns = list(coco.anns.values())
     plain = [a for a in anns if not a.get("iscrowd", 0)]
     per_cat = {str(c.get("name", cid)): 0 for cid, c in sorted(coco.cats.items())}
