@@ -1,0 +1,187 @@
+"""The detector: ResNet backbone + FPN P3–P7 + RetinaNet-style head, from torchvision parts.
+
+Only what torchvision lacks is written here: anchors at the fixed FPN strides (torchvision's
+``AnchorGenerator`` infers strides from image/feature sizes, which is wrong for sizes that are
+not multiples of 128) and the glue that returns flat per-anchor outputs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import Tensor, nn
+from torchvision.models.detection import _utils as det_utils
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.retinanet import (
+    RetinaNetClassificationHead,
+    RetinaNetRegressionHead,
+)
+from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+
+from alrp_cli.errors import UserError
+
+BACKBONES = {
+    "resnet18": ("resnet18", [128, 256, 512], "ResNet18_Weights"),
+    "resnet34": ("resnet34", [128, 256, 512], "ResNet34_Weights"),
+    "resnet50": ("resnet50", [512, 1024, 2048], "ResNet50_Weights"),
+    "resnet101": ("resnet101", [512, 1024, 2048], "ResNet101_Weights"),
+}
+STRIDES = (8, 16, 32, 64, 128)  # P3–P7
+OCTAVE_BASE_SCALE = 4
+# Box coder of the published aLRP configuration: target stds (0.1, 0.1, 0.2, 0.2).
+BOX_CODER_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
+
+
+def anchor_shapes(assigner: str) -> tuple[tuple[tuple[float, ...], ...], tuple[float, ...]]:
+    """Anchor sizes per level and aspect ratios of the published aLRP configurations.
+
+    ATSS: 2 scales per octave, ratio 1.0; max-IoU: 3 scales per octave, ratios 0.5, 1, 2.
+    Octave base scale 4 (the smallest anchor of a level is 4 × its stride).
+    """
+    if assigner == "atss":
+        per_octave, ratios = 2, (1.0,)
+    elif assigner == "maxiou":
+        per_octave, ratios = 3, (0.5, 1.0, 2.0)
+    else:
+        raise ValueError(f"assigner must be 'atss' or 'maxiou', got {assigner!r}")
+    sizes = tuple(
+        tuple(OCTAVE_BASE_SCALE * s * 2 ** (k / per_octave) for k in range(per_octave))
+        for s in STRIDES
+    )
+    return sizes, ratios
+
+
+class Anchors(nn.Module):
+    """Anchors for a square-or-not input of a given size, cached per (size, device).
+
+    Returns XYXY anchors Tensor[A, 4] float32 ordered (level, y, x, anchor) like the head's
+    outputs, and the number of anchors per level.
+    """
+
+    def __init__(self, assigner: str) -> None:
+        super().__init__()
+        sizes, ratios = anchor_shapes(assigner)
+        self.generator = AnchorGenerator(sizes, (ratios,) * len(sizes))
+        self.num_per_location = self.generator.num_anchors_per_location()[0]
+        self._cache: dict[tuple, tuple[Tensor, list[int]]] = {}
+
+    def forward(self, feature_sizes: list[tuple[int, int]], device: torch.device) -> Tensor:
+        key = (tuple(feature_sizes), str(device))
+        if key not in self._cache:
+            self.generator.set_cell_anchors(torch.float32, device)
+            strides = [[torch.tensor(s, dtype=torch.int64, device=device)] * 2 for s in STRIDES]
+            per_level = self.generator.grid_anchors([list(s) for s in feature_sizes], strides)
+            counts = [int(a.shape[0]) for a in per_level]
+            self._cache[key] = (torch.cat(per_level), counts)
+        return self._cache[key][0]
+
+    def counts(self, feature_sizes: list[tuple[int, int]], device: torch.device) -> list[int]:
+        """Anchors per level for these feature sizes."""
+        self(feature_sizes, device)
+        return self._cache[(tuple(feature_sizes), str(device))][1]
+
+
+def weights_path(weights: torchvision.models.WeightsEnum) -> Path:
+    """Where torchvision looks for downloaded ``weights`` (``$TORCH_HOME/hub/checkpoints``)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
+
+
+def _require_cached(weights: torchvision.models.WeightsEnum) -> None:
+    # Never download at run time: the user places the file (or runs torchvision once online).
+    path = weights_path(weights)
+    if not path.is_file():
+        raise UserError(
+            f"{path}: ImageNet weights not found (--pretrained); download {weights.url} there"
+        )
+
+
+@dataclass
+class HeadOutput:
+    """Raw head outputs for a batch: ``cls`` Tensor[B, A, C] logits, ``reg`` Tensor[B, A, 4]
+    box deltas, ``anchors`` Tensor[A, 4] XYXY, ``level_counts`` anchors per FPN level."""
+
+    cls: Tensor
+    reg: Tensor
+    anchors: Tensor
+    level_counts: list[int]
+
+
+class Detector(nn.Module):
+    """ResNet + FPN P3–P7 + RetinaNet head (4 convs per tower, optional GroupNorm, prior bias).
+
+    ``forward(images Tensor[B, 3, H, W] float in [0, 1])`` returns a :class:`HeadOutput`.
+    Images are normalised with the ImageNet mean/std inside the model.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        backbone: str = "resnet50",
+        assigner: str = "atss",
+        head_channels: int = 256,
+        group_norm: bool = True,
+        pretrained: bool = False,
+        frozen_bn: bool | None = None,
+        prior_probability: float = 0.01,
+    ) -> None:
+        super().__init__()
+        if backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, got {backbone!r}")
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        name, in_channels, weights_enum = BACKBONES[backbone]
+        weights = getattr(torchvision.models, weights_enum).IMAGENET1K_V1
+        if pretrained:
+            _require_cached(weights)
+        # Pretrained: frozen BatchNorm as in the published configuration; from scratch the
+        # statistics must be learnt, so ordinary BatchNorm.
+        frozen = pretrained if frozen_bn is None else frozen_bn
+        norm = torchvision.ops.misc.FrozenBatchNorm2d if frozen else nn.BatchNorm2d
+        resnet = getattr(torchvision.models, name)(
+            weights=weights if pretrained else None, norm_layer=norm
+        )
+        if frozen:  # freeze the stem and stage 1, as mmdetection's frozen_stages=1
+            for module in (resnet.conv1, resnet.layer1):
+                module.requires_grad_(False)
+        self.backbone = BackboneWithFPN(
+            resnet,
+            {"layer2": "c3", "layer3": "c4", "layer4": "c5"},
+            in_channels,
+            head_channels,
+            extra_blocks=LastLevelP6P7(head_channels, head_channels),
+        )
+        self.anchors = Anchors(assigner)
+        a = self.anchors.num_per_location
+        norm_layer = partial(nn.GroupNorm, min(32, head_channels)) if group_norm else None
+        self.cls_head = RetinaNetClassificationHead(
+            head_channels, a, num_classes, prior_probability, norm_layer=norm_layer
+        )
+        self.reg_head = RetinaNetRegressionHead(head_channels, a, norm_layer=norm_layer)
+        self.box_coder = det_utils.BoxCoder(BOX_CODER_WEIGHTS)
+        self.num_classes = num_classes
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+    def forward(self, images: Tensor) -> HeadOutput:
+        features = list(self.backbone((images - self.mean) / self.std).values())
+        sizes = [(int(f.shape[-2]), int(f.shape[-1])) for f in features]
+        anchors = self.anchors(sizes, images.device)
+        return HeadOutput(
+            cls=self.cls_head(features),
+            reg=self.reg_head(features),
+            anchors=anchors,
+            level_counts=self.anchors.counts(sizes, images.device),
+        )
+
+    def decode(self, deltas: Tensor, anchors: Tensor) -> Tensor:
+        """Decode box deltas Tensor[..., 4] against anchors Tensor[..., 4] into XYXY boxes."""
+        shape = deltas.shape
+        boxes = self.box_coder.decode_single(deltas.reshape(-1, 4), anchors.reshape(-1, 4))
+        return boxes.reshape(shape)

@@ -1,0 +1,149 @@
+"""Inference with a trained checkpoint over a folder of images -> COCO results JSON.
+
+With an annotation file the image ids and categories come from it (so ``alrp analyze`` can
+score the results against it); without one every image file of the folder is read and its
+id is the number in its file name (COCO's ``000000397133.jpg`` -> 397133), or its 1-based
+position in sorted order when a name has no number.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+from alrp_cli.atomic import write_json
+from alrp_cli.detection.checkpoint import load_checkpoint
+from alrp_cli.detection.config import TrainConfig
+from alrp_cli.detection.data import CocoDataset, collate
+from alrp_cli.detection.engine import predict_loader
+from alrp_cli.detection.train import build_model, select_device
+from alrp_cli.errors import UserError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+class ImageFolder(Dataset):
+    """Every image file of a folder, resized like the evaluation pipeline.
+
+    Items are ``(image Tensor[3, S, S] float32 in [0, 1], {"image_id": int, "scale":
+    Tensor[2] (sx, sy)})``. A file that is not a readable image is a UserError.
+    """
+
+    def __init__(self, folder: str | Path, *, image_size: int) -> None:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise UserError(f"{folder}: no such image directory")
+        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise UserError(f"{folder}: no image files")
+        for p in files:
+            if p.suffix.lower() not in IMAGE_SUFFIXES:
+                raise UserError(
+                    f"{p}: not an image file (expected one of {sorted(IMAGE_SUFFIXES)})"
+                )
+        numbers = [re.findall(r"\d+", p.stem) for p in files]
+        if all(numbers) and len({int(n[-1]) for n in numbers}) == len(files):
+            self.ids = [int(n[-1]) for n in numbers]
+        else:
+            self.ids = list(range(1, len(files) + 1))
+        self.files = files
+        self.image_size = image_size
+        self.transform = v2.Compose(
+            [
+                v2.ToImage(),
+                v2.Resize((image_size, image_size), antialias=True),
+                v2.ToDtype(torch.float32, scale=True),
+            ]
+        )
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        path = self.files[index]
+        try:
+            with Image.open(path) as img:
+                image = img.convert("RGB")
+        except (UnidentifiedImageError, OSError) as err:
+            raise UserError(f"{path}: not a readable image ({err})") from None
+        w, h = image.size
+        s = self.image_size
+        return self.transform(image), {
+            "image_id": self.ids[index],
+            "scale": torch.tensor([s / w, s / h], dtype=torch.float32),
+        }
+
+
+@dataclass
+class PredictResult:
+    """What :func:`predict` wrote: the file, image count and detection count."""
+
+    output: Path
+    images: int
+    detections: int
+
+
+def predict(
+    checkpoint: str | Path,
+    images: str | Path,
+    output: str | Path,
+    *,
+    ann: str | Path | None = None,
+    device: str = "auto",
+    batch_size: int = 8,
+    workers: int = 0,
+    score_threshold: float | None = None,
+    on_batch: Callable[[int], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> PredictResult:
+    """Run ``checkpoint`` over ``images`` and write COCO results to ``output``.
+
+    Boxes are in original image coordinates and categories are the training set's COCO
+    category ids. Inference options (top-k, threshold, NMS, max detections) are the
+    checkpoint's, ``score_threshold`` overriding its threshold.
+    """
+    if batch_size < 1:
+        raise UserError(f"--batch-size: must be >= 1, got {batch_size}")
+    state = load_checkpoint(checkpoint)
+    cfg = TrainConfig.from_dict(state["config"])
+    meta = state["meta"]
+    assert cfg.image_size is not None
+    dataset: Dataset
+    if ann is not None:
+        dataset = CocoDataset(images, ann, train=False, image_size=cfg.image_size)
+        if dataset.category_ids != list(meta["category_ids"]):
+            raise UserError(
+                f"{ann}: category ids {dataset.category_ids} differ from the checkpoint's "
+                f"{list(meta['category_ids'])}"
+            )
+    else:
+        dataset = ImageFolder(images, image_size=cfg.image_size)
+    dev = select_device(device)
+    model = build_model(cfg, int(meta["num_classes"]), load_pretrained=False)
+    model.load_state_dict(state["model"])
+    model.to(dev)
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate, num_workers=workers)
+    if on_start is not None:
+        on_start(len(dataset))
+    results = predict_loader(
+        model,
+        loader,
+        list(meta["category_ids"]),
+        device=dev,
+        amp=cfg.amp and dev.type == "cuda",
+        pre_nms_topk=cfg.pre_nms_topk,
+        score_threshold=cfg.score_threshold if score_threshold is None else score_threshold,
+        nms_iou=cfg.nms_iou,
+        max_detections=cfg.max_detections,
+        on_batch=on_batch,
+    )
+    write_json(output, results, indent=None)
+    return PredictResult(output=Path(output), images=len(dataset), detections=len(results))

@@ -1,0 +1,94 @@
+"""From head outputs and boxes to loss inputs: targets, order of positives, loc errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from alrp_cli.detection.head_losses import build_loss_inputs, compute_loss, make_loss_module
+from alrp_cli.detection.model import Detector, HeadOutput
+
+
+def _giou(a: list[float], b: list[float]) -> float:
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    hull = (max(a[2], b[2]) - min(a[0], b[0])) * (max(a[3], b[3]) - min(a[1], b[1]))
+    return inter / union - (hull - union) / hull
+
+
+@pytest.fixture(scope="module")
+def model() -> Detector:
+    torch.manual_seed(0)
+    return Detector(3, backbone="resnet18", head_channels=32)
+
+
+def _case() -> tuple[HeadOutput, list[dict[str, torch.Tensor]]]:
+    anchors = torch.tensor(
+        [
+            [0.0, 0.0, 10.0, 10.0],
+            [20.0, 20.0, 30.0, 30.0],
+            [20.0, 20.0, 30.0, 24.5],  # IoU 0.45 with image 0's box: ignored
+            [40.0, 40.0, 50.0, 50.0],
+        ]
+    )
+    torch.manual_seed(1)
+    out = HeadOutput(
+        cls=torch.randn(2, 4, 3),
+        reg=torch.randn(2, 4, 4) * 0.1,
+        anchors=anchors,
+        level_counts=[4],
+    )
+    targets = [
+        {"boxes": torch.tensor([[20.0, 20.0, 30.0, 30.0]]), "labels": torch.tensor([2])},
+        {"boxes": torch.tensor([[41.0, 40.0, 50.0, 52.0]]), "labels": torch.tensor([0])},
+    ]
+    return out, targets
+
+
+def test_targets_order_and_loc_errors(model: Detector) -> None:
+    out, targets = _case()
+    inputs = build_loss_inputs(model, out, targets, assigner="maxiou")
+    assert torch.equal(inputs.logits, out.cls.reshape(-1))
+    expected = torch.zeros(2, 4, 3, dtype=torch.int8)
+    expected[0, 1, 2] = 1  # image 0, anchor 1, class 2
+    expected[0, 2] = -1  # ignored anchor: every class
+    expected[1, 3, 0] = 1
+    assert torch.equal(inputs.targets, expected.reshape(-1))
+    # loc errors in the order the positives appear: (image 0, anchor 1), (image 1, anchor 3)
+    decoded = model.decode(out.reg[[0, 1], [1, 3]], out.anchors[[1, 3]])
+    gts = [targets[0]["boxes"][0].tolist(), targets[1]["boxes"][0].tolist()]
+    want = [1 - _giou(d, g) for d, g in zip(decoded.tolist(), gts, strict=True)]
+    assert inputs.loc_errors.tolist() == pytest.approx(want, abs=1e-5)
+    assert inputs.cls_logits.shape == (7, 3)  # 8 anchors minus the ignored one
+    assert inputs.onehot.sum().item() == 2
+
+
+def test_focal_and_alrp_losses_combine_the_parts(model: Detector) -> None:
+    out, targets = _case()
+    inputs = build_loss_inputs(model, out, targets, assigner="maxiou")
+    parts = compute_loss("focal", inputs, None)
+    p = torch.sigmoid(inputs.cls_logits)
+    y = inputs.onehot
+    pt = p * y + (1 - p) * (1 - y)
+    alpha = 0.25 * y + 0.75 * (1 - y)
+    focal = (-alpha * (1 - pt) ** 2 * torch.log(pt)).sum() / 2
+    assert parts.cls == pytest.approx(focal.item(), rel=1e-5)
+    assert parts.loc == pytest.approx(2.0 * inputs.loc_errors.sum().item() / 2, rel=1e-5)
+    assert parts.sb_weight is None
+
+    from alrp_cli.losses import alrp_loss
+
+    module = make_loss_module("alrp", period=10)
+    parts = compute_loss("alrp", inputs, module)
+    ref = alrp_loss(inputs.logits, inputs.targets, inputs.loc_errors)
+    assert parts.cls == pytest.approx(ref.cls.item())
+    assert parts.loc == pytest.approx(ref.loc.item())
+    assert parts.sb_weight == 50.0
+    assert parts.total.item() == pytest.approx(ref.cls.item() + 50.0 * ref.loc.item(), rel=1e-5)
+
+
+def test_unknown_loss_is_rejected() -> None:
+    with pytest.raises(ValueError, match="'hinge'"):
+        make_loss_module("hinge", period=1)
