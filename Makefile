@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= demo-out
+# Real COCO ground truth + a real detector's results (100 images), when present.
+SHARED_COCO ?= ../shared/data/coco-val2014-100
 PIP := $(BIN)/python -m pip install -q --disable-pip-version-check
 
 .PHONY: demo test lint docs clean
@@ -23,6 +25,11 @@ demo: $(VENV)/.installed-run
 	@mkdir -p $(DEMO_OUT)
 	$(BIN)/alrp --version
 	$(BIN)/alrp --help
+	@if [ -f $(SHARED_COCO)/instances_val2014_100.json ]; then \
+	  $(BIN)/alrp analyze $(SHARED_COCO)/detections_fakebbox100.json \
+	    --gt $(SHARED_COCO)/instances_val2014_100.json --label fakebbox100 --top 10 \
+	    --json $(DEMO_OUT)/analysis.json --csv-dir $(DEMO_OUT)/analysis; \
+	else echo "demo: $(SHARED_COCO) not found; skipping alrp analyze on real COCO data"; fi
 	@echo "demo: outputs are in $(DEMO_OUT)/"
 
 test: $(VENV)/.installed-dev

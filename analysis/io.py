@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import operator
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -291,8 +292,9 @@ def _validate_records(name: str, records: list, gt: GroundTruth, lenient: bool) 
     cols = {k: [r.get(k, _MISSING) for r in records] for k in PREDICTION_KEYS}
     for k in PREDICTION_KEYS:
         col = cols[k]
-        if _MISSING in col:  # identity check (C level); a rare slow path follows
-            flag(np.fromiter((v is _MISSING for v in col), dtype=bool, count=n), "missing_key")
+        flag(
+            np.fromiter(map(operator.is_, col, itertools.repeat(_MISSING)), bool, n), "missing_key"
+        )
 
     # Types: image_id / category_id integers, score a number, bbox a list of 4 numbers.
     good_types: dict[str, np.ndarray] = {}

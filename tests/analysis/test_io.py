@@ -1,0 +1,119 @@
+"""Validation of predictions and ground truth in the library (the CLI matrix is in tests/cli)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+
+from alrp_cli.errors import UserError
+from analysis import analyze, load_gt, load_predictions
+from analysis.io import SKIP_KINDS
+
+GT = {
+    "images": [{"id": 1}, {"id": 2}],
+    "categories": [{"id": 3, "name": "cat"}],
+    "annotations": [
+        {"id": 0, "image_id": 1, "category_id": 3, "bbox": [0, 0, 10, 10]},  # id 0, no area
+        {"id": 0, "image_id": 2, "category_id": 3, "bbox": [0, 0, 10, 10], "iscrowd": 0},
+    ],
+}
+
+
+def _rec(**kw):
+    r = {"image_id": 1, "category_id": 3, "bbox": [0, 0, 10, 10], "score": 0.5}
+    r.update(kw)
+    return r
+
+
+def test_lenient_counts_every_kind_and_keeps_record_indices():
+    records = [
+        _rec(),
+        7,  # not_an_object
+        {"image_id": 1, "bbox": [0, 0, 1, 1], "score": 0.1},  # missing_key
+        _rec(image_id=1.0),  # bad_type
+        _rec(bbox=[0, 0, 1]),  # bad_type
+        _rec(bbox=[0, 0, 1, float("nan")]),  # bad_bbox
+        _rec(score=float("inf")),  # bad_score
+        _rec(image_id=5),  # unknown_image
+        _rec(category_id=4),  # unknown_category
+        _rec(image_id=2, score=1.0),
+    ]
+    p = load_predictions(records, GT, lenient=True)
+    assert p.skipped == {
+        "not_an_object": 1,
+        "missing_key": 1,
+        "bad_type": 2,
+        "bad_bbox": 1,
+        "bad_score": 1,
+        "unknown_image": 1,
+        "unknown_category": 1,
+    }
+    assert set(p.skipped) == set(SKIP_KINDS)
+    assert p.index.tolist() == [0, 9] and p.image_id.tolist() == [1, 2]
+    assert p.n_records == len(records)
+    with pytest.raises(UserError, match=r"^<predictions>: record 1: is a number"):
+        load_predictions(records, GT)
+
+
+def test_first_bad_record_is_reported_even_when_later_kinds_come_first_in_order():
+    # record 0 has an unknown category (a late check), record 1 a missing key (early check)
+    records = [_rec(category_id=9), {"score": 0.2}]
+    with pytest.raises(UserError, match=r"record 0: category_id 9 is not in the ground truth"):
+        load_predictions(records, GT)
+
+
+def test_numpy_values_are_accepted():
+    rec = {
+        "image_id": np.int64(1),
+        "category_id": np.int32(3),
+        "bbox": np.array([0.0, 0.0, 10.0, 10.0]),
+        "score": np.float32(0.25),
+    }
+    p = load_predictions([rec], GT)
+    assert p.score.tolist() == [0.25] and p.bbox.tolist() == [[0, 0, 10, 10]]
+
+
+def test_ground_truth_forms_and_defaults():
+    g = load_gt(GT)
+    assert g.area.tolist() == [100.0, 100.0]  # area defaults to w*h
+    assert g.ann_id.tolist() == [0, 0]  # the file's ids are kept for reporting
+    coco = COCO()
+    coco.dataset = {k: list(v) for k, v in GT.items()}
+    coco.createIndex()
+    assert load_gt(coco).image_ids.tolist() == [1, 2]
+    # annotation id 0 (COCOeval's "unmatched" marker) still evaluates correctly: both hit
+    r = analyze([_rec(), _rec(image_id=2)], GT)
+    assert r.coco["AP"] == pytest.approx(1.0) and r.molrp == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize(
+    ("gt", "message"),
+    [
+        ({"images": [{"id": "1"}], "annotations": [], "categories": []}, r"images\[0\]"),
+        ({"images": [], "annotations": [], "categories": []}, "'categories' is empty"),
+        (
+            {**GT, "annotations": [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [0, 0]}]},
+            r"annotations\[0\]: 'bbox' must be a list of 4 numbers",
+        ),
+        (
+            {
+                **GT,
+                "annotations": [
+                    {"id": 1, "image_id": 1, "category_id": 3, "bbox": [0, 0, 1, 1], "iscrowd": 2}
+                ],
+            },
+            "'iscrowd' must be 0 or 1",
+        ),
+    ],
+)
+def test_bad_ground_truth(gt, message):
+    with pytest.raises(UserError, match=message):
+        load_gt(gt)
+
+
+def test_unreadable_paths(tmp_path):
+    with pytest.raises(UserError, match="is a directory"):
+        load_gt(tmp_path)
+    with pytest.raises(UserError, match="no such file"):
+        load_predictions(tmp_path / "none.json", GT)
