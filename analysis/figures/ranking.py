@@ -84,6 +84,8 @@ def plot_score_vs_iou(
     fig = new_figure(width, 0.4 + 2.6 * nrows)
     axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
     x_lo = min(iou_threshold, float(tps["iou"].min()))
+    # Scores are usually probabilities; other detectors' scores keep their own range.
+    y_lo, y_hi = min(0.0, float(tps["score"].min())), max(1.0, float(tps["score"].max()))
     for ax, label in zip(axes.flat, labels, strict=False):
         rows = tps[tps["label"] == label]
         rho = (spearman or {}).get(label)
@@ -94,12 +96,12 @@ def plot_score_vs_iou(
         cmap = LinearSegmentedColormap.from_list(
             label, [_blend(palette[label], 0.25), palette[label], _blend(palette[label], 1.6)]
         )
-        counts = np.histogram2d(shown["iou"], shown["score"], bins=24)[0].max()
+        counts = np.histogram2d(shown["iou"], shown["score"], bins=(24, 14))[0].max()
         art = ax.hexbin(
             shown["iou"],
             shown["score"],
-            gridsize=24,
-            extent=(x_lo, 1.0, 0.0, 1.0),
+            gridsize=(24, 14),  # about regular hexagons on a near-square panel
+            extent=(x_lo, 1.0, y_lo, y_hi),
             mincnt=1,
             bins="log" if counts > 20 else None,
             cmap=cmap,
@@ -111,10 +113,10 @@ def plot_score_vs_iou(
         if counts <= 20:
             bar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlim(x_lo, 1.0)
-        ax.set_ylim(0.0, 1.0)
+        ax.set_ylim(y_lo, y_hi)
         ax.set_xlabel("IoU with matched ground truth")
         ax.set_ylabel("score" if ax.get_subplotspec().is_first_col() else "")
-        text = f"{label}: Spearman ρ = {_fmt(rho)}, n = {len(rows)}"
+        text = f"{label}\nSpearman ρ = {_fmt(rho)}, n = {len(rows)}"
         entry = Patch(color=palette[label], label=text)
         # Above the axes, so the legend never hides a bin.
         ax.legend(handles=[entry], loc="lower left", bbox_to_anchor=(0.0, 1.0), borderaxespad=0.2)
@@ -187,9 +189,11 @@ def plot_iou_by_score_decile(
             ax=ax,
         )
         ax.set_ylabel("mean IoU of true positives")
-        ax.set_title("Mean IoU by score decile (summary; no per-detection table)")
-    ax.set_xlabel("score decile among true positives (1 = lowest, 10 = highest)")
-    ax.legend(title=None, loc="upper left", bbox_to_anchor=(1.0, 1.0), borderaxespad=0.2)
+        ax.set_title("Mean IoU by score decile (JSON summary)")
+    ax.set_xlabel("score decile of the TPs (1 = lowest)")
+    handles, names = ax.get_legend_handles_labels()
+    ax.get_legend().remove()
+    fig.legend(handles, names, loc="outside lower center", ncols=min(len(names), 4))
     return fig
 
 
@@ -198,7 +202,7 @@ def plot_per_class_spearman(
     per_class: pd.DataFrame,
     *,
     colors: Mapping[str, Any] | None = None,
-    min_tp: int = 3,
+    min_tp: int = 5,
 ) -> Figure:
     """Figure 3: per-class Spearman correlation of score and IoU, models side by side.
 
@@ -236,7 +240,7 @@ def plot_per_class_spearman(
     ax.set_yticks(range(len(classes)), classes)
     ax.set_ylim(len(classes) - 0.5, -0.5)
     ax.set_xlim(-1.05, 1.05)
-    ax.set_xlabel("Spearman ρ of score and IoU among TPs")
+    ax.set_xlabel("Spearman ρ of score and IoU")
     ax.grid(axis="y", linewidth=0.3)
     fig.suptitle("Per-class Spearman ρ of score and IoU")
     fig.legend(loc="outside lower center", ncols=min(len(labels), 3))

@@ -44,7 +44,7 @@ FIGURES = [
         "per_class_spearman",
         "Per-class Spearman correlation of score and IoU",
         "Spearman ρ of score and IoU among each class's true positives (classes with at least "
-        "3 TPs), best classes on top. Points right of zero: the class ranks better-localised "
+        "5 TPs), best classes on top. Points right of zero: the class ranks better-localised "
         "boxes higher. Look for a model whose points sit consistently right of the others', "
         "and for classes where every model is negative.",
     ),

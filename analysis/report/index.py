@@ -92,7 +92,7 @@ def key_tables(inputs: ReportInputs) -> list[Table]:
                 "Balance checks",
                 ["input", "loss", "checked", "passed", "trials", "worst gap", "Σpos/Σneg"],
                 rows,
-                "Worst gap: the largest relative gap |Σpos − Σneg| / max over trials; Theorem 2 "
+                "Worst gap: the largest relative gap |Σpos − Σneg| / Σpos over trials; Theorem 2 "
                 "is checked for aLRP and AP Loss (gap ≈ 0); focal and BCE show the imbalance "
                 "a ranking loss removes (median Σpos/Σneg).",
             )

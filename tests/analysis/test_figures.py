@@ -82,7 +82,7 @@ def test_score_vs_iou_bins_every_tp_and_bounds_points() -> None:
     hexes = [c for ax in fig.axes for c in ax.collections if isinstance(c, PolyCollection)]
     assert [int(h.get_array().sum()) for h in hexes] == [40, 40]
     legends = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().texts]
-    assert legends[0] == "a: Spearman ρ = 0.50, n = 40"
+    assert legends[0] == "a\nSpearman ρ = 0.50, n = 40"
     # "b" has no number given: its own rows' Spearman, as scipy computes it.
     from scipy.stats import spearmanr
 

@@ -112,7 +112,7 @@ def test_missing_csv_falls_back_with_a_warning(tmp_path: Path) -> None:
         ("image_id,score,status\n1,0.5,tp\n", r"missing column\(s\) category, iou"),
         (
             "image_id,category_id,category,score,rank,gt_id,iou,status\n1,1,a,0.5,1,3,1.5,tp\n",
-            r"line 2: a true positive needs score and iou in \[0, 1\]",
+            r"line 2: a true positive needs a finite score and iou in \[0, 1\]",
         ),
     ],
 )
