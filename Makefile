@@ -30,6 +30,7 @@ demo: $(VENV)/.installed-run
 	    --gt $(SHARED_COCO)/instances_val2014_100.json --label fakebbox100 --top 10 \
 	    --json $(DEMO_OUT)/analysis.json --csv-dir $(DEMO_OUT)/analysis; \
 	else echo "demo: $(SHARED_COCO) not found; skipping alrp analyze on real COCO data"; fi
+	$(BIN)/alrp check-balance --json $(DEMO_OUT)/balance.json --plot $(DEMO_OUT)/balance.png
 	@echo "demo: outputs are in $(DEMO_OUT)/"
 
 test: $(VENV)/.installed-dev

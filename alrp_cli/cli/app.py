@@ -62,6 +62,9 @@ def _root(
 
 def _register() -> None:
     # The one place commands are registered; each issue adds its command here.
+    from alrp_cli.cli import check_balance
+
+    app.command("check-balance")(check_balance.check_balance_command)
     from alrp_cli.cli.data import data_app
 
     app.add_typer(data_app, name="data")

@@ -1,0 +1,140 @@
+"""`alrp check-balance`: verify Theorem 2 (balanced updates) numerically."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from alrp_cli.atomic import write_json
+from alrp_cli.balance import BalanceConfig, BalanceReport, failure_message, run_balance_check
+from alrp_cli.balance.plot import check_plot_path, plot_balance
+from alrp_cli.errors import CheckFailed
+
+
+def _fmt(x: float | None) -> str:
+    if x is None:
+        return "-"
+    if not math.isfinite(x):
+        return str(x)
+    return f"{x:.1e}" if x != 0 else "0"
+
+
+def _table(report: BalanceReport) -> Table:
+    ref_trials = max((s.ref_trials for s in report.losses), default=0)
+    table = Table(
+        title=f"Theorem 2: Σ|g| positives = Σ|g| negatives (tol {report.tolerance:g})",
+        caption=f"gap = |Σpos − Σneg| / Σpos; sign, bound: trials with a violation; "
+        f"ref dev: on the {ref_trials} trials small enough for the loop reference",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        collapse_padding=True,
+        show_edge=False,
+    )
+    headers = ("loss", "result", "trials", "worst gap", "median gap", "Σpos/Σneg")
+    for name in (*headers, "sign", "bound", "ref dev"):
+        justify = "left" if name in ("loss", "result") else "right"
+        table.add_column(name.replace(" ", "\n"), justify=justify, no_wrap=True)
+    for s in report.losses:
+        result = {True: "[green]holds[/]", False: "[red]FAILS[/]", None: "contrast"}[s.passed]
+        table.add_row(
+            s.name,
+            result,
+            str(s.trials),
+            _fmt(s.worst_rel_gap),
+            _fmt(s.median_rel_gap),
+            f"{s.median_ratio:.3g}" if math.isfinite(s.median_ratio) else "-",
+            str(s.sign_violations),
+            str(s.bound_violations),
+            _fmt(s.worst_ref_dev),
+        )
+    return table
+
+
+def check_balance_command(
+    loss: list[str] | None = typer.Option(
+        None, "--loss", help="Loss to check: alrp, ap, focal, bce (repeatable; default all)."
+    ),
+    trials: int = typer.Option(200, "--trials", help="Number of random problems."),
+    trial: int | None = typer.Option(
+        None, "--trial", help="Run only this trial index (reproduces one failure)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Run seed; trial i uses a seed derived from it."),
+    max_positives: int = typer.Option(2000, "--max-positives", help="Most positives per trial."),
+    max_negatives: int = typer.Option(
+        1_000_000,
+        "--max-negatives",
+        help="Most negatives per trial (every 50th trial has this many).",
+    ),
+    delta: list[float] | None = typer.Option(
+        None,
+        "--delta",
+        help="δ of the smoothed step (repeatable; default 0, 0.5, 1, 2; with --from: "
+        "the recorded meta's delta or 1).",
+    ),
+    dtype: str = typer.Option("float32", "--dtype", help="float32 or float64."),
+    device: str = typer.Option("cpu", "--device", help="Torch device: cpu, cuda, cuda:1."),
+    tolerance: float | None = typer.Option(
+        None,
+        "--tolerance",
+        help="Largest relative gap / reference deviation allowed (default 1e-5 float32, "
+        "1e-9 float64).",
+    ),
+    from_file: Path | None = typer.Option(
+        None, "--from", help="Check recorded inputs (alrp train --record-loss-inputs) instead."
+    ),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the JSON report here."),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="Write Σpos against Σneg per trial (.png, .pdf, .svg)."
+    ),
+) -> None:
+    """Verify Theorem 2 (Σ|g| positives = Σ|g| negatives) for aLRP and AP Loss.
+
+    Exit 0 when both hold on every trial, 1 when one does not (naming the trial), 2 on bad input.
+
+    Focal loss and BCE are shown for contrast (their Σpos/Σneg ratio) and never fail.
+    """
+    config = BalanceConfig(
+        losses=tuple(loss or ()) or BalanceConfig.losses,
+        trials=trials,
+        trial=trial,
+        seed=seed,
+        max_positives=max_positives,
+        max_negatives=max_negatives,
+        deltas=tuple(delta) if delta else None,
+        dtype=dtype,
+        device=device,
+        tolerance=tolerance,
+        from_file=str(from_file) if from_file is not None else None,
+    )
+    config.validate()
+    if plot is not None:
+        check_plot_path(plot)
+
+    err = Console(stderr=True)
+    columns = (TextColumn("checking"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
+        task = progress.add_task("trials", total=None)
+        report = run_balance_check(
+            config,
+            on_start=lambda total: progress.update(task, total=total),
+            on_problem=lambda _problem: progress.advance(task),
+        )
+
+    out = Console()
+    out.print(_table(report))
+    if json_path is not None:
+        write_json(json_path, report.to_json())
+    if plot is not None:
+        plot_balance(report, plot)
+    failed = [s for s in report.losses if s.passed is False]
+    if failed:
+        raise CheckFailed(" | ".join(failure_message(config, s) for s in failed))
+    held = [s.name for s in report.losses if s.passed]
+    if held:
+        out.print(f"Theorem 2 holds for {', '.join(held)} on every trial.")
