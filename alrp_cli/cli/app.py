@@ -74,7 +74,9 @@ def _register() -> None:
     from alrp_cli.cli import analyze
 
     app.command("analyze")(analyze.analyze)
-    pass
+    from alrp_cli.cli import bench
+
+    app.command("bench")(bench.bench)
 
 
 _register()

@@ -1,0 +1,139 @@
+"""`alrp bench`: time the O(N log P) losses against the loop formulation and one sort."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import typer
+from rich import box
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from alrp_cli.atomic import write_json
+from alrp_cli.bench import DEFAULT_GRID, LOSSES, BenchRow, parse_size, resolve_device, run_bench
+from alrp_cli.errors import UserError
+
+DTYPES = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1e3:,.1f}"
+
+
+def _mb(n: int | None) -> str:
+    return "-" if n is None else f"{n / 2**20:,.0f}"
+
+
+def _table(rows: list[BenchRow]) -> Table:
+    table = Table(
+        title=f"Forward + backward, median ms ({rows[0].device}, {rows[0].dtype}, "
+        f"{torch.get_num_threads()} threads)",
+        caption="speed-up = loop / fast; fast/sort ≤ 1 means faster than one torch.sort of "
+        "the logits; peak = extra memory above the inputs (MiB)",
+        box=box.SIMPLE_HEAD,
+    )
+    for name in (
+        "loss",
+        "P",
+        "N",
+        "fast",
+        "loop",
+        "speed-up",
+        "sort",
+        "fast/sort",
+        "peak fast",
+        "peak loop",
+    ):
+        table.add_column(name, justify="left" if name == "loss" else "right", no_wrap=True)
+    for r in rows:
+        table.add_row(
+            r.loss,
+            f"{r.positives:,}",
+            f"{r.examples:,}",
+            _ms(r.fast_s),
+            _ms(r.reference_s),
+            "-" if r.speedup is None else f"{r.speedup:,.0f}×",
+            _ms(r.sort_s),
+            f"{r.fast_over_sort:.2f}",
+            _mb(r.fast_peak_bytes),
+            _mb(r.reference_peak_bytes),
+        )
+    return table
+
+
+def bench(
+    size: list[str] | None = typer.Option(
+        None,
+        "--size",
+        help="A grid cell PxN (repeatable), e.g. 1000x2M. Default: 100x200k, 1000x2M.",
+    ),
+    loss: list[str] | None = typer.Option(
+        None, "--loss", help=f"Loss to time (repeatable): {', '.join(LOSSES)}. Default: both."
+    ),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
+    dtype: str = typer.Option("float32", help="Logits dtype: " + ", ".join(DTYPES) + "."),
+    repeats: int = typer.Option(5, help="Timed runs of the fast kernels and of the sort."),
+    reference_repeats: int = typer.Option(
+        1, help="Timed runs of the loop formulation (slow); 0 skips it."
+    ),
+    seed: int = typer.Option(0, help="Seed of the random inputs."),
+    threads: int | None = typer.Option(
+        None, min=1, help="torch intra-op threads (default: torch's choice)."
+    ),
+    json_path: Path | None = typer.Option(None, "--json", help="Write every figure as JSON here."),
+) -> None:
+    """Time aLRP / AP Loss (forward + backward) against the loop formulation and one sort.
+
+    Example: alrp bench --size 1000x2M --repeats 5 --json bench.json
+    """
+    grid = [parse_size(s) for s in size] if size else list(DEFAULT_GRID)
+    losses = tuple(loss) if loss else LOSSES
+    if dtype not in DTYPES:
+        raise UserError(f"--dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
+    dev = resolve_device(device)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    console = Console(stderr=True)
+    total = len(grid) * len(losses)
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("timing", total=total)
+        rows = run_bench(
+            grid,
+            losses=losses,
+            device=dev,
+            dtype=DTYPES[dtype],
+            repeats=repeats,
+            reference_repeats=reference_repeats,
+            seed=seed,
+            progress=lambda what: progress.update(task, advance=1, description=what),
+        )
+    out = Console()
+    if not out.is_terminal:
+        out = Console(width=120)  # pipes and files get the whole table, not an 80-column cut
+    out.print(_table(rows))
+    if json_path is not None:
+        write_json(
+            json_path,
+            {
+                "version": 1,
+                "device": str(dev),
+                "dtype": dtype,
+                "torch": torch.__version__,
+                "threads": torch.get_num_threads(),
+                "rows": [r.to_dict() for r in rows],
+            },
+        )
