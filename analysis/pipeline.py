@@ -131,6 +131,18 @@ def _restrict_predictions(p: Predictions, cat_ids: np.ndarray) -> Predictions:
     )
 
 
+def check_options(*, iou_threshold: float, max_dets: int, delta: float) -> float:
+    """Validate analyze()'s numeric options (UserError naming the option); returns δ as float."""
+    if not (isinstance(iou_threshold, int | float) and 0.0 < iou_threshold < 1.0):
+        raise UserError(f"--iou-threshold must be in (0, 1), got {iou_threshold}")
+    if isinstance(max_dets, bool) or not (isinstance(max_dets, int) and max_dets >= 1):
+        raise UserError(f"--max-dets must be a positive integer, got {max_dets}")
+    try:
+        return check_delta(delta)
+    except ValueError as err:
+        raise UserError(f"--delta: {err}") from None
+
+
 def analyze(
     predictions: Any,
     gt: Any,
@@ -154,14 +166,7 @@ def analyze(
     ``classes`` names or ids to restrict to; ``progress(phase, done, total)`` callback.
     Raises UserError on bad input (see :func:`analysis.io.load_predictions`).
     """
-    if not (0.0 < iou_threshold < 1.0):
-        raise UserError(f"--iou-threshold must be in (0, 1), got {iou_threshold}")
-    if not (isinstance(max_dets, int) and max_dets >= 1):
-        raise UserError(f"--max-dets must be a positive integer, got {max_dets}")
-    try:
-        delta = check_delta(delta)
-    except ValueError as err:
-        raise UserError(f"--delta: {err}") from None
+    delta = check_options(iou_threshold=iou_threshold, max_dets=max_dets, delta=delta)
     progress = progress or _noop
     progress("loading", 0, 1)
     gt = load_gt(gt)

@@ -17,7 +17,7 @@ from rich.table import Table
 from alrp_cli.atomic import write_json
 from alrp_cli.errors import UserError
 from analysis.io import load_gt, load_predictions
-from analysis.pipeline import AnalysisResult, analysis_document
+from analysis.pipeline import AnalysisResult, analysis_document, check_options, resolve_classes
 from analysis.pipeline import analyze as run_analysis
 from analysis.tables import classes_table, safe_label, write_csvs
 
@@ -65,8 +65,10 @@ def analyze(
     err = Console(stderr=True)
     out = Console()
 
-    # Validate everything before any work.
+    # Validate everything before any work (and before the progress display starts).
+    check_options(iou_threshold=iou_threshold, max_dets=max_dets, delta=delta)
     ground_truth = load_gt(gt)
+    resolve_classes(ground_truth, class_list)
     loaded = [load_predictions(p, ground_truth, lenient=lenient) for p in predictions]
     results: list[AnalysisResult] = []
     with Progress(
