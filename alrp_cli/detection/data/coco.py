@@ -61,7 +61,7 @@ def _one_thread() -> Iterator[None]:
     """Run the transforms on one intra-op thread, then restore the setting.
 
     The per-image ops are too small to gain from threads: with 2 threads on a busy 2-core
-    machine a training sample took 15-40x longer (36-110 ms against 2.5 ms). DataLoader
+    machine a training sample took about 10x longer (benchmarks/bench_data.py). DataLoader
     workers already run on one thread; this makes ``num_workers=0`` as fast.
     """
     threads = torch.get_num_threads()
