@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,9 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path) -> None:
     assert a.keys() == b.keys() == c.keys()
     assert "annotations/instances_train2017.json" in a and "val2017/000003.png" in a
     assert a == b  # annotation JSON and every PNG byte-identical
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert (tmp_path / "a").stat().st_mode & 0o777 == 0o777 & ~mask  # not mkdtemp's 0o700
     ann = "annotations/instances_train2017.json"
     assert a[ann] != c[ann]
     for name in a:

@@ -182,6 +182,7 @@ def make_synthetic_coco(
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the dataset is not
     pool = _pool(total)
     try:
         for split, code in _SPLITS:
@@ -207,6 +208,12 @@ def make_synthetic_coco(
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     return out
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _move_into_place(tmp: Path, out: Path) -> None:
