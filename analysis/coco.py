@@ -48,12 +48,27 @@ def gt_coco(gt: GroundTruth) -> FasterCOCO:
 
 
 def dt_coco(preds: Predictions, gt: GroundTruth) -> FasterCOCO:
-    """A faster-coco-eval COCO object for the detections (what ``loadRes`` would build)."""
+    """A faster-coco-eval COCO object for the detections (what ``loadRes`` would build).
+
+    When the Predictions carry their own parsed records with exactly the four result
+    keys, those dicts get ``id``, ``area`` and ``iscrowd`` added and are used as they
+    are; otherwise fresh dicts are built from the validated columns.
+    """
     bbox = preds.bbox
     area = (bbox[:, 2] * bbox[:, 3]).tolist()
+    ids = range(1, len(preds) + 1)
+    records = preds.records
+    if records is not None:
+        anns = [records[i] for i in preds.index.tolist()]
+        if set(map(len, anns)) <= {4}:
+            for ann, i, a in zip(anns, ids, area, strict=True):
+                ann["id"] = i
+                ann["area"] = a
+                ann["iscrowd"] = 0
+            return _coco({"images": gt.images, "annotations": anns, "categories": _cats(gt)})
     anns = [
         {
-            "id": i + 1,
+            "id": i,
             "image_id": img,
             "category_id": cat,
             "bbox": box,
@@ -61,19 +76,21 @@ def dt_coco(preds: Predictions, gt: GroundTruth) -> FasterCOCO:
             "area": a,
             "iscrowd": 0,
         }
-        for i, (img, cat, box, score, a) in enumerate(
-            zip(
-                preds.image_id.tolist(),
-                preds.category_id.tolist(),
-                bbox.tolist(),
-                preds.score.tolist(),
-                area,
-                strict=True,
-            )
+        for i, img, cat, box, score, a in zip(
+            ids,
+            preds.image_id.tolist(),
+            preds.category_id.tolist(),
+            bbox.tolist(),
+            preds.score.tolist(),
+            area,
+            strict=True,
         )
     ]
-    cats = [{"id": int(c), "name": gt.cat_names[int(c)]} for c in gt.cat_ids]
-    return _coco({"images": gt.images, "annotations": anns, "categories": cats})
+    return _coco({"images": gt.images, "annotations": anns, "categories": _cats(gt)})
+
+
+def _cats(gt: GroundTruth) -> list[dict]:
+    return [{"id": int(c), "name": gt.cat_names[int(c)]} for c in gt.cat_ids]
 
 
 def _coco(dataset: dict) -> FasterCOCO:

@@ -77,6 +77,10 @@ class Predictions:
     index: np.ndarray  # int64 (D,): each detection's record index in the file
     n_records: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    # The parsed records of a file this module read itself (so they are ours to reuse as
+    # the COCO evaluator's annotation dicts, saving a second dict per detection); None
+    # for caller-owned lists.
+    records: list[dict] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.score)
@@ -273,7 +277,10 @@ def load_predictions(
             f"{name}: top level is {_json_type(records)}, expected a list of "
             "{image_id, category_id, bbox, score} objects"
         )
-    return _validate_records(name, records, gt, lenient)
+    preds = _validate_records(name, records, gt, lenient)
+    if isinstance(predictions, str | os.PathLike):
+        preds.records = records
+    return preds
 
 
 def _validate_records(name: str, records: list, gt: GroundTruth, lenient: bool) -> Predictions:
