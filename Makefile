@@ -31,6 +31,11 @@ demo: $(VENV)/.installed-run
 	    --json $(DEMO_OUT)/analysis.json --csv-dir $(DEMO_OUT)/analysis; \
 	else echo "demo: $(SHARED_COCO) not found; skipping alrp analyze on real COCO data"; fi
 	$(BIN)/alrp check-balance --json $(DEMO_OUT)/balance.json --plot $(DEMO_OUT)/balance.png
+	@for f in $(DEMO_OUT)/*/loss_inputs.pt; do [ -e "$$f" ] || continue; \
+	  run=$$(basename $$(dirname "$$f")); \
+	  echo "$(BIN)/alrp check-balance --from $$f"; \
+	  $(BIN)/alrp check-balance --from "$$f" --json $(DEMO_OUT)/balance-$$run.json || exit $$?; \
+	done
 	@echo "demo: outputs are in $(DEMO_OUT)/"
 
 test: $(VENV)/.installed-dev

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import shlex
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -27,6 +27,10 @@ DEFAULT_DELTAS = (0.0, 0.5, 1.0, 2.0)
 #: δ for ``--from`` inputs whose meta holds no "delta" (the losses' default).
 DEFAULT_RECORDED_DELTA = 1.0
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: Recorded inputs are few and are what training really sees: compare them with the loop
+#: reference up to these sizes (random trials use the tighter caps of LossSpec).
+RECORDED_REFERENCE_MAX_WORK = 100_000_000
+RECORDED_REFERENCE_MAX_POSITIVES = 2000
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,16 @@ def run_balance_check(
         else:
             deltas = (DEFAULT_RECORDED_DELTA,)
         total = len(recorded.batches) * len(deltas)
+        specs = [
+            replace(
+                s,
+                reference_max_work=max(s.reference_max_work, RECORDED_REFERENCE_MAX_WORK),
+                reference_max_positives=max(
+                    s.reference_max_positives, RECORDED_REFERENCE_MAX_POSITIVES
+                ),
+            )
+            for s in specs
+        ]
         problems = recorded_problems(recorded, deltas, dtype=dtype, device=config.device)
     else:
         deltas = _random_deltas(config)

@@ -127,6 +127,21 @@ def test_from_round_trips(tmp_path: Path) -> None:
         assert got["sum_pos"] == want.sum_pos and got["sum_neg"] == want.sum_neg
 
 
+def test_from_compares_every_recorded_batch_with_the_reference(tmp_path: Path) -> None:
+    # 400 positives: above the random trials' reference cap, within the recorded one.
+    problem = make_problem(2, 0, max_positives=1, max_negatives=1000, deltas=(1.0,))
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.cat([problem.logits, torch.randn(400, generator=gen)])
+    targets = torch.cat([problem.targets, torch.ones(400, dtype=torch.int64)])
+    batch = {"logits": logits, "targets": targets, "loc_errors": torch.rand(401, generator=gen)}
+    path, out = tmp_path / "big.pt", tmp_path / "big.json"
+    save_loss_inputs(path, [batch])
+    res = _run("--from", str(path), "--loss", "alrp", "--loss", "ap", "--json", str(out))
+    assert res.exit_code == 0, res.output
+    for entry in json.loads(out.read_text())["losses"]:
+        assert entry["ref_trials"] == 1 and entry["worst_ref_dev"] < 1e-5
+
+
 def test_from_with_several_deltas(tmp_path: Path) -> None:
     path = tmp_path / "inputs.pt"
     problem = make_problem(1, 0, max_positives=10, max_negatives=100, deltas=(1.0,))
