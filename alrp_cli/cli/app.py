@@ -68,6 +68,10 @@ def _register() -> None:
     from alrp_cli.cli.data import data_app
 
     app.add_typer(data_app, name="data")
+    from alrp_cli.cli import predict, train
+
+    app.command("train")(train.train)
+    app.command("predict")(predict.predict)
     from alrp_cli.cli import report
 
     app.command("report")(report.report)

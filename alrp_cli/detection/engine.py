@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -194,27 +192,18 @@ def predict_loader(
 
 
 def evaluate(predictions: list[dict[str, Any]], gt_path: str | Path) -> dict[str, Any]:
-    """COCO AP (pycocotools) of ``predictions`` against the ground truth at ``gt_path``.
+    """COCO AP and optimal LRP of ``predictions`` against the ground truth at ``gt_path``.
 
-    Returns {"AP", "AP50", "AP75", "APs", "APm", "APl", "moLRP", "num_detections"}; moLRP is
-    None until the analysis library provides it.
+    One source of truth: :func:`analysis.analyze` (COCOeval-exact). Returns the 12 COCO
+    numbers ("AP", "AP50", "AP75", ...), "moLRP", "moLRP_loc", "moLRP_FP", "moLRP_FN",
+    "num_detections" and "per_class_lrp" (the per-class oLRP rows).
     """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
+    from analysis import analyze
 
-    keys = ("AP", "AP50", "AP75", "APs", "APm", "APl")
-    summary: dict[str, Any] = dict.fromkeys(keys, 0.0)
-    summary["moLRP"] = None
-    summary["num_detections"] = len(predictions)
-    if not predictions:
-        return summary
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(gt_path))
-        dt = gt.loadRes(predictions)
-        ev = COCOeval(gt, dt, "bbox")
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    for key, value in zip(keys, ev.stats[:6], strict=True):
-        summary[key] = float(value)
+    result = analyze(predictions, str(gt_path))
+    summary: dict[str, Any] = dict(result.coco)
+    for key in ("moLRP", "moLRP_loc", "moLRP_FP", "moLRP_FN"):
+        summary[key] = result.lrp[key]
+    summary["num_detections"] = result.n_detections
+    summary["per_class_lrp"] = result.lrp["per_class"]
     return summary

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchvision.ops import batched_nms, clip_boxes_to_image
+from torchvision.ops import batched_nms, clip_boxes_to_image, remove_small_boxes
 
 from alrp_cli.detection.model import Detector, HeadOutput
 
@@ -49,6 +49,9 @@ def postprocess(
         boxes = torch.cat(boxes_all)
         scores = torch.cat(scores_all)
         labels = torch.cat(labels_all)
+        # Boxes clipped to (almost) nothing are no detections (COCO results need w, h > 0).
+        valid = remove_small_boxes(boxes, 1e-2)
+        boxes, scores, labels = boxes[valid], scores[valid], labels[valid]
         keep = batched_nms(boxes, scores, labels, nms_iou)[:max_detections]
         results.append({"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]})
     return results

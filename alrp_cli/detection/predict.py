@@ -30,6 +30,15 @@ from alrp_cli.errors import UserError
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
+def _check_header(path: Path) -> None:
+    # Opening reads only the header: cheap, and a non-image fails before any work starts.
+    try:
+        with Image.open(path):
+            pass
+    except (UnidentifiedImageError, OSError) as err:
+        raise UserError(f"{path}: not a readable image ({err})") from None
+
+
 class ImageFolder(Dataset):
     """Every image file of a folder, resized like the evaluation pipeline.
 
@@ -49,6 +58,7 @@ class ImageFolder(Dataset):
                 raise UserError(
                     f"{p}: not an image file (expected one of {sorted(IMAGE_SUFFIXES)})"
                 )
+            _check_header(p)
         numbers = [re.findall(r"\d+", p.stem) for p in files]
         if all(numbers) and len({int(n[-1]) for n in numbers}) == len(files):
             self.ids = [int(n[-1]) for n in numbers]

@@ -416,6 +416,9 @@ def _evaluate_epoch(
         **summary,
     }
     write_json(folder / "summary.json", summary)
-    record = {"type": "eval", **{k: v for k, v in summary.items() if k != "gt"}}
+    record = {
+        "type": "eval",
+        **{k: v for k, v in summary.items() if k not in ("gt", "per_class_lrp")},
+    }
     emit(record)
     return record

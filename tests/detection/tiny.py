@@ -26,3 +26,17 @@ def tiny_config(data: Path, out: Path, **overrides: object) -> TrainConfig:
     }
     values.update(overrides)
     return TrainConfig(**values)  # type: ignore[arg-type]
+
+
+def make_tiny_coco(folder: Path) -> Path:
+    """8 training and 4 validation synthetic images of 64 px, in the COCO layout."""
+    from alrp_cli.detection.data import make_synthetic_coco
+
+    return make_synthetic_coco(folder, num_train=8, num_val=4, image_size=64)
+
+
+TINY_CLI_OPTIONS = [
+    "--backbone", "resnet18", "--head-channels", "32", "--image-size", "64",
+    "--batch-size", "4", "--lr", "0.02", "--lr-batch", "4", "--warmup-iters", "2",
+    "--log-every", "1", "--device", "cpu", "--threads", "1",
+]  # fmt: skip

@@ -1,0 +1,229 @@
+"""``alrp train``: parse options, run :func:`alrp_cli.detection.train.train`, draw progress."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from alrp_cli.atomic import write_json
+from alrp_cli.errors import UserError
+
+
+class _ProgressView:
+    """Draws training events as a Rich progress display on stderr."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=console,
+        )
+        self.train_task: Any = None
+        self.eval_task: Any = None
+        self.epochs = 0
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        if kind == "message":
+            self.console.print(event["text"])
+        elif kind == "start":
+            self.epochs = event["epochs"]
+            self.console.print(f"run directory: {event['run_dir']} (device {event['device']})")
+            self.progress.start()
+            self.train_task = self.progress.add_task(
+                "train", total=event["total_iters"], completed=event["start_iter"], info=""
+            )
+        elif kind in ("tick", "step"):
+            w = event["sb_weight"]
+            info = (
+                f"ep {event['epoch']}/{self.epochs} loss {event['loss']:.3f} "
+                f"cls {event['cls']:.3f} loc {event['loc']:.3f}"
+                + (f" w {w:.1f}" if w is not None else "")
+                + f" lr {event['lr']:.2e} {event.get('images_per_s', 0.0):.1f} img/s"
+            )
+            self.progress.update(self.train_task, advance=1, info=info)
+        elif kind == "eval_start":
+            self.eval_task = self.progress.add_task("eval", total=event["images"], info="")
+        elif kind == "eval_batch":
+            self.progress.update(self.eval_task, advance=event["images"])
+        elif kind == "eval":
+            self.progress.remove_task(self.eval_task)
+            molrp = event.get("moLRP")
+            self.progress.console.print(
+                f"epoch {event['epoch']}: AP {event['AP']:.4f} AP50 {event['AP50']:.4f}"
+                + (f" moLRP {molrp:.4f}" if molrp is not None else "")
+            )
+
+    def stop(self) -> None:
+        if self.train_task is not None:  # never started: nothing to clear
+            self.progress.stop()
+
+
+def _summary_table(result: Any) -> Table:
+    table = Table(title=f"alrp train: {result.run_dir}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("epochs", str(result.epochs_done))
+    table.add_row("iterations", str(result.global_iter))
+    table.add_row("seconds", f"{result.seconds:.1f}")
+    if result.last_eval:
+        for key in ("AP", "AP50", "AP75", "APs", "APm", "APl", "moLRP"):
+            value = result.last_eval.get(key)
+            table.add_row(key, "-" if value is None else f"{value:.4f}")
+    if result.best_ap is not None:
+        table.add_row("best AP", f"{result.best_ap:.4f}")
+    return table
+
+
+def _parse_steps(text: str) -> list[float]:
+    try:
+        steps = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UserError(f"--lr-steps: {text!r} is not a comma-separated list of numbers") from None
+    if any(not 0 < s <= 1 for s in steps):
+        raise UserError(f"--lr-steps: fractions of the epochs must be in (0, 1], got {text!r}")
+    return steps
+
+
+def train(
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        help="COCO-layout dataset folder (annotations/, train2017/, val2017/). "
+        "Without any data option: the built-in synthetic shapes dataset.",
+    ),
+    train_ann: Path | None = typer.Option(None, "--train-ann", help="Training annotation file."),
+    train_images: Path | None = typer.Option(None, "--train-images", help="Training images."),
+    val_ann: Path | None = typer.Option(None, "--val-ann", help="Validation annotation file."),
+    val_images: Path | None = typer.Option(None, "--val-images", help="Validation images."),
+    loss: str = typer.Option("alrp", "--loss", help="alrp | ap | focal."),
+    assigner: str = typer.Option("atss", "--assigner", help="atss | maxiou."),
+    backbone: str | None = typer.Option(
+        None, "--backbone", help="resnet18|34|50|101 [synthetic: resnet18, COCO: resnet50]."
+    ),
+    pretrained: bool = typer.Option(
+        False, "--pretrained/--no-pretrained", help="ImageNet backbone weights (must be cached)."
+    ),
+    head_channels: int | None = typer.Option(
+        None, "--head-channels", help="FPN/head width [synthetic: 64, COCO: 256]."
+    ),
+    group_norm: bool = typer.Option(
+        True, "--group-norm/--no-group-norm", help="GroupNorm in the head towers."
+    ),
+    image_size: int | None = typer.Option(
+        None, "--image-size", help="Square input size, multiple of 32 [synthetic: 128, COCO: 512]."
+    ),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", help="Images per step [synthetic: 16, COCO: 32]."
+    ),
+    epochs: int | None = typer.Option(None, "--epochs", help="[synthetic: 12, COCO: 100]."),
+    lr: float | None = typer.Option(
+        None, "--lr", help="Learning rate at batch --lr-batch [synthetic: 0.04, COCO: 0.008]."
+    ),
+    lr_batch: int = typer.Option(32, "--lr-batch", help="Batch size --lr refers to (linear rule)."),
+    momentum: float = typer.Option(0.9, "--momentum", help="SGD momentum."),
+    weight_decay: float = typer.Option(1e-4, "--weight-decay", help="SGD weight decay."),
+    warmup_iters: int | None = typer.Option(
+        None, "--warmup-iters", help="Linear warmup iterations [synthetic: 100, COCO: 500]."
+    ),
+    lr_steps: str = typer.Option(
+        "0.75,0.95", "--lr-steps", help="Fractions of the epochs where lr drops ×0.1."
+    ),
+    grad_clip: float | None = typer.Option(None, "--grad-clip", help="Max gradient L2 norm."),
+    sb_init: float = typer.Option(50.0, "--sb-init", help="Initial self-balance weight (aLRP)."),
+    pre_nms_topk: int = typer.Option(1000, "--pre-nms-topk", help="Top-k per level before NMS."),
+    score_threshold: float = typer.Option(0.05, "--score-threshold", help="Inference threshold."),
+    nms_iou: float = typer.Option(0.5, "--nms-iou", help="NMS IoU threshold."),
+    max_detections: int = typer.Option(100, "--max-detections", help="Detections per image."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+    amp: bool = typer.Option(False, "--amp/--no-amp", help="Mixed precision on CUDA."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    workers: int = typer.Option(0, "--workers", help="Data-loading worker processes."),
+    threads: int | None = typer.Option(None, "--threads", help="torch CPU threads."),
+    eval_every: int = typer.Option(1, "--eval-every", help="Evaluate every N epochs (and last)."),
+    log_every: int = typer.Option(20, "--log-every", help="Step record every N iterations."),
+    record_loss_inputs: int = typer.Option(
+        0, "--record-loss-inputs", help="Save the loss inputs of N batches (loss_inputs.pt)."
+    ),
+    out: Path | None = typer.Option(None, "--out", help="Run directory [runs/<timestamp>-<loss>]."),
+    resume: Path | None = typer.Option(
+        None, "--resume", help="Continue the run in this directory exactly (other options ignored)."
+    ),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the result as JSON here."),
+) -> None:
+    """Train a RetinaNet-style detector with aLRP Loss (or AP / Focal Loss baselines)."""
+    from alrp_cli.detection.config import TrainConfig
+    from alrp_cli.detection.train import train as run_training
+
+    config = TrainConfig(
+        data=None if data is None else str(data),
+        train_ann=None if train_ann is None else str(train_ann),
+        val_ann=None if val_ann is None else str(val_ann),
+        train_images=None if train_images is None else str(train_images),
+        val_images=None if val_images is None else str(val_images),
+        loss=loss,
+        assigner=assigner,
+        backbone=backbone,
+        pretrained=pretrained,
+        head_channels=head_channels,
+        group_norm=group_norm,
+        image_size=image_size,
+        batch_size=batch_size,
+        epochs=epochs,
+        lr=lr,
+        lr_batch=lr_batch,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        warmup_iters=warmup_iters,
+        lr_steps=_parse_steps(lr_steps),
+        grad_clip=grad_clip,
+        sb_init=sb_init,
+        pre_nms_topk=pre_nms_topk,
+        score_threshold=score_threshold,
+        nms_iou=nms_iou,
+        max_detections=max_detections,
+        device=device,
+        amp=amp,
+        seed=seed,
+        workers=workers,
+        threads=threads,
+        eval_every=eval_every,
+        log_every=log_every,
+        record_loss_inputs=record_loss_inputs,
+        out=None if out is None else str(out),
+        resume=None if resume is None else str(resume),
+    )
+    console = Console(stderr=True)
+    view = _ProgressView(console)
+    try:
+        result = run_training(config, on_event=view)
+    finally:
+        view.stop()
+    Console().print(_summary_table(result))
+    if json_path is not None:
+        payload = asdict(result)
+        payload["run_dir"] = str(result.run_dir)
+        write_json(json_path, payload)
+    if result.interrupted:
+        console.print(
+            f"interrupted: checkpoint saved; continue with `alrp train --resume {result.run_dir}`"
+        )
+        raise typer.Exit(128 + (result.signal or 2))
