@@ -16,7 +16,8 @@ import numpy as np
 from faster_coco_eval import COCO as FasterCOCO
 from faster_coco_eval import COCOeval_faster
 
-from analysis.io import GroundTruth, Predictions
+from analysis.ground_truth import GroundTruth
+from analysis.io import Predictions
 
 COCO_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 

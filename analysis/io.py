@@ -1,27 +1,40 @@
-"""Read and validate COCO results files and COCO instances ground truth.
+"""Read and validate COCO results files (predictions) against their ground truth.
 
 Validation runs before any work and is column-wise (a few C-level passes over the
 records, no per-record Python checks), so half a million detections validate in about
 a second. A bad record gives a one-line :class:`~alrp_cli.errors.UserError` naming the
 file, the record index and the problem; with ``lenient=True`` bad records are dropped
 and counted per kind instead.
+
+The ground truth side lives in :mod:`analysis.ground_truth`; ``load_gt``,
+``GroundTruth`` and ``read_json`` are re-exported here for callers of this module.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
-import math
 import operator
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from alrp_cli.errors import UserError
+from analysis.ground_truth import GroundTruth, load_gt
+from analysis.jsonio import is_int, is_num, json_type, read_json
+
+__all__ = [
+    "PREDICTION_KEYS",
+    "SKIP_KINDS",
+    "GroundTruth",
+    "Predictions",
+    "load_gt",
+    "load_predictions",
+    "predictions_from_arrays",
+    "read_json",
+]
 
 PREDICTION_KEYS = ("image_id", "category_id", "bbox", "score")
 
@@ -38,31 +51,6 @@ SKIP_KINDS = (
 )
 
 _MISSING = object()
-
-
-@dataclass
-class GroundTruth:
-    """A validated COCO instances file as columns.
-
-    Annotations keep file order. ``ann_id`` are the file's ids (reported in outputs);
-    evaluation engines get fresh ids 1..G, so a file with id 0 or duplicate ids still
-    evaluates correctly.
-    """
-
-    path: str
-    image_ids: np.ndarray  # int64 (I,), sorted unique
-    cat_ids: np.ndarray  # int64 (K,), sorted unique
-    cat_names: dict[int, str]
-    ann_id: np.ndarray  # int64 (G,)
-    image_id: np.ndarray  # int64 (G,)
-    category_id: np.ndarray  # int64 (G,)
-    bbox: np.ndarray  # float64 (G, 4) x, y, w, h
-    area: np.ndarray  # float64 (G,)
-    iscrowd: np.ndarray  # bool (G,)
-    images: list[dict] = field(repr=False, default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.ann_id)
 
 
 @dataclass
@@ -84,161 +72,6 @@ class Predictions:
 
     def __len__(self) -> int:
         return len(self.score)
-
-
-def read_json(path: str | os.PathLike[str], what: str) -> Any:
-    """Parse a JSON file; any failure becomes a one-line UserError naming the file."""
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{p}: no such file ({what})") from None
-    except IsADirectoryError:
-        raise UserError(f"{p}: is a directory, expected a {what} JSON file") from None
-    except OSError as err:
-        raise UserError(f"{p}: cannot read ({err.strerror or err})") from None
-    try:
-        return json.loads(raw)
-    except UnicodeDecodeError:
-        raise UserError(f"{p}: not a JSON file (not UTF-8 text)") from None
-    except json.JSONDecodeError as err:
-        raise UserError(f"{p}: not valid JSON ({err.msg} at line {err.lineno})") from None
-    except RecursionError:
-        raise UserError(f"{p}: not valid JSON (nested too deeply)") from None
-
-
-def _json_type(obj: Any) -> str:
-    if obj is None:
-        return "null"
-    if isinstance(obj, bool):
-        return "a boolean"
-    if isinstance(obj, int | float):
-        return "a number"
-    if isinstance(obj, str):
-        return "a string"
-    if isinstance(obj, list):
-        return "a list"
-    if isinstance(obj, dict):
-        return "an object"
-    return type(obj).__name__
-
-
-def _is_int(x: Any) -> bool:
-    return type(x) is int or isinstance(x, np.integer)
-
-
-def _is_num(x: Any) -> bool:
-    return type(x) in (int, float) or isinstance(x, np.integer | np.floating)
-
-
-# ----------------------------------------------------------------------------- ground truth
-
-
-def load_gt(gt: Any) -> GroundTruth:
-    """Load and validate COCO instances ground truth.
-
-    ``gt`` is a path, an already-parsed dict, or a pycocotools / faster-coco-eval
-    ``COCO`` object (its ``.dataset`` is used). Annotations need ``id``, ``image_id``,
-    ``category_id`` and ``bbox`` [x, y, w, h]; ``area`` defaults to w*h and ``iscrowd``
-    to 0. Raises UserError naming the file and the problem.
-    """
-    if isinstance(gt, GroundTruth):
-        return gt
-    if isinstance(gt, str | os.PathLike):
-        name = str(gt)
-        data = read_json(gt, "COCO instances")
-    elif isinstance(gt, dict):
-        name, data = "<ground truth>", gt
-    elif hasattr(gt, "dataset") and isinstance(gt.dataset, dict):
-        name = str(getattr(gt, "annotation_file", None) or "<ground truth>")
-        if not isinstance(name, str) or name.startswith("{"):
-            name = "<ground truth>"
-        data = gt.dataset
-    else:
-        raise UserError(f"ground truth: expected a path, a dict or a COCO object, got {gt!r:.60}")
-    return _validate_gt(name, data)
-
-
-def _validate_gt(name: str, data: Any) -> GroundTruth:
-    not_coco = f"{name}: not a COCO instances file"
-    if not isinstance(data, dict):
-        raise UserError(
-            f"{not_coco}: top level is {_json_type(data)}, expected an object with "
-            "'images', 'annotations' and 'categories'"
-        )
-    for key in ("images", "annotations", "categories"):
-        if key not in data:
-            raise UserError(f"{not_coco}: no '{key}' key")
-        if not isinstance(data[key], list):
-            raise UserError(f"{not_coco}: '{key}' is {_json_type(data[key])}, expected a list")
-
-    images = data["images"]
-    for i, img in enumerate(images):
-        if not isinstance(img, dict) or not _is_int(img.get("id")):
-            raise UserError(f"{name}: images[{i}]: expected an object with an integer 'id'")
-    image_ids = np.array([int(img["id"]) for img in images], dtype=np.int64)
-
-    cats = data["categories"]
-    cat_names: dict[int, str] = {}
-    for i, cat in enumerate(cats):
-        if not isinstance(cat, dict) or not _is_int(cat.get("id")):
-            raise UserError(f"{name}: categories[{i}]: expected an object with an integer 'id'")
-        cat_names[int(cat["id"])] = str(cat.get("name", cat["id"]))
-    if not cat_names:
-        raise UserError(f"{not_coco}: 'categories' is empty")
-
-    anns = data["annotations"]
-    image_set = set(image_ids.tolist())
-    ann_id, img_col, cat_col, boxes, area, crowd = [], [], [], [], [], []
-    for i, a in enumerate(anns):
-        where = f"{name}: annotations[{i}]"
-        if not isinstance(a, dict):
-            raise UserError(f"{where}: is {_json_type(a)}, expected an object")
-        for key in ("id", "image_id", "category_id"):
-            if key not in a:
-                raise UserError(f"{where}: missing '{key}'")
-            if not _is_int(a[key]):
-                raise UserError(f"{where}: '{key}' is {_json_type(a[key])}, expected an integer")
-        if "bbox" not in a:
-            raise UserError(f"{where}: missing 'bbox' (not a detection ground truth?)")
-        bb = a["bbox"]
-        if not (isinstance(bb, list | tuple) and len(bb) == 4 and all(map(_is_num, bb))):
-            raise UserError(f"{where}: 'bbox' must be a list of 4 numbers [x, y, w, h]")
-        if not all(math.isfinite(v) for v in bb) or bb[2] < 0 or bb[3] < 0:
-            raise UserError(f"{where}: 'bbox' {list(bb)} has a non-finite or negative value")
-        ar = a.get("area", bb[2] * bb[3])
-        if not _is_num(ar) or not math.isfinite(ar):
-            raise UserError(f"{where}: 'area' must be a finite number")
-        ic = a.get("iscrowd", 0)
-        if ic not in (0, 1) or isinstance(ic, float):
-            raise UserError(f"{where}: 'iscrowd' must be 0 or 1")
-        if a["image_id"] not in image_set:
-            raise UserError(f"{where}: image_id {a['image_id']} is not in 'images'")
-        if a["category_id"] not in cat_names:
-            raise UserError(f"{where}: category_id {a['category_id']} is not in 'categories'")
-        ann_id.append(a["id"])
-        img_col.append(a["image_id"])
-        cat_col.append(a["category_id"])
-        boxes.append(bb)
-        area.append(ar)
-        crowd.append(bool(ic))
-
-    return GroundTruth(
-        path=name,
-        image_ids=np.unique(image_ids),
-        cat_ids=np.array(sorted(cat_names), dtype=np.int64),
-        cat_names=cat_names,
-        ann_id=np.array(ann_id, dtype=np.int64),
-        image_id=np.array(img_col, dtype=np.int64),
-        category_id=np.array(cat_col, dtype=np.int64),
-        bbox=np.array(boxes, dtype=np.float64).reshape(-1, 4),
-        area=np.array(area, dtype=np.float64),
-        iscrowd=np.array(crowd, dtype=bool),
-        images=[{"id": int(i)} for i in image_ids],
-    )
-
-
-# ------------------------------------------------------------------------------ predictions
 
 
 def load_predictions(
@@ -274,7 +107,7 @@ def load_predictions(
         )
     if not isinstance(records, list):
         raise UserError(
-            f"{name}: top level is {_json_type(records)}, expected a list of "
+            f"{name}: top level is {json_type(records)}, expected a list of "
             "{image_id, category_id, bbox, score} objects"
         )
     preds = _validate_records(name, records, gt, lenient)
@@ -306,9 +139,9 @@ def _validate_records(name: str, records: list, gt: GroundTruth, lenient: bool) 
     # Types: image_id / category_id integers, score a number, bbox a list of 4 numbers.
     good_types: dict[str, np.ndarray] = {}
     for k, allowed, check in (
-        ("image_id", {int}, _is_int),
-        ("category_id", {int}, _is_int),
-        ("score", {int, float}, _is_num),
+        ("image_id", {int}, is_int),
+        ("category_id", {int}, is_int),
+        ("score", {int, float}, is_num),
     ):
         col = cols[k]
         if set(map(type, col)) <= allowed:
@@ -379,22 +212,22 @@ def _validate_records(name: str, records: list, gt: GroundTruth, lenient: bool) 
 
 
 def _is_box(b: Any) -> bool:
-    return isinstance(b, list | tuple | np.ndarray) and len(b) == 4 and all(map(_is_num, b))
+    return isinstance(b, list | tuple | np.ndarray) and len(b) == 4 and all(map(is_num, b))
 
 
 def _explain(kind: str, rec: Any, gt: GroundTruth) -> str:
     """The one-line reason a record failed check ``kind``."""
     if kind == "not_an_object":
-        return f"is {_json_type(rec)}, expected an object {{image_id, category_id, bbox, score}}"
+        return f"is {json_type(rec)}, expected an object {{image_id, category_id, bbox, score}}"
     if kind == "missing_key":
         missing = [k for k in PREDICTION_KEYS if k not in rec]
         return f"missing key{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}"
     if kind == "bad_type":
         for k in ("image_id", "category_id"):
-            if not _is_int(rec[k]):
-                return f"'{k}' is {_json_type(rec[k])} ({rec[k]!r:.40}), expected an integer"
-        if not _is_num(rec["score"]):
-            return f"'score' is {_json_type(rec['score'])}, expected a number"
+            if not is_int(rec[k]):
+                return f"'{k}' is {json_type(rec[k])} ({rec[k]!r:.40}), expected an integer"
+        if not is_num(rec["score"]):
+            return f"'score' is {json_type(rec['score'])}, expected a number"
         return f"'bbox' must be a list of 4 numbers [x, y, w, h], got {rec['bbox']!r:.60}"
     if kind == "bad_bbox":
         return f"'bbox' {rec['bbox']} must be finite with positive width and height"

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.io import GroundTruth, Predictions
+from analysis.ground_truth import GroundTruth
+from analysis.io import Predictions
 
 FP, TP, IGNORED, CUT = 0, 1, 2, 3
 STATUS_NAMES = {FP: "fp", TP: "tp", IGNORED: "ignored", CUT: "ignored"}

@@ -16,7 +16,8 @@ import numpy as np
 
 from alrp_cli.errors import UserError
 from analysis import coco as coco_mod
-from analysis.io import GroundTruth, Predictions, load_gt, load_predictions
+from analysis.ground_truth import GroundTruth, load_gt
+from analysis.io import Predictions, load_predictions
 from analysis.loss_values import check_delta, class_losses, single_thread
 from analysis.lrp import ClassLRP, class_olrp, mean_defined
 from analysis.matching import FP, TP, Matches, match, pooled_order

@@ -1,0 +1,146 @@
+"""Read and validate a COCO instances file (the ground truth) into columns.
+
+One source of truth for what a valid instances file is: `alrp analyze` and the training
+data loader (alrp_cli.detection.data.coco) both validate through :func:`load_gt`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from alrp_cli.errors import UserError
+from analysis.jsonio import is_int, is_num, json_type, read_json
+
+
+@dataclass
+class GroundTruth:
+    """A validated COCO instances file as columns.
+
+    Annotations keep file order. ``ann_id`` are the file's ids (reported in outputs);
+    evaluation engines get fresh ids 1..G, so a file with id 0 or duplicate ids still
+    evaluates correctly.
+    """
+
+    path: str
+    image_ids: np.ndarray  # int64 (I,), sorted unique
+    cat_ids: np.ndarray  # int64 (K,), sorted unique
+    cat_names: dict[int, str]
+    ann_id: np.ndarray  # int64 (G,)
+    image_id: np.ndarray  # int64 (G,)
+    category_id: np.ndarray  # int64 (G,)
+    bbox: np.ndarray  # float64 (G, 4) x, y, w, h
+    area: np.ndarray  # float64 (G,)
+    iscrowd: np.ndarray  # bool (G,)
+    images: list[dict] = field(repr=False, default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ann_id)
+
+
+def load_gt(gt: Any) -> GroundTruth:
+    """Load and validate COCO instances ground truth.
+
+    ``gt`` is a path, an already-parsed dict, or a pycocotools / faster-coco-eval
+    ``COCO`` object (its ``.dataset`` is used). Annotations need ``id``, ``image_id``,
+    ``category_id`` and ``bbox`` [x, y, w, h]; ``area`` defaults to w*h and ``iscrowd``
+    to 0. Raises UserError naming the file and the problem.
+    """
+    if isinstance(gt, GroundTruth):
+        return gt
+    if isinstance(gt, str | os.PathLike):
+        name = str(gt)
+        data = read_json(gt, "COCO instances")
+    elif isinstance(gt, dict):
+        name, data = "<ground truth>", gt
+    elif hasattr(gt, "dataset") and isinstance(gt.dataset, dict):
+        name = str(getattr(gt, "annotation_file", None) or "<ground truth>")
+        if not isinstance(name, str) or name.startswith("{"):
+            name = "<ground truth>"
+        data = gt.dataset
+    else:
+        raise UserError(f"ground truth: expected a path, a dict or a COCO object, got {gt!r:.60}")
+    return _validate_gt(name, data)
+
+
+def _validate_gt(name: str, data: Any) -> GroundTruth:
+    not_coco = f"{name}: not a COCO instances file"
+    if not isinstance(data, dict):
+        raise UserError(
+            f"{not_coco}: top level is {json_type(data)}, expected an object with "
+            "'images', 'annotations' and 'categories'"
+        )
+    for key in ("images", "annotations", "categories"):
+        if key not in data:
+            raise UserError(f"{not_coco}: no '{key}' key")
+        if not isinstance(data[key], list):
+            raise UserError(f"{not_coco}: '{key}' is {json_type(data[key])}, expected a list")
+
+    images = data["images"]
+    for i, img in enumerate(images):
+        if not isinstance(img, dict) or not is_int(img.get("id")):
+            raise UserError(f"{name}: images[{i}]: expected an object with an integer 'id'")
+    image_ids = np.array([int(img["id"]) for img in images], dtype=np.int64)
+
+    cats = data["categories"]
+    cat_names: dict[int, str] = {}
+    for i, cat in enumerate(cats):
+        if not isinstance(cat, dict) or not is_int(cat.get("id")):
+            raise UserError(f"{name}: categories[{i}]: expected an object with an integer 'id'")
+        cat_names[int(cat["id"])] = str(cat.get("name", cat["id"]))
+    if not cat_names:
+        raise UserError(f"{not_coco}: 'categories' is empty")
+
+    anns = data["annotations"]
+    image_set = set(image_ids.tolist())
+    ann_id, img_col, cat_col, boxes, area, crowd = [], [], [], [], [], []
+    for i, a in enumerate(anns):
+        where = f"{name}: annotations[{i}]"
+        if not isinstance(a, dict):
+            raise UserError(f"{where}: is {json_type(a)}, expected an object")
+        for key in ("id", "image_id", "category_id"):
+            if key not in a:
+                raise UserError(f"{where}: missing '{key}'")
+            if not is_int(a[key]):
+                raise UserError(f"{where}: '{key}' is {json_type(a[key])}, expected an integer")
+        if "bbox" not in a:
+            raise UserError(f"{where}: missing 'bbox' (not a detection ground truth?)")
+        bb = a["bbox"]
+        if not (isinstance(bb, list | tuple) and len(bb) == 4 and all(map(is_num, bb))):
+            raise UserError(f"{where}: 'bbox' must be a list of 4 numbers [x, y, w, h]")
+        if not all(math.isfinite(v) for v in bb) or bb[2] < 0 or bb[3] < 0:
+            raise UserError(f"{where}: 'bbox' {list(bb)} has a non-finite or negative value")
+        ar = a.get("area", bb[2] * bb[3])
+        if not is_num(ar) or not math.isfinite(ar):
+            raise UserError(f"{where}: 'area' must be a finite number")
+        ic = a.get("iscrowd", 0)
+        if ic not in (0, 1) or isinstance(ic, float):
+            raise UserError(f"{where}: 'iscrowd' must be 0 or 1")
+        if a["image_id"] not in image_set:
+            raise UserError(f"{where}: image_id {a['image_id']} is not in 'images'")
+        if a["category_id"] not in cat_names:
+            raise UserError(f"{where}: category_id {a['category_id']} is not in 'categories'")
+        ann_id.append(a["id"])
+        img_col.append(a["image_id"])
+        cat_col.append(a["category_id"])
+        boxes.append(bb)
+        area.append(ar)
+        crowd.append(bool(ic))
+
+    return GroundTruth(
+        path=name,
+        image_ids=np.unique(image_ids),
+        cat_ids=np.array(sorted(cat_names), dtype=np.int64),
+        cat_names=cat_names,
+        ann_id=np.array(ann_id, dtype=np.int64),
+        image_id=np.array(img_col, dtype=np.int64),
+        category_id=np.array(cat_col, dtype=np.int64),
+        bbox=np.array(boxes, dtype=np.float64).reshape(-1, 4),
+        area=np.array(area, dtype=np.float64),
+        iscrowd=np.array(crowd, dtype=bool),
+        images=[{"id": int(i)} for i in image_ids],
+    )
