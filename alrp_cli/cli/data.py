@@ -36,7 +36,7 @@ def _summary_table(title: str, summaries: dict[str, dict[str, Any]]) -> Table:
     for split in summaries:
         table.add_column(split, justify="right")
     splits = list(summaries.values())
-    names = list(splits[0]["boxes_per_category"])
+    names = list(dict.fromkeys(n for s in splits for n in s["boxes_per_category"]))
     table.add_row("images", *(str(s["images"]) for s in splits))
     table.add_row("boxes", *(str(s["boxes"]) for s in splits))
     for name in names:
@@ -145,3 +145,27 @@ def preview(
         ann_file, image_dir = getattr(paths, f"{split}_ann"), getattr(paths, f"{split}_images")
     ids = render_preview(image_dir, ann_file, out, num_images=num, cols=cols, cell=cell)
     Console(soft_wrap=True).print(f"wrote {out}: {len(ids)} images from {ann_file}")
+
+
+@data_app.command("info")
+def info(
+    data: Path | None = typer.Option(None, "--data", help="Dataset folder in the COCO layout."),
+    ann: list[Path] | None = typer.Option(None, "--ann", help="Annotation JSON; repeatable."),
+    json_path: Path | None = typer.Option(
+        None, "--json", help="Also write the counts as JSON here."
+    ),
+) -> None:
+    """Count the images and boxes (per class and COCO size range) of COCO annotation files."""
+    files: dict[str, Path] = {}
+    if data is not None:
+        paths = resolve_data(data)
+        assert paths is not None and paths.train_ann and paths.val_ann  # data was given
+        files = {"train": paths.train_ann, "val": paths.val_ann}
+    for a in ann or []:
+        files[a.name if a.name not in files else str(a)] = a  # short column names
+    if not files:
+        raise UserError("give --data DIR or --ann FILE")
+    summaries = {name: coco_summary(load_coco(path)) for name, path in files.items()}
+    Console().print(_summary_table("COCO annotations", summaries))
+    if json_path is not None:
+        write_json(json_path, {"files": {k: str(v) for k, v in files.items()}, "counts": summaries})

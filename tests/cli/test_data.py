@@ -110,3 +110,25 @@ def test_preview_bad_input_exit_2(tmp_path: Path) -> None:
     result = runner.invoke(app, [*base, "--ann", str(bad), "--images", str(tmp_path)])
     _assert_user_error(result, str(bad), "not valid JSON")
     assert not out.exists()
+
+
+def test_info_counts_match_pycocotools(tmp_path: Path, shared_coco: Path) -> None:
+    assert _synth(tmp_path / "ds").exit_code == 0
+    real = shared_coco / "instances_val2014_100.json"
+    out = tmp_path / "info.json"
+    args = ["data", "info", "--data", str(tmp_path / "ds"), "--ann", str(real), "--json", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert list(doc["counts"]) == ["train", "val", real.name]
+    for name, path in doc["files"].items():
+        coco = _coco(Path(path))
+        counts = doc["counts"][name]
+        crowd = sum(a["iscrowd"] for a in coco.anns.values())
+        assert counts["images"] == len(coco.imgs)
+        assert (counts["boxes"], counts["crowd_boxes"]) == (len(coco.anns) - crowd, crowd)
+        for cat in coco.cats.values():
+            ids = coco.getAnnIds(catIds=[cat["id"]], iscrowd=False)
+            assert counts["boxes_per_category"][cat["name"]] == len(ids)
+    assert doc["counts"][real.name]["crowd_boxes"] > 0  # the real file has crowd boxes
+    _assert_user_error(runner.invoke(app, ["data", "info"]), "--data")
