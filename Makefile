@@ -36,6 +36,11 @@ demo: $(VENV)/.installed-run
 	  echo "$(BIN)/alrp check-balance --from $$f"; \
 	  $(BIN)/alrp check-balance --from "$$f" --json $(DEMO_OUT)/balance-$$run.json || exit $$?; \
 	done
+	@inputs=""; for f in $(DEMO_OUT)/analysis.json $(DEMO_OUT)/balance.json $(DEMO_OUT)/*/metrics.jsonl; do \
+	  [ -e "$$f" ] || continue; case "$$f" in */metrics.jsonl) f=$$(dirname "$$f");; esac; \
+	  inputs="$$inputs $$f"; done; \
+	echo "$(BIN)/alrp report$$inputs --out $(DEMO_OUT)/report"; \
+	$(BIN)/alrp report $$inputs --out $(DEMO_OUT)/report
 	@echo "demo: outputs are in $(DEMO_OUT)/"
 
 test: $(VENV)/.installed-dev
