@@ -26,7 +26,8 @@ from torchvision.transforms.v2 import functional as F
 
 from alrp_cli.detection.data.transforms import build_transforms
 from alrp_cli.errors import UserError
-from analysis.io import load_gt, read_json
+from analysis.ground_truth import load_gt
+from analysis.jsonio import read_json
 
 PathLike = str | os.PathLike[str]
 
