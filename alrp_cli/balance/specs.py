@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import sigmoid_focal_loss
 
 from alrp_cli.errors import UserError
+from alrp_cli.losses import alrp_loss, ap_loss
+from alrp_cli.losses.reference import alrp_loss_reference, ap_loss_reference
 
 LossFn = Callable[[Tensor, Tensor, Tensor, float], Tensor]
 #: A loop reference: ``(logits, targets, loc_errors, delta) -> (loss value, d loss / d logits)``.
@@ -45,22 +46,16 @@ class LossSpec:
 
 
 def _alrp_cls(logits: Tensor, targets: Tensor, loc_errors: Tensor, delta: float) -> Tensor:
-    from alrp_cli.losses import alrp_loss
-
     return alrp_loss(logits, targets, loc_errors, delta=delta).cls
 
 
 def _ap(logits: Tensor, targets: Tensor, loc_errors: Tensor, delta: float) -> Tensor:
-    from alrp_cli.losses import ap_loss
-
     return ap_loss(logits, targets, delta=delta)
 
 
 def _alrp_reference(
     logits: Tensor, targets: Tensor, loc_errors: Tensor, delta: float
 ) -> tuple[float, Tensor]:
-    from alrp_cli.losses.reference import alrp_loss_reference
-
     out = alrp_loss_reference(logits, targets, loc_errors, delta=delta)
     return float(out.cls), out.grad_logits
 
@@ -68,30 +63,24 @@ def _alrp_reference(
 def _ap_reference(
     logits: Tensor, targets: Tensor, loc_errors: Tensor, delta: float
 ) -> tuple[float, Tensor]:
-    from alrp_cli.losses.reference import ap_loss_reference
-
     out = ap_loss_reference(logits, targets, delta=delta)
     return float(out.cls), out.grad_logits
 
 
-def _valid(targets: Tensor) -> tuple[Tensor, Tensor]:
-    keep = targets >= 0
-    return keep, targets[keep].to(torch.float32)
-
-
 def _focal(logits: Tensor, targets: Tensor, loc_errors: Tensor, delta: float) -> Tensor:
-    # RetinaNet's classification loss (alpha 0.25, gamma 2), summed and divided by |P|.
-    keep, t = _valid(targets)
+    # RetinaNet's classification loss (alpha 0.25, gamma 2) over the non-ignored pairs,
+    # summed and divided by |P|, as RetinaNet trains with it.
+    keep = targets >= 0
     num_pos = max(int((targets == 1).sum()), 1)
-    loss = sigmoid_focal_loss(logits[keep], t.to(logits.dtype), reduction="sum")
+    loss = sigmoid_focal_loss(logits[keep], targets[keep].to(logits.dtype), reduction="sum")
     return loss / num_pos
 
 
 def _bce(logits: Tensor, targets: Tensor, loc_errors: Tensor, delta: float) -> Tensor:
-    keep, t = _valid(targets)
+    keep = targets >= 0
     num_pos = max(int((targets == 1).sum()), 1)
-    loss = F.binary_cross_entropy_with_logits(logits[keep], t.to(logits.dtype), reduction="sum")
-    return loss / num_pos
+    t = targets[keep].to(logits.dtype)
+    return F.binary_cross_entropy_with_logits(logits[keep], t, reduction="sum") / num_pos
 
 
 def builtin_specs() -> dict[str, LossSpec]:

@@ -126,6 +126,8 @@ def check_balance_command(
             on_problem=lambda _problem: progress.advance(task),
         )
 
+    report.config["json"] = str(json_path) if json_path is not None else None
+    report.config["plot"] = str(plot) if plot is not None else None
     out = Console()
     out.print(_table(report))
     if json_path is not None:
