@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 SYNTH_CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "cross", "ring")
 """Names of the synthetic classes, in category-id order (id = position + 1)."""
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 """Bumped whenever the drawing changes; part of the cache key and of ``alrp-synth.json``."""
 
 MIN_VISIBLE = 0.6
@@ -122,7 +122,7 @@ def render_image(
     for _ in range(int(rng.integers(1, MAX_OBJECTS + 1))):
         for _try in range(20):
             cls = int(rng.integers(len(classes)))
-            side = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+            side = float(rng.uniform(lo, hi))  # uniform, not log-uniform: fewer tiny boxes
             aspect = float(np.exp(rng.uniform(np.log(0.8), np.log(1.25))))
             # ``side`` is the longer side: boxes stay within the documented size range
             w, h = (side, side / aspect) if aspect >= 1 else (side * aspect, side)
