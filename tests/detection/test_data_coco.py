@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -257,3 +258,12 @@ def test_resolve_data_errors(tmp_path: Path, make_args, match: str) -> None:
     half.val_ann.unlink()
     with pytest.raises(UserError, match=match):
         resolve_data(**make_args(tmp_path))
+
+
+def test_dataset_pickles_for_spawned_dataloader_workers(hand_coco: Path) -> None:
+    ds = CocoDataset(hand_coco / "img", hand_coco / "ann.json", train=False, image_size=32)
+    copy = pickle.loads(pickle.dumps(ds))
+    image, target = copy[0]
+    expected_image, expected = ds[0]
+    assert torch.equal(image, expected_image) and torch.equal(target["boxes"], expected["boxes"])
+    assert copy.category_ids == ds.category_ids
