@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= demo-out
+# Extra `alrp train` options of the demo, e.g. DEMO_TRAIN="--epochs 2" for a quick look.
+DEMO_TRAIN ?=
 # Real COCO ground truth + a real detector's results (100 images), when present.
 SHARED_COCO ?= ../shared/data/coco-val2014-100
 PIP := $(BIN)/python -m pip install -q --disable-pip-version-check
@@ -25,6 +27,14 @@ demo: $(VENV)/.installed-run
 	@mkdir -p $(DEMO_OUT)
 	$(BIN)/alrp --version
 	$(BIN)/alrp --help
+	rm -rf $(DEMO_OUT)/train-alrp $(DEMO_OUT)/train-focal
+	$(BIN)/alrp train --out $(DEMO_OUT)/train-alrp --record-loss-inputs 2 $(DEMO_TRAIN) --json $(DEMO_OUT)/train-alrp.json
+	$(BIN)/alrp train --loss focal --out $(DEMO_OUT)/train-focal $(DEMO_TRAIN) --json $(DEMO_OUT)/train-focal.json
+	@a=$$(ls -d $(DEMO_OUT)/train-alrp/eval/epoch_* | tail -1); f=$$(ls -d $(DEMO_OUT)/train-focal/eval/epoch_* | tail -1); \
+	gt=$$($(BIN)/python -c "import json,sys; print(json.load(open(sys.argv[1]))['gt'])" $$a/summary.json); \
+	echo "$(BIN)/alrp analyze $$a/predictions.json $$f/predictions.json --gt $$gt"; \
+	$(BIN)/alrp analyze $$a/predictions.json $$f/predictions.json --gt $$gt --label alrp --label focal \
+	  --json $(DEMO_OUT)/analysis-train.json --csv-dir $(DEMO_OUT)/analysis-train
 	@if [ -f $(SHARED_COCO)/instances_val2014_100.json ]; then \
 	  $(BIN)/alrp analyze $(SHARED_COCO)/detections_fakebbox100.json \
 	    --gt $(SHARED_COCO)/instances_val2014_100.json --label fakebbox100 --top 10 \

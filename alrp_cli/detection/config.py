@@ -1,16 +1,17 @@
 """Every option of a training run, and how unset options resolve.
 
-Options left ``None`` resolve by preset: with no dataset given the run trains on the built-in
-synthetic shapes dataset with a small configuration that finishes on a laptop CPU; with a
-COCO-format dataset the defaults are the paper's configuration (ResNet-50, 512 px, ATSS,
-100 epochs, learning rate 0.008 at batch 32). ``config.json`` in the run directory holds the
-resolved values.
+Options left ``None`` resolve by preset: with no dataset given (or a folder written by
+``alrp data synth``) the run trains on the synthetic shapes dataset with a small
+configuration that finishes on a laptop CPU; with any other COCO-format dataset the
+defaults are the paper's configuration (ResNet-50, 512 px, ATSS, 100 epochs, learning rate
+0.008 at batch 32). ``config.json`` in the run directory holds the resolved values.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from alrp_cli.errors import UserError
@@ -94,7 +95,12 @@ class TrainConfig:
 
     @property
     def preset(self) -> str:
-        """'coco' when a dataset is given, 'synthetic' otherwise."""
+        """'synthetic' with no dataset given or a ``--data`` folder written by ``alrp data
+        synth`` (it holds ``alrp-synth.json``), 'coco' otherwise."""
+        from alrp_cli.detection.data.synthetic import MARKER
+
+        if self.data is not None and (Path(self.data) / MARKER).is_file():
+            return "synthetic"
         given = (self.data, self.train_ann, self.val_ann, self.train_images, self.val_images)
         return "coco" if any(v is not None for v in given) else "synthetic"
 
