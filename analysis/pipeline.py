@@ -7,9 +7,9 @@ values (analysis.loss_values), ranking statistics (analysis.ranking).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -176,12 +176,8 @@ def analyze(
     else:
         preds = load_predictions(predictions, gt, lenient=lenient)
     path = preds.path
-    if label is None:
-        label = (
-            os.path.splitext(os.path.basename(path))[0]
-            if isinstance(predictions, str | os.PathLike)
-            else "predictions"
-        )
+    if label is None:  # the file's stem, when there is a file
+        label = "predictions" if path.startswith("<") else Path(path).stem
     cat_sel = resolve_classes(gt, classes)
     if cat_sel is not None:
         gt = restrict_gt(gt, cat_sel)
@@ -203,23 +199,25 @@ def analyze(
     lrp_rows, loss_rows, rank_rows = [], [], []
     tp_scores, tp_ious = [], []
     n_classes = len(gt.cat_ids)
-    for k, cid in enumerate(gt.cat_ids.tolist()):
-        progress("per-class metrics", k, n_classes)
-        n_gt = int(m.n_gt[k])
-        if n_gt == 0:
-            continue  # a class without ground truth is skipped
-        idx = order[bounds[k] : bounds[k + 1]]
-        st, iou, sc = m.status[idx], m.iou[idx], preds.score[idx]
-        name = gt.cat_names[cid]
-        c = class_olrp(st, iou, sc, n_gt, iou_threshold=iou_threshold)
-        lrp_rows.append(_lrp_row(cid, name, c, int((st == TP).sum()), int((st == FP).sum())))
-        with single_thread():
+    with single_thread():
+        for k, cid in enumerate(gt.cat_ids.tolist()):
+            progress("per-class metrics", k, n_classes)
+            n_gt = int(m.n_gt[k])
+            if n_gt == 0:
+                continue  # a class without ground truth is skipped
+            idx = order[bounds[k] : bounds[k + 1]]
+            st, iou, sc = m.status[idx], m.iou[idx], preds.score[idx]
+            name = gt.cat_names[cid]
+            c = class_olrp(st, iou, sc, n_gt, iou_threshold=iou_threshold)
+            lrp_rows.append(_lrp_row(cid, name, c, int((st == TP).sum()), int((st == FP).sum())))
             lv = class_losses(st, iou, sc, iou_threshold=iou_threshold, delta=delta)
-        loss_rows.append({"category_id": cid, "name": name, **lv})
-        tp = st == TP
-        rank_rows.append({"category_id": cid, "name": name, **rank_correlations(sc[tp], iou[tp])})
-        tp_scores.append(sc[tp])
-        tp_ious.append(iou[tp])
+            loss_rows.append({"category_id": cid, "name": name, **lv})
+            tp = st == TP
+            rank_rows.append(
+                {"category_id": cid, "name": name, **rank_correlations(sc[tp], iou[tp])}
+            )
+            tp_scores.append(sc[tp])
+            tp_ious.append(iou[tp])
     progress("per-class metrics", n_classes, n_classes)
 
     all_s = np.concatenate(tp_scores) if tp_scores else np.zeros(0)
