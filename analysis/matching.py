@@ -8,7 +8,8 @@ this module re-implements ``COCOeval.evaluateImg`` for area "all" exactly (the t
 compare it with pycocotools' own ``evalImgs``) and vectorises it across all
 (image, category) groups at once: step r handles the r-th best detection of every
 group together, so there are at most ``max_dets`` numpy steps, each touching only the
-(detection, ground truth) pairs of its own group. Memory is proportional to those pairs.
+(detection, ground truth) pairs of that step. Memory is proportional to the detections
+plus one step's pairs (at most one detection per group).
 
 The rules reproduced (pycocotools ``evaluateImg``):
 - per image and category, detections sorted by descending score (stable), cut to
@@ -126,7 +127,7 @@ def match(
     g_crowd = gt.iscrowd[gorder]
     g_box = gt.bbox[gorder]
 
-    # Process detections by (rank, group): step r's pairs are one contiguous slice.
+    # Process detections by (rank, group): step r takes the r-th detection of every group.
     by_rank = np.argsort(kept_rank, kind="stable")
     det = kept[by_rank]
     det_rank = kept_rank[by_rank]
@@ -134,12 +135,6 @@ def match(
     ng = np.searchsorted(gkey_s, dkey[det], side="right") - g0
     has = ng > 0
     det, det_rank, g0, ng = det[has], det_rank[has], g0[has], ng[has]
-    n_pairs = int(ng.sum())
-    seg_start = np.r_[0, np.cumsum(ng)[:-1]]
-    pair_det = np.repeat(np.arange(len(det)), ng)
-    pair_gt = g0[pair_det] + (np.arange(n_pairs) - seg_start[pair_det])
-    iou = box_iou_pairs(preds.bbox[det][pair_det], g_box[pair_gt], g_crowd[pair_gt])
-    pair_ign = g_ign[pair_gt]
 
     thr = min(iou_threshold, 1 - 1e-10)
     matched = np.zeros(len(gkey_s), dtype=bool)
@@ -148,9 +143,13 @@ def match(
         d0, d1 = step_bounds[r], step_bounds[r + 1]
         if d0 == d1:
             continue
-        p0, p1 = seg_start[d0], (seg_start[d1] if d1 < len(det) else n_pairs)
-        s_iou, s_gt, s_ign = iou[p0:p1], pair_gt[p0:p1], pair_ign[p0:p1]
-        seg = seg_start[d0:d1] - p0
+        # This step's (detection, ground truth) pairs only: memory is per step.
+        s_det, s_ng = det[d0:d1], ng[d0:d1]
+        seg = np.r_[0, np.cumsum(s_ng)[:-1]]
+        pair_det = np.repeat(np.arange(d1 - d0), s_ng)
+        s_gt = g0[d0:d1][pair_det] + (np.arange(len(pair_det)) - seg[pair_det])
+        s_iou = box_iou_pairs(preds.bbox[s_det][pair_det], g_box[s_gt], g_crowd[s_gt])
+        s_ign = g_ign[s_gt]
         elig = (s_iou >= thr) & (~matched[s_gt] | g_crowd[s_gt])
         best = _last_argmax(s_iou, elig & ~s_ign, seg)
         none = best < 0
@@ -162,7 +161,7 @@ def match(
         b = best[hit]
         gts = s_gt[b]
         matched[gts] = True
-        dets = det[d0:d1][hit]
+        dets = s_det[hit]
         det_gt[dets] = gorder[gts]
         det_iou[dets] = s_iou[b]
         status[dets] = np.where(s_ign[b], IGNORED, TP)
