@@ -92,3 +92,16 @@ def test_focal_and_alrp_losses_combine_the_parts(model: Detector) -> None:
 def test_unknown_loss_is_rejected() -> None:
     with pytest.raises(ValueError, match="'hinge'"):
         make_loss_module("hinge", period=1)
+
+
+def test_ap_loss_adds_smooth_l1_per_positive(model: Detector) -> None:
+    from alrp_cli.losses import ap_loss
+
+    out, targets = _case()
+    inputs = build_loss_inputs(model, out, targets, assigner="maxiou")
+    parts = compute_loss("ap", inputs, None)
+    assert parts.cls == pytest.approx(ap_loss(inputs.logits, inputs.targets).item())
+    diff = (inputs.deltas - inputs.target_deltas).abs()
+    smooth = torch.where(diff < 0.11, 0.5 * diff**2 / 0.11, diff - 0.5 * 0.11)
+    assert parts.loc == pytest.approx(smooth.sum().item() / 2, rel=1e-5)
+    assert parts.sb_weight is None
