@@ -65,9 +65,11 @@ def plot_training_curves(
             epochs = run[run["type"] == "epoch"].dropna(subset=[field])
             if len(steps):
                 steps = _thin(steps, max_points)
-                alpha = 0.45 if len(epochs) else 1.0
+                alpha = 0.45 if len(epochs) and field != "lr" else 1.0
                 ax.plot(steps["iter"], steps[field], color=palette[label], lw=0.8, alpha=alpha)
                 drawn = True
+            if field == "lr" and len(steps):
+                continue  # the schedule is per step; an epoch's lr is only its last value
             if len(epochs):
                 ax.plot(epochs["iter"], epochs[field], "o-", color=palette[label], markersize=3)
                 drawn = True
@@ -76,8 +78,9 @@ def plot_training_curves(
         if not drawn:
             reason = "no aLRP run (no self-balance)" if field == "sb_weight" else "no values"
             note(ax, reason)
-        elif field == "lr":
-            ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+        elif field == "lr" and (metrics[field] > 0).any():
+            # Log scale: warm-up and step decays read as lines and steps, no offset label.
+            ax.set_yscale("log")
     for ax in axes[1]:
         ax.set_xlabel("iteration")
     handles = [Line2D([], [], color=palette[label], label=label) for label in labels]
