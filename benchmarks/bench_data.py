@@ -4,7 +4,8 @@ Run:  .venv/bin/python benchmarks/bench_data.py [--num-train 1500] [--num-val 30
 
 In one process and one run it times
   1. make_synthetic_coco at the default size (1,500 + 300 images of 128 px), with its
-     worker pool and without it (one process), and reports the ratio;
+     worker pool and without it (one process): wall-clock and CPU seconds (the CPU
+     figures stay meaningful on a machine other jobs keep busy);
   2. CocoDataset samples (train with augmentation, and eval) with the transforms on one
      intra-op thread (what CocoDataset does) against two threads (torch's default on a
      2-core machine), and reports the ratio.
@@ -17,6 +18,7 @@ import argparse
 import contextlib
 import os
 import platform
+import resource
 import shutil
 import tempfile
 import time
@@ -28,14 +30,24 @@ from alrp_cli.detection.data import CocoDataset, coco_layout, make_synthetic_coc
 from alrp_cli.detection.data import coco as coco_module
 
 
-def _time_synth(root: Path, name: str, pool: bool, **kw: int) -> float:
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the pool's workers)."""
+    me, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _time_synth(root: Path, name: str, pool: bool, **kw: int) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one make_synthetic_coco, with or without its pool."""
     original = synthetic._pool
     if not pool:
         synthetic._pool = lambda total: None
     try:
-        t0 = time.perf_counter()
+        c0, t0 = _cpu_seconds(), time.perf_counter()
         make_synthetic_coco(root / name, **kw)
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, _cpu_seconds() - c0
     finally:
         synthetic._pool = original
 
@@ -83,9 +95,10 @@ def main() -> None:
     print()
     print("| measurement | figure |")
     print("|---|---|")
-    print(f"| synth {n} images, worker pool | {pooled:.1f} s ({n / pooled:.0f} images/s) |")
-    print(f"| synth {n} images, one process | {single:.1f} s ({n / single:.0f} images/s) |")
-    print(f"| pool speed-up | {single / pooled:.2f}x |")
+    for label, (wall, cpu) in (("worker pool", pooled), ("one process", single)):
+        print(f"| synth {n} images, {label} | {wall:.1f} s wall, {cpu:.1f} s CPU |")
+    print(f"| pool wall-clock speed-up | {single[0] / pooled[0]:.2f}x |")
+    print(f"| pool CPU overhead | {pooled[1] / single[1]:.2f}x |")
     for split, one, two in rows:
         print(f"| {split} sample, transforms on 1 thread | {one:.2f} ms |")
         print(f"| {split} sample, transforms on 2 threads | {two:.2f} ms |")
