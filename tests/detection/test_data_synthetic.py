@@ -208,3 +208,14 @@ def test_cache_location_and_reuse(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     with pytest.raises(AssertionError):  # other parameters, other key
         synth.synthetic_dataset_dir(**{**kw, "seed": 3})
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [first.name]
+
+
+def test_unwritable_places_are_user_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(UserError, match=f"{a_file}: cannot create a folder there"):
+        make_synthetic_coco(a_file / "ds", num_train=2, num_val=1, image_size=32)
+    monkeypatch.setenv("ALRP_CACHE", str(a_file))
+    with pytest.raises(UserError, match="set ALRP_CACHE to a writable folder"):
+        synth.synthetic_dataset_dir(num_train=2, num_val=1, image_size=32)
+    assert a_file.read_text() == "x"

@@ -180,8 +180,7 @@ def make_synthetic_coco(
         if progress is not None:
             progress(done, total)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    tmp = _make_tmpdir(out.parent, f".{out.name}.")
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the dataset is not
     pool = _pool(total)
     try:
@@ -201,6 +200,9 @@ def make_synthetic_coco(
             )
         (tmp / MARKER).write_text(json.dumps(params, indent=2) + "\n")
         _move_into_place(tmp, out)
+    except OSError as err:  # a full disk, a folder we may not write: the user's to fix
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(f"{out}: cannot write the dataset ({err.strerror or err})") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -208,6 +210,17 @@ def make_synthetic_coco(
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     return out
+
+
+def _make_tmpdir(parent: Path, prefix: str, hint: str = "") -> Path:
+    """A new temporary folder inside ``parent`` (created if needed); UserError if we cannot."""
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=parent))
+    except OSError as err:
+        raise UserError(
+            f"{parent}: cannot create a folder there ({err.strerror or err}){hint}"
+        ) from None
 
 
 def _umask() -> int:
@@ -258,7 +271,8 @@ def synthetic_dataset_dir(
         key += "-c" + hashlib.sha1(",".join(classes).encode()).hexdigest()[:8]
     out = cache_root() / key
     if not (out / MARKER).is_file():
-        tmp_parent = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=_mkdir(cache_root())))
+        hint = "; set ALRP_CACHE to a writable folder"
+        tmp_parent = _make_tmpdir(cache_root(), f".{key}.", hint)
         try:
             built = make_synthetic_coco(
                 tmp_parent / key,
@@ -277,8 +291,3 @@ def synthetic_dataset_dir(
         finally:
             shutil.rmtree(tmp_parent, ignore_errors=True)
     return out
-
-
-def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
