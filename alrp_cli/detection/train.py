@@ -37,9 +37,10 @@ from alrp_cli.detection.engine import (
     predict_loader,
     train_one_epoch,
 )
-from alrp_cli.detection.head_losses import LossInputs, make_loss_module
+from alrp_cli.detection.head_losses import make_loss_module
 from alrp_cli.detection.metrics_log import MetricsLog
 from alrp_cli.detection.model import Detector
+from alrp_cli.detection.recording import loss_inputs_recorder
 from alrp_cli.errors import UserError
 
 EventFn = Callable[[dict[str, Any]], None]
@@ -155,36 +156,6 @@ def _stop_on_signals() -> Iterator[Callable[[], int | bool]]:
             signal.signal(s, h)
 
 
-def _loss_inputs_recorder(
-    path: Path, count: int, meta: dict[str, Any], start: int
-) -> tuple[Callable[[LossInputs], None], Callable[[], None]]:
-    batches: list[dict[str, torch.Tensor]] = []
-    done = {"written": count == 0 or start >= count}
-
-    def write() -> None:
-        if done["written"] or not batches:
-            return
-        done["written"] = True
-        payload = {"version": 1, "batches": batches, "meta": meta}
-        with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
-
-    def record(inputs: LossInputs) -> None:
-        if done["written"]:
-            return
-        batches.append(
-            {
-                "logits": inputs.logits.detach().float().cpu().clone(),
-                "targets": inputs.targets.detach().cpu().clone(),
-                "loc_errors": inputs.loc_errors.detach().float().cpu().clone(),
-            }
-        )
-        if len(batches) >= count:
-            write()
-
-    return record, write
-
-
 def train(config: TrainConfig, *, on_event: EventFn | None = None) -> TrainResult:
     """Train (or resume) a detector as ``config`` says; see the module docstring."""
     started = time.perf_counter()
@@ -264,7 +235,7 @@ def train(config: TrainConfig, *, on_event: EventFn | None = None) -> TrainResul
             "train_state": asdict(state),
         }
 
-    record_inputs, flush_inputs = _loss_inputs_recorder(
+    record_inputs, flush_inputs = loss_inputs_recorder(
         run_dir / "loss_inputs.pt",
         cfg.record_loss_inputs,
         {**meta, "loss": cfg.loss, "assigner": cfg.assigner, "delta": 1.0},

@@ -8,6 +8,8 @@ import torch
 from alrp_cli.detection.head_losses import build_loss_inputs, compute_loss, make_loss_module
 from alrp_cli.detection.model import Detector, HeadOutput
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def _giou(a: list[float], b: list[float]) -> float:
     iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))

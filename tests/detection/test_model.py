@@ -9,6 +9,8 @@ import torch
 
 from alrp_cli.detection.model import STRIDES, Detector, anchor_shapes
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def test_anchor_sizes_follow_the_published_configuration() -> None:
     sizes, ratios = anchor_shapes("atss")

@@ -10,6 +10,8 @@ import torch
 from alrp_cli.detection.model import Detector, HeadOutput
 from alrp_cli.detection.postprocess import postprocess, to_coco_results
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def _logit(p: float) -> float:
     return math.log(p / (1 - p))

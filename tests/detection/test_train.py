@@ -16,14 +16,7 @@ from alrp_cli.detection.train import lr_factor, train
 from alrp_cli.errors import UserError
 from tests.detection.tiny import tiny_config
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Small convolutions gain nothing from threads; on a busy CI box they lose a lot.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _interrupt_at(kind: str, epoch: int, iteration: int | None = None):
