@@ -134,7 +134,7 @@ def train(
     batch_size: int | None = typer.Option(
         None, "--batch-size", help="Images per step [synthetic: 16, COCO: 32]."
     ),
-    epochs: int | None = typer.Option(None, "--epochs", help="[synthetic: 12, COCO: 100]."),
+    epochs: int | None = typer.Option(None, "--epochs", help="[synthetic: 8, COCO: 100]."),
     lr: float | None = typer.Option(
         None, "--lr", help="Learning rate at batch --lr-batch [synthetic: 0.04, COCO: 0.008]."
     ),

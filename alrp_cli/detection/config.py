@@ -32,7 +32,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "head_channels": 64,
         "image_size": 128,
         "batch_size": 16,
-        "epochs": 12,
+        "epochs": 8,
         "lr": 0.04,
         "warmup_iters": 100,
     },
