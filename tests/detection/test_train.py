@@ -155,3 +155,15 @@ def test_schedule_warmup_and_steps() -> None:
     assert lr_factor(74_999, cfg=cfg, iters_per_epoch=1000) == 1.0
     assert lr_factor(75_000, cfg=cfg, iters_per_epoch=1000) == pytest.approx(0.1)  # epoch 75
     assert lr_factor(95_000, cfg=cfg, iters_per_epoch=1000) == pytest.approx(0.01)  # epoch 95
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_amp_training_on_cuda_keeps_float32_weights(tiny_coco: Path, tmp_path: Path) -> None:
+    result = train(tiny_config(tiny_coco, tmp_path / "run", device="cuda", amp=True))
+    assert result.global_iter == 4 and not result.interrupted
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    for name, tensor in ckpt["model"].items():
+        if tensor.is_floating_point():
+            assert tensor.dtype == torch.float32 and bool(torch.isfinite(tensor).all()), name
+    assert ckpt["scaler"]  # the gradient scaler's state is saved for resuming
