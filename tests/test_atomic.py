@@ -27,3 +27,14 @@ def test_failure_keeps_the_old_file_and_leaves_no_temporary(tmp_path) -> None:
         raise RuntimeError("crash mid-write")
     assert out.read_text() == "old"
     assert list(tmp_path.iterdir()) == [out]
+
+
+def test_written_files_get_the_umask_permissions_not_0600(tmp_path) -> None:
+    import os
+    import stat
+
+    out = tmp_path / "x.json"
+    write_json(out, {"a": 1})
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~mask
