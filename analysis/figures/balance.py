@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pandas as pd
-import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
@@ -14,6 +13,8 @@ from analysis.figures.theme import COLUMN_WIDTH, LOSS_COLORS, PALETTE, new_figur
 
 LOSS_NAMES = {"alrp": "aLRP", "ap": "AP", "focal": "focal", "bce": "BCE"}
 MARKERS = {"alrp": "o", "ap": "s", "focal": "^", "bce": "v"}
+SIZES = {"alrp": 12, "ap": 30}
+DRAW_ORDER = {"bce": 0, "focal": 1, "ap": 2, "alrp": 3}
 
 
 @themed
@@ -40,21 +41,20 @@ def plot_balance(trials: pd.DataFrame) -> Figure:
             note(ax, "no trial with positive sums")
             ax.set_title(source)
             continue
-        sns.scatterplot(
-            data=ok,
-            x="sum_neg",
-            y="sum_pos",
-            hue="loss",
-            style="loss",
-            hue_order=losses,
-            style_order=losses,
-            palette=palette,
-            markers={loss: MARKERS.get(loss, "D") for loss in losses},
-            s=18,
-            alpha=0.8,
-            legend=False,
-            ax=ax,
-        )
+        # Unbalanced losses first, the balanced ones on top; aLRP's small circles stay
+        # visible inside AP Loss's larger squares where both sit on the diagonal.
+        for loss in sorted(losses, key=lambda name: DRAW_ORDER.get(name, -1)):
+            part = ok[ok["loss"] == loss]
+            ax.scatter(
+                part["sum_neg"],
+                part["sum_pos"],
+                s=SIZES.get(loss, 18),
+                marker=MARKERS.get(loss, "D"),
+                color=palette[loss],
+                alpha=0.85,
+                linewidths=0.3,
+                edgecolors="white",
+            )
         ax.set_xscale("log")
         ax.set_yscale("log")
         lo = float(np.min(ok[["sum_pos", "sum_neg"]].to_numpy())) / 2
@@ -65,7 +65,8 @@ def plot_balance(trials: pd.DataFrame) -> Figure:
         ax.set_aspect("equal")
         ax.set_xlabel("Σ |update| over negatives")
         ax.set_ylabel("Σ |update| over positives")
-        ax.set_title(source)
+        if len(sources) > 1:
+            ax.set_title(source)
         dropped = len(rows) - len(ok)
         if dropped:
             ax.text(

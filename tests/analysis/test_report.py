@@ -217,3 +217,13 @@ def test_figures_without_data_are_skipped_with_a_reason(tmp_path: Path) -> None:
     assert one.figures[1].files  # the decile summary from the JSON instead
     # The earlier run's balance figure is gone: the index only shows what exists.
     assert not (tmp_path / "figures" / "07_balance.png").exists()
+
+
+def test_vector_only_report_links_without_embedding(tmp_path: Path) -> None:
+    report = build_report(load_inputs([FIX / "balance.json"]), tmp_path, formats=("pdf",))
+    page = report.index_html.read_text()
+    parser = _Refs()
+    parser.feed(page)
+    assert parser.refs == ["figures/07_balance.pdf"]
+    assert (tmp_path / "figures" / "07_balance.pdf").read_bytes().startswith(b"%PDF")
+    assert "](figures/07_balance.pdf)" in report.index_md.read_text()
