@@ -124,16 +124,7 @@ def key_tables(inputs: ReportInputs) -> list[Table]:
         tables.append(
             Table(
                 "Training runs",
-                [
-                    "run",
-                    "loss",
-                    "epochs",
-                    "iterations",
-                    "last L_cls",
-                    "last L_loc",
-                    "last w",
-                    "best AP",
-                ],
+                ["run", "loss", "epochs", "iters", "L_cls", "L_loc", "w", "best AP", "at epoch"],
                 rows,
                 "L_cls, L_loc and the self-balance weight w: the last epoch record of "
                 "metrics.jsonl.",
