@@ -197,6 +197,12 @@ def _figure_data(inputs: ReportInputs, result: FigureResult) -> Callable[[], Fig
             for m in models
         }
         tps = _tps(inputs)
+        none = [m.label for m in models if m.tps is not None and m.tps.empty]
+        if tps.empty:
+            result.skipped = "the per-detection CSVs hold no true positive"
+            return None
+        if none:
+            result.notes.append(f"No true positive to draw for: {', '.join(none)}.")
         iou = min(m.iou_threshold for m in models)
         limit = 50_000
         big = [m.label for m in models if m.tps is not None and len(m.tps) > limit]
@@ -206,17 +212,20 @@ def _figure_data(inputs: ReportInputs, result: FigureResult) -> Callable[[], Fig
             tps, spearman, colors=colors, iou_threshold=iou, max_points=limit
         )
     if key == "iou_by_score_decile":
-        if without_csv:
-            result.notes.append(
-                "Mean IoU per decile from the analysis JSON, because these models have no "
-                f"per-detection CSV: {', '.join(without_csv)}."
-            )
-            deciles = _records(inputs, "ranking", "iou_by_score_decile")
-            if deciles.empty:
-                result.skipped = "no per-detection CSV and no iou_by_score_decile in the JSON"
-                return None
-            return lambda: figures.plot_iou_by_score_decile(deciles=deciles, colors=colors)
         tps = _tps(inputs)
+        if without_csv or tps.empty:
+            deciles = _records(inputs, "ranking", "iou_by_score_decile")
+            if deciles.empty or pd.to_numeric(deciles["mean_iou"], errors="coerce").isna().all():
+                result.skipped = "no true positive in the inputs"
+                return None
+            deciles["mean_iou"] = pd.to_numeric(deciles["mean_iou"], errors="coerce")
+            why = f"these models have no per-detection CSV: {', '.join(without_csv)}"
+            result.notes.append(
+                "Mean IoU per decile from the analysis JSON, because "
+                + (why if without_csv else "the per-detection CSVs hold no true positive")
+                + "."
+            )
+            return lambda: figures.plot_iou_by_score_decile(deciles=deciles, colors=colors)
         return lambda: figures.plot_iou_by_score_decile(tps, colors=colors)
     if key == "per_class_spearman":
         per_class = _records(inputs, "ranking", "per_class")

@@ -232,3 +232,18 @@ def test_vector_only_report_links_without_embedding(tmp_path: Path) -> None:
     assert parser.refs == ["figures/07_balance.pdf"]
     assert (tmp_path / "figures" / "07_balance.pdf").read_bytes().startswith(b"%PDF")
     assert "](figures/07_balance.pdf)" in report.index_md.read_text()
+
+
+def test_csvs_without_true_positives(tmp_path: Path) -> None:
+    path = _copy_analysis(tmp_path)
+    for name in ("alrp", "focal"):
+        csv_path = tmp_path / f"{name}.detections.csv"
+        lines = csv_path.read_text().splitlines(keepends=True)
+        csv_path.write_text("".join(line.replace(",tp", ",fp") for line in lines))
+    inputs = load_inputs([path])
+    assert all(m.tps is not None and m.tps.empty for m in inputs.models)
+    out = tmp_path / "out"
+    report = build_report(inputs, out, dpi=30)
+    first, second = report.figures[0], report.figures[1]
+    assert first.skipped == "the per-detection CSVs hold no true positive"
+    assert second.files and "CSVs hold no true positive" in second.notes[0]
