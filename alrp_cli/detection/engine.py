@@ -56,6 +56,7 @@ class TrainState:
     sums: dict[str, float] = field(default_factory=lambda: {"loss": 0.0, "cls": 0.0, "loc": 0.0})
     epoch_seconds: float = 0.0
     best_ap: float = -1.0
+    last_lr: float = 0.0
 
 
 def _to_device(images: Tensor, targets: list[dict[str, Any]], device: torch.device):
@@ -117,8 +118,9 @@ def train_one_epoch(
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         scaler.step(optimizer)
         scaler.update()
-        lr = optimizer.param_groups[0]["lr"]
+        lr = optimizer.param_groups[0]["lr"]  # the rate this step used
         scheduler.step()
+        state.last_lr = lr
         state.epoch_seconds += time.perf_counter() - t0
         state.epoch_iter += 1
         state.global_iter += 1

@@ -312,7 +312,7 @@ def train(config: TrainConfig, *, on_event: EventFn | None = None) -> TrainResul
                 "cls": state.sums["cls"] / n,
                 "loc": state.sums["loc"] / n,
                 "sb_weight": float(loss_module.weight) if loss_module is not None else None,
-                "lr": optimizer.param_groups[0]["lr"],
+                "lr": state.last_lr,
                 "seconds": state.epoch_seconds,
             }
             log.append(epoch_record)

@@ -68,6 +68,8 @@ def test_run_directory_and_exact_resume_after_sigint(tiny_coco: Path, tmp_path: 
     assert set(step) == {"type", "epoch", "iter", "loss", "cls", "loc", "sb_weight", "lr"}
     assert step["sb_weight"] == 50.0
     assert step["loss"] == pytest.approx(step["cls"] + 50.0 * step["loc"], rel=1e-5)
+    assert recs[2]["lr"] == recs[1]["lr"]  # an epoch's lr is the rate of its last step
+    assert recs[0]["lr"] < recs[1]["lr"]  # warmup
     assert {"AP", "AP50", "AP75", "moLRP"} <= set(recs[-1])
 
     run = tmp_path / "a"
