@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.report.build import FIGURES, FORMATS, FigureResult, make_figures, parse_formats
-from analysis.report.index import Table, key_tables, write_index
+from analysis.report.index import Table, input_sources, key_tables, write_index
 from analysis.report.inputs import ReportInputs, input_kind, load_inputs
 
 __all__ = [
@@ -77,5 +77,5 @@ def build_report(
     out = Path(out)
     figures = make_figures(inputs, out, formats=formats, dpi=dpi, on_figure=on_figure)
     tables = key_tables(inputs)
-    md, page = write_index(figures, tables, out, inputs.warnings)
+    md, page = write_index(figures, tables, out, inputs.warnings, input_sources(inputs))
     return Report(out, figures, tables, md, page, list(inputs.warnings))

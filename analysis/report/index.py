@@ -133,6 +133,14 @@ def key_tables(inputs: ReportInputs) -> list[Table]:
     return tables
 
 
+def input_sources(inputs: ReportInputs) -> list[tuple[str, str, str]]:
+    """(kind, label, path) of every input, in the order the figures use them."""
+    rows = [("analysis", m.label, str(m.source)) for m in inputs.models]
+    rows += [("run", r.label, str(r.source)) for r in inputs.runs]
+    rows += [("check-balance", b.label, str(b.source)) for b in inputs.balances]
+    return rows
+
+
 def _md_table(table: Table) -> str:
     def esc(cell: str) -> str:
         return cell.replace("|", "\\|")
@@ -150,10 +158,18 @@ def _rel(path: Path, out: Path) -> str:
 
 
 def render_markdown(
-    results: Sequence[FigureResult], tables: Sequence[Table], out: Path, warnings: Sequence[str]
+    results: Sequence[FigureResult],
+    tables: Sequence[Table],
+    out: Path,
+    warnings: Sequence[str],
+    sources: Sequence[tuple[str, str, str]] = (),
 ) -> str:
     """The index.md text; figure paths relative to ``out``."""
     parts = ["# alrp report", ""]
+    if sources:
+        parts += ["Made from:", ""]
+        parts += [f"- {label} ({kind}): `{path}`" for kind, label, path in sources]
+        parts.append("")
     for fig in results:
         if fig.skipped:
             continue
@@ -193,11 +209,19 @@ _MIME = {"png": "image/png", "svg": "image/svg+xml"}
 
 
 def render_html(
-    results: Sequence[FigureResult], tables: Sequence[Table], out: Path, warnings: Sequence[str]
+    results: Sequence[FigureResult],
+    tables: Sequence[Table],
+    out: Path,
+    warnings: Sequence[str],
+    sources: Sequence[tuple[str, str, str]] = (),
 ) -> str:
     """A self-contained index.html: images inlined as data URIs, inline CSS, no scripts."""
     e = html.escape
     body = ["<h1>alrp report</h1>"]
+    if sources:
+        body.append("<p>Made from:</p><ul>")
+        body += [f"<li>{e(lb)} ({e(k)}): <code>{e(p)}</code></li>" for k, lb, p in sources]
+        body.append("</ul>")
     for fig in results:
         if fig.skipped:
             continue
@@ -238,10 +262,14 @@ def render_html(
 
 
 def write_index(
-    results: Sequence[FigureResult], tables: Sequence[Table], out: Path, warnings: Sequence[str]
+    results: Sequence[FigureResult],
+    tables: Sequence[Table],
+    out: Path,
+    warnings: Sequence[str],
+    sources: Sequence[tuple[str, str, str]] = (),
 ) -> tuple[Path, Path]:
     """Write ``out/index.md`` and ``out/index.html`` atomically; return their paths."""
     md, page = out / "index.md", out / "index.html"
-    write_text(md, render_markdown(results, tables, out, warnings))
-    write_text(page, render_html(results, tables, out, warnings))
+    write_text(md, render_markdown(results, tables, out, warnings, sources))
+    write_text(page, render_html(results, tables, out, warnings, sources))
     return md, page

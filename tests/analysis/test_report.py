@@ -188,6 +188,7 @@ def test_index_md_links_exist_and_tables_hold_the_json_numbers(full_report) -> N
     ap = doc["files"][0]["coco"]["AP"]
     assert f"| alrp | {ap:.3f} |" in text
     assert "## Balance checks" in text and "## Training runs" in text
+    assert f"- run_focal (run): `{FIX / 'run_focal'}`" in text
     for table in full_report.tables:
         assert all(len(row) == len(table.columns) for row in table.rows), table.title
     runs = full_report.tables[2]
