@@ -88,7 +88,7 @@ def _bars(
     )
     if annotate:
         for container in ax.containers:
-            ax.bar_label(container, fmt="%.3f", fontsize=5.5, padding=1)
+            ax.bar_label(container, fmt="%.3f", fontsize=6.5, padding=1)
     ax.set_xlabel("")
     ax.set_ylabel("")
 
