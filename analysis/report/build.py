@@ -165,110 +165,132 @@ def _pr(inputs: ReportInputs) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def _figure_data(inputs: ReportInputs, result: FigureResult) -> Callable[[], Figure] | None:
-    """A thunk drawing figure ``result.key``, or None after setting ``result.skipped``."""
-    colors = figures.model_colors([m.label for m in inputs.models] + [r.label for r in inputs.runs])
+Draw = Callable[[], Figure]
+Colors = dict[str, Any]
+
+
+def _score_vs_iou(inputs: ReportInputs, result: FigureResult, colors: Colors) -> Draw | None:
     models = inputs.models
-    key = result.key
-    if (
-        key
-        in (
-            "score_vs_iou",
-            "iou_by_score_decile",
-            "per_class_spearman",
-            "olrp_components",
-            "pr_curve",
-        )
-        and not models
-    ):
+    without_csv = [m.label for m in models if m.tps is None]
+    if len(without_csv) == len(models):
+        result.skipped = "no per-detection CSV (csv.detections) for any model"
+        return None
+    tps = _tps(inputs)
+    if tps.empty:
+        result.skipped = "the per-detection CSVs hold no true positive"
+        return None
+    if without_csv:
+        result.notes.append(f"Left out for lack of a per-detection CSV: {', '.join(without_csv)}.")
+    none = [m.label for m in models if m.tps is not None and m.tps.empty]
+    if none:
+        result.notes.append(f"No true positive to draw for: {', '.join(none)}.")
+    limit = 50_000
+    big = [m.label for m in models if m.tps is not None and len(m.tps) > limit]
+    if big:
+        result.notes.append(f"Binned a random {limit:,} TPs of: {', '.join(big)}.")
+    spearman = {
+        m.label: _finite((m.record["ranking"].get("pooled") or {}).get("spearman")) for m in models
+    }
+    iou = min(m.iou_threshold for m in models)
+    return lambda: figures.plot_score_vs_iou(
+        tps, spearman, colors=colors, iou_threshold=iou, max_points=limit
+    )
+
+
+def _iou_by_score_decile(inputs: ReportInputs, result: FigureResult, colors: Colors) -> Draw | None:
+    without_csv = [m.label for m in inputs.models if m.tps is None]
+    tps = _tps(inputs)
+    if not without_csv and not tps.empty:
+        return lambda: figures.plot_iou_by_score_decile(tps, colors=colors)
+    # Some model lacks the per-TP table: every model gets the JSON's per-decile means.
+    deciles = _records(inputs, "ranking", "iou_by_score_decile")
+    if deciles.empty or pd.to_numeric(deciles["mean_iou"], errors="coerce").isna().all():
+        result.skipped = "no true positive in the inputs"
+        return None
+    deciles["mean_iou"] = pd.to_numeric(deciles["mean_iou"], errors="coerce")
+    why = (
+        f"these models have no per-detection CSV: {', '.join(without_csv)}"
+        if without_csv
+        else "the per-detection CSVs hold no true positive"
+    )
+    result.notes.append(f"Mean IoU per decile from the analysis JSON, because {why}.")
+    return lambda: figures.plot_iou_by_score_decile(deciles=deciles, colors=colors)
+
+
+def _per_class_spearman(inputs: ReportInputs, result: FigureResult, colors: Colors) -> Draw | None:
+    per_class = _records(inputs, "ranking", "per_class")
+    if per_class.empty or "spearman" not in per_class:
+        result.skipped = "the analysis JSON has no per-class ranking statistics"
+        return None
+    per_class["spearman"] = pd.to_numeric(per_class["spearman"], errors="coerce")
+    return lambda: figures.plot_per_class_spearman(per_class, colors=colors)
+
+
+def _olrp_components(inputs: ReportInputs, result: FigureResult, colors: Colors) -> Draw | None:
+    lrp = headline_table(inputs)[["moLRP", "moLRP_loc", "moLRP_FP", "moLRP_FN"]]
+    return lambda: figures.plot_olrp_components(lrp, colors=colors)
+
+
+def _pr_curve(inputs: ReportInputs, result: FigureResult, colors: Colors) -> Draw | None:
+    curves = _pr(inputs)
+    ap50 = {m.label: _finite(m.record["coco"].get("AP50")) for m in inputs.models}
+    iou = _finite(inputs.models[0].record["pr_curve"].get("iou")) or 0.5
+    result.title = f"Precision–recall at IoU {iou:g}"
+    return lambda: figures.plot_pr_curves(curves, ap50, colors=colors, iou=iou)
+
+
+def _training_curves(inputs: ReportInputs, result: FigureResult, colors: Colors) -> Draw | None:
+    if not inputs.runs:
+        result.skipped = "no run directory among the inputs"
+        return None
+    metrics = pd.concat([r.metrics.assign(label=r.label) for r in inputs.runs], ignore_index=True)
+    return lambda: figures.plot_training_curves(metrics, colors=colors)
+
+
+def _balance(inputs: ReportInputs, result: FigureResult, colors: Colors) -> Draw | None:
+    if not inputs.balances:
+        result.skipped = "no check-balance JSON among the inputs"
+        return None
+    trials = pd.concat(
+        [b.trials.assign(source=b.label) for b in inputs.balances], ignore_index=True
+    )
+    if trials.empty:
+        result.skipped = "the check-balance JSON has no trials"
+        return None
+    return lambda: figures.plot_balance(trials)
+
+
+def _comparison(inputs: ReportInputs, result: FigureResult, colors: Colors) -> Draw | None:
+    if len(inputs.models) < 2:
+        result.skipped = f"needs two or more models; the inputs hold {len(inputs.models)}"
+        return None
+    headline = headline_table(inputs)
+    return lambda: figures.plot_comparison(headline, colors=colors)
+
+
+#: How each figure gets its data from the inputs (None: skipped, reason in the result).
+_PREPARE: dict[str, Callable[[ReportInputs, FigureResult, Colors], Draw | None]] = {
+    "score_vs_iou": _score_vs_iou,
+    "iou_by_score_decile": _iou_by_score_decile,
+    "per_class_spearman": _per_class_spearman,
+    "olrp_components": _olrp_components,
+    "pr_curve": _pr_curve,
+    "training_curves": _training_curves,
+    "balance": _balance,
+    "comparison": _comparison,
+}
+_FROM_ANALYSIS = {"score_vs_iou", "iou_by_score_decile", "per_class_spearman"}
+_FROM_ANALYSIS |= {"olrp_components", "pr_curve"}
+
+
+def _figure_data(inputs: ReportInputs, result: FigureResult) -> Draw | None:
+    """A thunk drawing figure ``result.key``, or None after setting ``result.skipped``."""
+    if result.key in _FROM_ANALYSIS and not inputs.models:
         result.skipped = "no analysis JSON among the inputs"
         return None
-    without_csv = [m.label for m in models if m.tps is None]
-    if key == "score_vs_iou":
-        if len(without_csv) == len(models):
-            result.skipped = "no per-detection CSV (csv.detections) for any model"
-            return None
-        if without_csv:
-            result.notes.append(
-                f"Left out for lack of a per-detection CSV: {', '.join(without_csv)}."
-            )
-        spearman = {
-            m.label: _finite((m.record["ranking"].get("pooled") or {}).get("spearman"))
-            for m in models
-        }
-        tps = _tps(inputs)
-        none = [m.label for m in models if m.tps is not None and m.tps.empty]
-        if tps.empty:
-            result.skipped = "the per-detection CSVs hold no true positive"
-            return None
-        if none:
-            result.notes.append(f"No true positive to draw for: {', '.join(none)}.")
-        iou = min(m.iou_threshold for m in models)
-        limit = 50_000
-        big = [m.label for m in models if m.tps is not None and len(m.tps) > limit]
-        if big:
-            result.notes.append(f"Binned a random {limit:,} TPs of: {', '.join(big)}.")
-        return lambda: figures.plot_score_vs_iou(
-            tps, spearman, colors=colors, iou_threshold=iou, max_points=limit
-        )
-    if key == "iou_by_score_decile":
-        tps = _tps(inputs)
-        if without_csv or tps.empty:
-            deciles = _records(inputs, "ranking", "iou_by_score_decile")
-            if deciles.empty or pd.to_numeric(deciles["mean_iou"], errors="coerce").isna().all():
-                result.skipped = "no true positive in the inputs"
-                return None
-            deciles["mean_iou"] = pd.to_numeric(deciles["mean_iou"], errors="coerce")
-            why = f"these models have no per-detection CSV: {', '.join(without_csv)}"
-            result.notes.append(
-                "Mean IoU per decile from the analysis JSON, because "
-                + (why if without_csv else "the per-detection CSVs hold no true positive")
-                + "."
-            )
-            return lambda: figures.plot_iou_by_score_decile(deciles=deciles, colors=colors)
-        return lambda: figures.plot_iou_by_score_decile(tps, colors=colors)
-    if key == "per_class_spearman":
-        per_class = _records(inputs, "ranking", "per_class")
-        if per_class.empty or "spearman" not in per_class:
-            result.skipped = "the analysis JSON has no per-class ranking statistics"
-            return None
-        per_class["spearman"] = pd.to_numeric(per_class["spearman"], errors="coerce")
-        return lambda: figures.plot_per_class_spearman(per_class, colors=colors)
-    if key == "olrp_components":
-        lrp = headline_table(inputs)[["moLRP", "moLRP_loc", "moLRP_FP", "moLRP_FN"]]
-        return lambda: figures.plot_olrp_components(lrp, colors=colors)
-    if key == "pr_curve":
-        curves = _pr(inputs)
-        ap50 = {m.label: _finite(m.record["coco"].get("AP50")) for m in models}
-        iou = _finite(models[0].record["pr_curve"].get("iou")) or 0.5
-        result.title = f"Precision–recall at IoU {iou:g}"
-        return lambda: figures.plot_pr_curves(curves, ap50, colors=colors, iou=iou)
-    if key == "training_curves":
-        if not inputs.runs:
-            result.skipped = "no run directory among the inputs"
-            return None
-        metrics = pd.concat(
-            [r.metrics.assign(label=r.label) for r in inputs.runs], ignore_index=True
-        )
-        return lambda: figures.plot_training_curves(metrics, colors=colors)
-    if key == "balance":
-        if not inputs.balances:
-            result.skipped = "no check-balance JSON among the inputs"
-            return None
-        trials = pd.concat(
-            [b.trials.assign(source=b.label) for b in inputs.balances], ignore_index=True
-        )
-        if trials.empty:
-            result.skipped = "the check-balance JSON has no trials"
-            return None
-        return lambda: figures.plot_balance(trials)
-    if key == "comparison":
-        if len(models) < 2:
-            result.skipped = "needs two or more models; the inputs hold " + str(len(models))
-            return None
-        headline = headline_table(inputs)
-        return lambda: figures.plot_comparison(headline, colors=colors)
-    raise AssertionError(key)  # pragma: no cover
+    # One colour per label across all figures: a run named like a model shares its colour.
+    colors = figures.model_colors([m.label for m in inputs.models] + [r.label for r in inputs.runs])
+    return _PREPARE[result.key](inputs, result, colors)
 
 
 def _finite(value: Any) -> float | None:
