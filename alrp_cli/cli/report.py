@@ -44,7 +44,8 @@ def report(
     label: list[str] | None = typer.Option(
         None,
         "--label",
-        help="Label of an input, once per input in order (default: the file or run names).",
+        help="Label of an input, once per input in order (default: the file or run names; "
+        "an empty label, --label=, keeps the default).",
         show_default=False,
     ),
     formats: str = typer.Option(

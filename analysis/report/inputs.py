@@ -100,15 +100,16 @@ def load_inputs(paths: list[Path], labels: list[str] | None = None) -> ReportInp
     """Read every input; ``labels`` (one per input, or None) override the default names.
 
     Default labels: a run's folder name, a check-balance file's stem, and for an analysis
-    JSON the labels of its models. An override label replaces the model label of a
-    one-model analysis and prefixes (``label/model``) those of a several-model one.
+    JSON the labels of its models. An empty label keeps the default. An override label
+    replaces the model label of a one-model analysis and prefixes (``label/model``) those
+    of a several-model one.
     """
     if labels and len(labels) != len(paths):
         raise UserError(f"labels: {len(labels)} given for {len(paths)} inputs; give one per input")
     inputs = ReportInputs()
     for k, raw in enumerate(paths):
         path = Path(raw)
-        override = labels[k] if labels else None
+        override = labels[k] if labels and labels[k] else None  # "" keeps the default
         kind, doc = input_kind(path)
         if kind == "run":
             inputs.runs.append(_load_run(path, override or path.resolve().name))

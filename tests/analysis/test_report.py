@@ -69,6 +69,9 @@ def test_default_labels_and_overrides() -> None:
     assert [m.label for m in renamed.models] == ["A/alrp", "A/focal", "B"]
     assert [b.label for b in renamed.balances] == ["C"]
     assert [r.label for r in renamed.runs] == ["D", "E"]
+    kept = load_inputs(ALL, ["", "", "", "alrp", ""])
+    assert [m.label for m in kept.models] == ["alrp", "focal", "retina"]
+    assert [r.label for r in kept.runs] == ["alrp", "run_focal"]
     twice = load_inputs([FIX / "analysis_nocsv.json", FIX / "analysis_nocsv.json"])
     assert [m.label for m in twice.models] == ["retina", "retina (2)"]
     with pytest.raises(UserError, match="labels: 1 given for 2 inputs"):
