@@ -36,9 +36,9 @@ class Bins:
 
     Attributes:
         queries (Tensor[P], float64): the query scores, sorted ascending.
-        edges (Tensor[E], float64): bin edges, ascending — ``queries ∓ δ`` merged when
-            δ > 0 (E = 2P), the queries themselves when δ = 0 (E = P). Bin k holds the
-            points with exactly k edges below them (δ > 0: ``edge < b``; δ = 0: ``edge ≤ b``).
+        edges (Tensor[E], float64): distinct bin edges, ascending — the values ``queries ∓ δ``
+            when δ > 0 (E ≤ 2P), the query values when δ = 0 (E ≤ P). Bin k holds the points
+            with exactly k edges below them (δ > 0: ``edge < b``; δ = 0: ``edge ≤ b``).
         left (Tensor[E + 1], float64): left edge of each bin (bin 0: the first edge).
         delta (float): the smoothing half-width δ ≥ 0.
     """
@@ -60,53 +60,53 @@ def make_bins(sorted_queries: Tensor, delta: float) -> Bins:
         edges = torch.cat([sorted_queries - delta, sorted_queries + delta]).sort().values
     else:
         edges = sorted_queries
+    # Equal edges would only make empty bins; distinct ones keep the binning to one compare.
+    edges = torch.unique_consecutive(edges)
     left = torch.cat([edges[:1], edges])
     return Bins(queries=sorted_queries, edges=edges, left=left, delta=float(delta))
 
 
 def _count_below(edges: Tensor, points: Tensor, inclusive: bool) -> Tensor:
-    """``#{edges < b}`` (or ``≤`` when ``inclusive``) for every point, exactly.
+    """``#{edges < b}`` (or ``≤`` when ``inclusive``) for every point: Tensor[M] int32, exact.
 
-    Binary search (``bucketize``) costs ~100 ns a point on a CPU, more than the rest of the
-    loss together. Instead, a uniform grid of cells over the edges' range maps each point
-    to a cell with a few element-wise operations. That map is monotone in floating point,
-    so every edge in an earlier cell is below the point and every edge in a later cell is
-    above it: only the edges sharing the point's cell need a comparison, and where they are
-    all equal (the usual case: one edge, or tied scores) one comparison settles them all.
-    Points in cells holding distinct edges (rare) fall back to binary search.
+    ``edges`` must be distinct and ascending. Binary search (``bucketize``) costs ~100 ns a
+    point on a CPU, more than the rest of the loss together. Instead, a uniform grid of cells
+    over the edges' range maps each point to a cell with a few element-wise operations. That
+    map is monotone in floating point, so every edge in an earlier cell is below the point
+    and every edge in a later cell is above it: where a cell holds at most one edge, one
+    comparison with it settles the count. Points in cells holding two or more edges (rare)
+    fall back to binary search.
     """
-    num_edges = edges.numel()
     lo, hi = edges[0], edges[-1]
-    if points.numel() < _GRID_MIN_POINTS or not bool(hi > lo):
-        return torch.bucketize(points, edges, right=inclusive)
-    num_cells = 16 * num_edges
+    if points.numel() < _GRID_MIN_POINTS or edges.numel() < 2:
+        return torch.bucketize(points, edges, right=inclusive, out_int32=True)
+    num_cells = 16 * edges.numel()
     scale = num_cells / (hi - lo)
-    origin = lo - 1 / scale  # so that cell 0 holds everything below the first edge
+    origin = lo - 1 / scale
 
     def cell_of(v: Tensor) -> Tensor:
         # Any map that is monotone in floating point works; truncation of the clamped,
         # non-negative value is floor. Cells 0 .. num_cells + 1.
-        return (v - origin).mul_(scale).clamp_(0, num_cells + 1).to(torch.int64)
+        return (v - origin).mul_(scale).clamp_(0, num_cells + 1).to(torch.int32)
 
     edge_cells = cell_of(edges)  # ascending, since cell_of is monotone
-    cells = torch.arange(num_cells + 2, device=edges.device)
-    first = torch.searchsorted(edge_cells, cells)  # number of edges in earlier cells
-    end = torch.searchsorted(edge_cells, cells, right=True)
-    padded = torch.cat([edges, edges.new_full((1,), torch.inf)])
-    last = torch.cat([edges.new_full((1,), -torch.inf), edges])[end]
-    mixed = (end - first > 1) & (padded[first] != last)
+    cells = torch.arange(num_cells + 2, device=edges.device, dtype=torch.int32)
+    first = torch.searchsorted(edge_cells, cells, out_int32=True)  # edges in earlier cells
+    crowded = torch.searchsorted(edge_cells, cells, right=True, out_int32=True) - first > 1
+    # The one edge a cell may hold, or the next edge above it (+inf past the last).
+    candidate = torch.cat([edges, edges.new_full((1,), torch.inf)])[first.long()]
     point_cells = cell_of(points)
-    below = first[point_cells]
-    hit = (padded[below] <= points) if inclusive else (padded[below] < points)
-    below += hit * (end - first)[point_cells]
-    if bool(mixed.any()):
-        redo = mixed[point_cells].nonzero().squeeze(1)
-        below[redo] = torch.bucketize(points[redo], edges, right=inclusive)
+    nearest = candidate.index_select(0, point_cells)
+    hit = (nearest <= points) if inclusive else (nearest < points)
+    below = first.index_select(0, point_cells) + hit
+    if bool(crowded.any()):
+        redo = crowded.index_select(0, point_cells).nonzero().squeeze(1)
+        below[redo] = torch.bucketize(points[redo], edges, right=inclusive, out_int32=True)
     return below
 
 
 def bin_index(bins: Bins, points: Tensor) -> Tensor:
-    """Bin of each point: Tensor[M] float (any dtype, e.g. the logits') -> Tensor[M] int64.
+    """Bin of each point: Tensor[M] float (any dtype, e.g. the logits') -> Tensor[M] int32.
 
     The edges are compared in the points' dtype. With δ = 0 the edges are the queries,
     which came from the same dtype, so the exact step is exact; with δ > 0 a rounded edge
@@ -121,7 +121,7 @@ def local_offsets(bins: Bins, points: Tensor, index: Tensor) -> Tensor:
     ``index`` may hold ``num_bins`` for points left out; their offset is the point itself.
     """
     left = torch.cat([bins.left, bins.left.new_zeros(1)]).to(points.dtype)
-    return points - left[index]
+    return points - left.index_select(0, index)
 
 
 def query_sums(
@@ -131,7 +131,7 @@ def query_sums(
 
     Args:
         bins: from :func:`make_bins`.
-        index (Tensor[M], int64): :func:`bin_index` of the points; the value ``num_bins``
+        index (Tensor[M], int32): :func:`bin_index` of the points; the value ``num_bins``
             marks a point to leave out.
         offsets (Tensor[M], float): :func:`local_offsets` of the points (unused if δ = 0).
         weights: one entry per sum wanted: Tensor[M] float64, or None for unit weights.
@@ -180,7 +180,7 @@ def point_sums(
 
     Args:
         bins: from :func:`make_bins`.
-        index (Tensor[M], int64): :func:`bin_index` of the points; ``num_bins`` gives 0.
+        index (Tensor[M], int32): :func:`bin_index` of the points; ``num_bins`` gives 0.
         offsets (Tensor[M], float): :func:`local_offsets` of the points (unused if δ = 0).
         query_weights (Tensor[P], float64): v_i, in the order of ``bins.queries``.
         dtype: dtype of the result.
@@ -194,11 +194,14 @@ def point_sums(
     """
     zero = query_weights.new_zeros(1)
     v_cum = torch.cat([zero, query_weights.cumsum(0)])
-    if bins.delta == 0:
-        return torch.cat([v_cum, zero]).to(dtype)[index]  # bin k: the k smallest queries ≤ b
-    delta = bins.delta
     x = bins.queries
     left = bins.left
+    if bins.delta == 0:
+        # Bin k ≥ 1 holds the points in [e_{k-1}, e_k): the queries ≤ e_{k-1} are all ≤ b.
+        n_le = torch.searchsorted(x, left, right=True)
+        n_le[0] = 0
+        return torch.cat([v_cum[n_le], zero]).to(dtype).index_select(0, index)
+    delta = bins.delta
     n_full = torch.searchsorted(x + delta, left, right=True)
     n_started = torch.searchsorted(x - delta, left, right=True)
     n_full[0] = 0
@@ -212,4 +215,4 @@ def point_sums(
     slope = win / (2 * delta)
     base = torch.cat([base, zero]).to(dtype)
     slope = torch.cat([slope, zero]).to(dtype)
-    return base[index] + slope[index] * offsets
+    return torch.addcmul(base.index_select(0, index), slope.index_select(0, index), offsets)
