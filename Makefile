@@ -46,11 +46,18 @@ demo: $(VENV)/.installed-run
 	  echo "$(BIN)/alrp check-balance --from $$f"; \
 	  $(BIN)/alrp check-balance --from "$$f" --json $(DEMO_OUT)/balance-$$run.json || exit $$?; \
 	done
-	@inputs=""; for f in $(DEMO_OUT)/analysis.json $(DEMO_OUT)/balance.json $(DEMO_OUT)/*/metrics.jsonl; do \
-	  [ -e "$$f" ] || continue; case "$$f" in */metrics.jsonl) f=$$(dirname "$$f");; esac; \
-	  inputs="$$inputs $$f"; done; \
-	echo "$(BIN)/alrp report$$inputs --out $(DEMO_OUT)/report"; \
-	$(BIN)/alrp report $$inputs --out $(DEMO_OUT)/report
+	@inputs=""; labels=""; \
+	for f in $(DEMO_OUT)/analysis-train.json $(DEMO_OUT)/train-* $(DEMO_OUT)/balance*.json; do \
+	  case "$$f" in */train-*.json) continue;; esac; \
+	  if [ -d "$$f" ]; then [ -f "$$f/metrics.jsonl" ] || continue; labels="$$labels --label=$${f##*/train-}"; \
+	  else [ -f "$$f" ] || continue; labels="$$labels --label="; fi; \
+	  inputs="$$inputs $$f"; \
+	done; \
+	echo "$(BIN)/alrp report$$inputs$$labels --out $(DEMO_OUT)/report"; \
+	$(BIN)/alrp report $$inputs $$labels --out $(DEMO_OUT)/report
+	@if [ -f $(DEMO_OUT)/analysis.json ]; then \
+	  echo "$(BIN)/alrp report $(DEMO_OUT)/analysis.json --out $(DEMO_OUT)/report-coco"; \
+	  $(BIN)/alrp report $(DEMO_OUT)/analysis.json --out $(DEMO_OUT)/report-coco; fi
 	@echo "demo: outputs are in $(DEMO_OUT)/"
 
 test: $(VENV)/.installed-dev
