@@ -149,6 +149,9 @@ def train(
     ),
     grad_clip: float | None = typer.Option(None, "--grad-clip", help="Max gradient L2 norm."),
     sb_init: float = typer.Option(50.0, "--sb-init", help="Initial self-balance weight (aLRP)."),
+    sb_fixed: bool = typer.Option(
+        False, "--sb-fixed", help="Hold the aLRP loc weight at --sb-init (no self-balance)."
+    ),
     pre_nms_topk: int = typer.Option(1000, "--pre-nms-topk", help="Top-k per level before NMS."),
     score_threshold: float = typer.Option(0.05, "--score-threshold", help="Inference threshold."),
     nms_iou: float = typer.Option(0.5, "--nms-iou", help="NMS IoU threshold."),
@@ -196,6 +199,7 @@ def train(
         lr_steps=_parse_steps(lr_steps),
         grad_clip=grad_clip,
         sb_init=sb_init,
+        sb_fixed=sb_fixed,
         pre_nms_topk=pre_nms_topk,
         score_threshold=score_threshold,
         nms_iou=nms_iou,

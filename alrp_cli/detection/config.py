@@ -76,6 +76,7 @@ class TrainConfig:
     lr_gamma: float = 0.1
     grad_clip: float | None = None
     sb_init: float = 50.0
+    sb_fixed: bool = False
     # inference
     pre_nms_topk: int = 1000
     score_threshold: float = 0.05

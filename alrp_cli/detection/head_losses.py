@@ -13,6 +13,7 @@ comparisons between them are fair: only the loss differs.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -109,15 +110,19 @@ def build_loss_inputs(
     )
 
 
-def make_loss_module(kind: str, *, period: int, init_weight: float = 50.0) -> nn.Module | None:
+def make_loss_module(
+    kind: str, *, period: int, init_weight: float = 50.0, fixed: bool = False
+) -> nn.Module | None:
     """The stateful loss module of ``kind``: :class:`ALRPLoss` for 'alrp' (self-balance with
-    ``period`` steps per update), ``None`` for the stateless baselines."""
+    ``period`` steps per update; ``fixed=True`` holds the weight at ``init_weight``), ``None``
+    for the stateless baselines."""
     if kind not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {kind!r}")
     if kind == "alrp":
         from alrp_cli.losses import ALRPLoss
 
-        return ALRPLoss(period=period, init_weight=init_weight)
+        # A period that is never reached is a fixed weight: ALRPLoss has no other switch.
+        return ALRPLoss(period=sys.maxsize if fixed else period, init_weight=init_weight)
     return None
 
 

@@ -197,7 +197,9 @@ def train(config: TrainConfig, *, on_event: EventFn | None = None) -> TrainResul
         optimizer, lambda it: lr_factor(it, cfg=cfg, iters_per_epoch=iters_per_epoch)
     )
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
-    loss_module = make_loss_module(cfg.loss, period=iters_per_epoch, init_weight=cfg.sb_init)
+    loss_module = make_loss_module(
+        cfg.loss, period=iters_per_epoch, init_weight=cfg.sb_init, fixed=cfg.sb_fixed
+    )
     if loss_module is not None:
         loss_module.to(device)
     meta = {

@@ -107,3 +107,15 @@ def test_ap_loss_adds_smooth_l1_per_positive(model: Detector) -> None:
     smooth = torch.where(diff < 0.11, 0.5 * diff**2 / 0.11, diff - 0.5 * 0.11)
     assert parts.loc == pytest.approx(smooth.sum().item() / 2, rel=1e-5)
     assert parts.sb_weight is None
+
+
+def test_fixed_weight_never_self_balances(model: Detector) -> None:
+    out, targets = _case()
+    inputs = build_loss_inputs(model, out, targets, assigner="maxiou")
+    balanced = make_loss_module("alrp", period=2)
+    fixed = make_loss_module("alrp", period=2, init_weight=10.0, fixed=True)
+    for _ in range(4):
+        compute_loss("alrp", inputs, balanced)
+        parts = compute_loss("alrp", inputs, fixed)
+    assert parts.sb_weight == 10.0
+    assert float(balanced.weight) != 50.0  # it did update after 2 steps
