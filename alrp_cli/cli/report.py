@@ -12,7 +12,6 @@ from rich.table import Table
 
 from alrp_cli.atomic import write_json
 from alrp_cli.errors import UserError
-from analysis.report import FIGURES, build_report, load_inputs, parse_formats
 
 
 def _rich(title: str, columns: list[str], rows: list[list[str]]) -> Table:
@@ -60,6 +59,9 @@ def report(
 
     A figure is made only when the inputs hold its data; the index lists the others and why.
     """
+    # Imported here: matplotlib and seaborn are slow to import, and only this command needs them.
+    from analysis.report import FIGURES, build_report, load_inputs, parse_formats
+
     chosen = parse_formats(formats)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder")
