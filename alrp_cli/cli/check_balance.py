@@ -11,10 +11,38 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from alrp_cli.atomic import write_json
+from alrp_cli.atomic import atomic_path, write_json
 from alrp_cli.balance import BalanceConfig, BalanceReport, failure_message, run_balance_check
-from alrp_cli.balance.plot import check_plot_path, plot_balance
-from alrp_cli.errors import CheckFailed
+from alrp_cli.errors import CheckFailed, UserError
+
+PLOT_FORMATS = ("png", "pdf", "svg")
+
+
+def _check_plot_path(path: Path) -> str:
+    """The image format of ``path`` from its suffix; UserError for an unsupported one."""
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in PLOT_FORMATS:
+        raise UserError(f"{path}: --plot must end in .png, .pdf or .svg")
+    return fmt
+
+
+def _write_plot(report: BalanceReport, path: Path) -> None:
+    """Figure 7 of `alrp report` (one source for the figure), written atomically."""
+    # Imported here: plotting is optional and matplotlib is slow to import.
+    import pandas as pd
+
+    from analysis.figures import plot_balance
+
+    trials = pd.DataFrame(
+        [
+            {"source": "check-balance", "loss": t.loss, "sum_pos": t.sum_pos, "sum_neg": t.sum_neg}
+            for t in report.trials
+        ],
+        columns=["source", "loss", "sum_pos", "sum_neg"],
+    )
+    fig = plot_balance(trials)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=_check_plot_path(path), dpi=150)
 
 
 def _fmt(x: float | None) -> str:
@@ -114,7 +142,7 @@ def check_balance_command(
     )
     config.validate()
     if plot is not None:
-        check_plot_path(plot)
+        _check_plot_path(plot)
 
     err = Console(stderr=True)
     columns = (TextColumn("checking"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -133,7 +161,7 @@ def check_balance_command(
     if json_path is not None:
         write_json(json_path, report.to_json())
     if plot is not None:
-        plot_balance(report, plot)
+        _write_plot(report, plot)
     failed = [s for s in report.losses if s.passed is False]
     if failed:
         raise CheckFailed(" | ".join(failure_message(config, s) for s in failed))
