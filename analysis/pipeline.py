@@ -7,6 +7,7 @@ values (analysis.loss_values), ranking statistics (analysis.ranking).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -281,13 +282,25 @@ def analysis_document(
     iou_threshold: float,
     max_dets: int,
     delta: float,
+    json_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """The analysis JSON (version 1) for several files; schema in docs/analyze.md."""
+    """The analysis JSON (version 1) for several files; schema in docs/analyze.md.
+
+    With ``json_dir`` (the folder the JSON is written to), CSV paths are written relative
+    to it, so the JSON and its tables can move together.
+    """
+    files = [r.to_dict() for r in results]
+    if json_dir is not None:
+        for entry in files:
+            entry["csv"] = {
+                k: None if v is None else os.path.relpath(v, json_dir)
+                for k, v in entry["csv"].items()
+            }
     return {
         "version": 1,
         "gt": str(gt_path),
         "iou_threshold": float(iou_threshold),
         "max_dets": int(max_dets),
         "delta": float(delta),
-        "files": [r.to_dict() for r in results],
+        "files": files,
     }

@@ -105,7 +105,12 @@ def analyze(
             write_csvs(r, csv_dir)
     if json_path is not None:
         doc = analysis_document(
-            results, gt_path=str(gt), iou_threshold=iou_threshold, max_dets=max_dets, delta=delta
+            results,
+            gt_path=str(gt),
+            iou_threshold=iou_threshold,
+            max_dets=max_dets,
+            delta=delta,
+            json_dir=json_path.parent,
         )
         write_json(json_path, doc)
 

@@ -80,11 +80,12 @@ def test_json_and_csv_contract(case, tmp_path):
     }
     assert f["pr_curve"]["iou"] == 0.5
     assert len(f["pr_curve"]["recall"]) == len(f["pr_curve"]["precision"]) == 101
+    # CSV paths are relative to the JSON's folder, so the two can move together.
     assert f["csv"] == {
-        "detections": str(csv_dir / "model.detections.csv"),
-        "classes": str(csv_dir / "model.classes.csv"),
+        "detections": "../csv/model.detections.csv",
+        "classes": "../csv/model.classes.csv",
     }
-    det = pd.read_csv(f["csv"]["detections"])
+    det = pd.read_csv(out.parent / f["csv"]["detections"])
     assert list(det.columns) == [
         "image_id",
         "category_id",
@@ -103,7 +104,7 @@ def test_json_and_csv_contract(case, tmp_path):
     for _, g in det.groupby("category_id"):  # rank: 1.. by descending score within class
         assert g["rank"].tolist() == list(range(1, len(g) + 1))
         assert g["score"].is_monotonic_decreasing
-    classes = pd.read_csv(f["csv"]["classes"])
+    classes = pd.read_csv(out.parent / f["csv"]["classes"])
     assert classes["category_id"].tolist() == [r["category_id"] for r in f["lrp"]["per_class"]]
     assert classes["oLRP"].tolist() == pytest.approx([r["oLRP"] for r in f["lrp"]["per_class"]])
 
