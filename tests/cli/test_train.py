@@ -64,3 +64,28 @@ def test_bad_input_exits_2_with_one_line(extra: list[str], message: str, tmp_pat
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.output
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_an_interrupted_run_exits_128_plus_the_signal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+
+    import alrp_cli.detection.train as library
+
+    def interrupted(config, *, on_event=None):
+        return library.TrainResult(
+            run_dir=tmp_path / "run",
+            epochs_done=0,
+            global_iter=3,
+            interrupted=True,
+            signal=int(signal.SIGTERM),
+            best_ap=None,
+            last_eval=None,
+            seconds=1.0,
+        )
+
+    monkeypatch.setattr(library, "train", interrupted)
+    result = runner.invoke(app, ["train", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 128 + signal.SIGTERM
+    assert f"alrp train --resume {tmp_path / 'run'}" in result.stderr.replace("\n", "")
