@@ -121,3 +121,20 @@ def split(logits: Tensor, targets: Tensor, delta: float, *, finite: bool = True)
 def self_term(delta: float) -> float:
     """H(0): what a positive contributes to its own sum over positives."""
     return 0.5 if delta > 0 else 1.0
+
+
+def _is_one(value: Tensor) -> bool:
+    # Only on the CPU, where reading the value costs no device synchronisation.
+    return value.device.type == "cpu" and value.numel() == 1 and float(value) == 1.0
+
+
+def scaled_update(update: Tensor, grad_output: Tensor) -> Tensor:
+    """``update · grad_output`` for a custom backward; the update itself when that is 1.
+
+    Returning the saved update is safe: autograd copies it before accumulating when the
+    graph is retained (the saved tensor still holds a reference), and takes it over
+    otherwise.
+    """
+    if _is_one(grad_output):
+        return update
+    return update * grad_output.to(update.dtype)

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from alrp_cli.losses._inputs import Split, check_inputs, self_term, split
+from alrp_cli.losses._inputs import Split, check_inputs, scaled_update, self_term, split
 from alrp_cli.losses.bucketed import point_sums, query_sums
 
 #: Positives whose N_FP is at most this get no update (as in the published code).
@@ -67,7 +67,7 @@ class _ALRPClassification(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_value: Tensor, _grad_rank: Tensor) -> tuple[Any, ...]:
         (grad,) = ctx.saved_tensors
-        return grad * grad_value.to(grad.dtype), None, None, None
+        return scaled_update(grad, grad_value), None, None, None
 
 
 def _localisation(logits: Tensor, s: Split | None, loc_errors: Tensor, rank: Tensor) -> Tensor:

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from alrp_cli.losses._inputs import Split, check_inputs, self_term, split
+from alrp_cli.losses._inputs import Split, check_inputs, scaled_update, self_term, split
 from alrp_cli.losses.bucketed import point_sums, query_sums
 
 
@@ -46,7 +46,7 @@ class _APClassification(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_value: Tensor) -> tuple[Any, ...]:
         (grad,) = ctx.saved_tensors
-        return grad * grad_value.to(grad.dtype), None, None
+        return scaled_update(grad, grad_value), None, None
 
 
 def ap_loss(logits: Tensor, targets: Tensor, *, delta: float = 1.0) -> Tensor:

@@ -84,19 +84,18 @@ def _count_below(edges: Tensor, points: Tensor, inclusive: bool) -> Tensor:
     scale = num_cells / (hi - lo)
     origin = lo - 1 / scale
 
-    def cell_of(v: Tensor) -> Tensor:
-        # Any map that is monotone in floating point works; truncation of the clamped,
-        # non-negative value is floor. Cells 0 .. num_cells + 1.
-        return (v - origin).mul_(scale).clamp_(0, num_cells + 1).to(torch.int32)
-
-    edge_cells = cell_of(edges)  # ascending, since cell_of is monotone
+    # Any map that is monotone in floating point works; truncation of the clamped,
+    # non-negative value is floor. Cells 0 .. num_cells + 1. Edges and points go through
+    # the very same operations.
+    edge_cells = (edges - origin).mul_(scale).clamp_(0, num_cells + 1).to(torch.int32)
     cells = torch.arange(num_cells + 2, device=edges.device, dtype=torch.int32)
     first = torch.searchsorted(edge_cells, cells, out_int32=True)  # edges in earlier cells
     crowded = torch.searchsorted(edge_cells, cells, right=True, out_int32=True) - first > 1
     # The one edge a cell may hold, or the next edge above it (+inf past the last).
     candidate = torch.cat([edges, edges.new_full((1,), torch.inf)])[first.long()]
-    point_cells = cell_of(points)
-    nearest = candidate.index_select(0, point_cells)
+    scaled = (points - origin).mul_(scale).clamp_(0, num_cells + 1)
+    point_cells = scaled.to(torch.int32)
+    nearest = torch.index_select(candidate, 0, point_cells, out=scaled)  # reuse the buffer
     hit = (nearest <= points) if inclusive else (nearest < points)
     below = first.index_select(0, point_cells) + hit
     if bool(crowded.any()):
@@ -121,7 +120,7 @@ def local_offsets(bins: Bins, points: Tensor, index: Tensor) -> Tensor:
     ``index`` may hold ``num_bins`` for points left out; their offset is the point itself.
     """
     left = torch.cat([bins.left, bins.left.new_zeros(1)]).to(points.dtype)
-    return points - left.index_select(0, index)
+    return left.index_select(0, index).neg_().add_(points)
 
 
 def query_sums(
@@ -215,4 +214,4 @@ def point_sums(
     slope = win / (2 * delta)
     base = torch.cat([base, zero]).to(dtype)
     slope = torch.cat([slope, zero]).to(dtype)
-    return torch.addcmul(base.index_select(0, index), slope.index_select(0, index), offsets)
+    return slope.index_select(0, index).mul_(offsets).add_(base.index_select(0, index))

@@ -193,3 +193,20 @@ def test_upstream_gradient_scales_the_update_and_loc_does_not_touch_logits() -> 
     out.loc.backward()
     assert logits.grad is None
     assert e.grad is not None and bool((e.grad > 0).all())
+
+
+def test_backward_through_a_retained_graph_accumulates_exactly() -> None:
+    # The update is handed to autograd as is when the upstream gradient is 1; accumulating
+    # into .grad must never modify the saved update.
+    logits = torch.randn(40, dtype=torch.float64, requires_grad=True)
+    targets = (torch.arange(40) % 5 == 0).long()
+    for loss in (
+        alrp_loss(logits, targets, torch.rand(8, dtype=torch.float64)).cls,
+        ap_loss(logits, targets),
+    ):
+        logits.grad = None
+        loss.backward(retain_graph=True)
+        once = logits.grad.clone()
+        loss.backward(retain_graph=True)
+        loss.backward()
+        assert torch.allclose(logits.grad, 3 * once, rtol=1e-15, atol=0)
