@@ -11,10 +11,10 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from alrp_cli.atomic import write_json
+from alrp_cli.cli.progress import progress_bar
 from alrp_cli.errors import UserError
 from analysis.io import load_gt, load_predictions
 from analysis.pipeline import AnalysisResult, analysis_document, check_options, resolve_classes
@@ -71,14 +71,7 @@ def analyze(
     resolve_classes(ground_truth, class_list)
     loaded = [load_predictions(p, ground_truth, lenient=lenient) for p in predictions]
     results: list[AnalysisResult] = []
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    ) as progress:
+    with progress_bar(err) as progress:
         for lab, preds in zip(labels, loaded, strict=True):
             tasks: dict[str, Any] = {}
 

@@ -8,11 +8,11 @@ import torch
 import typer
 from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from alrp_cli.atomic import write_json
 from alrp_cli.bench import DEFAULT_GRID, LOSSES, BenchRow, parse_size, resolve_device, run_bench
+from alrp_cli.cli.progress import progress_bar
 from alrp_cli.errors import UserError
 
 DTYPES = {
@@ -102,14 +102,7 @@ def bench(
         torch.set_num_threads(threads)
     console = Console(stderr=True)
     total = len(grid) * len(losses)
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
+    with progress_bar(console) as progress:
         task = progress.add_task("timing", total=total)
         rows = run_bench(
             grid,

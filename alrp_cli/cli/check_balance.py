@@ -8,11 +8,11 @@ from pathlib import Path
 import typer
 from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from alrp_cli.atomic import atomic_path, write_json
 from alrp_cli.balance import BalanceConfig, BalanceReport, failure_message, run_balance_check
+from alrp_cli.cli.progress import progress_bar
 from alrp_cli.errors import CheckFailed, UserError
 
 PLOT_FORMATS = ("png", "pdf", "svg")
@@ -145,9 +145,8 @@ def check_balance_command(
         _check_plot_path(plot)
 
     err = Console(stderr=True)
-    columns = (TextColumn("checking"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
-        task = progress.add_task("trials", total=None)
+    with progress_bar(err) as progress:
+        task = progress.add_task("checking", total=None)
         report = run_balance_check(
             config,
             on_start=lambda total: progress.update(task, total=total),

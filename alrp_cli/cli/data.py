@@ -7,10 +7,10 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from alrp_cli.atomic import write_json
+from alrp_cli.cli.progress import progress_bar
 from alrp_cli.detection.data import (
     SYNTH_CLASSES,
     coco_layout,
@@ -77,14 +77,7 @@ def synth(
     """
     names = tuple(c.strip() for c in classes.split(",") if c.strip())
     console = Console(stderr=True)
-    with Progress(
-        TextColumn("[bold]synth"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
+    with progress_bar(console) as progress:
         task = progress.add_task("synth", total=num_train + num_val)
         make_synthetic_coco(
             out,

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from alrp_cli.atomic import write_json
+from alrp_cli.cli.progress import progress_bar
 
 
 def predict(
@@ -35,9 +35,7 @@ def predict(
     from alrp_cli.detection.predict import predict as run_predict
 
     console = Console(stderr=True)
-    progress = Progress(
-        TextColumn("[bold]predict"), BarColumn(), MofNCompleteColumn(), console=console
-    )
+    progress = progress_bar(console, transient=False)
     task = progress.add_task("predict", total=None)
 
     def start(total: int) -> None:  # only once the inputs are checked: errors stay one line

@@ -7,10 +7,10 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from alrp_cli.atomic import write_json
+from alrp_cli.cli.progress import progress_bar
 from alrp_cli.errors import UserError
 
 
@@ -70,8 +70,7 @@ def report(
         loaded = load_inputs(inputs, label)
     for warning in loaded.warnings:
         err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, TimeElapsedColumn(), console=err, transient=True) as progress:
+    with progress_bar(err) as progress:
         task = progress.add_task("drawing figures", total=len(FIGURES))
         result = build_report(
             loaded,
