@@ -41,11 +41,27 @@ def smoothed_step(x: Tensor, delta: float) -> Tensor:
     return (x >= 0).to(x.dtype)
 
 
-def _relevant(logits: Tensor, targets: Tensor, delta: float) -> tuple[Tensor, Tensor, Tensor]:
+class _Loop(NamedTuple):
+    pos_index: Tensor  # positions of the positives
+    neg_index: Tensor  # positions of the negatives that can contribute
+    pos: Tensor  # positive scores
+    neg: Tensor  # relevant negative scores
+
+
+def _loop_inputs(logits: Tensor, targets: Tensor, delta: float) -> _Loop | None:
+    """The positives and the relevant negatives (s ≥ min positive − δ); None without positives."""
     pos_index = (targets == 1).nonzero().squeeze(1)
-    threshold = logits[pos_index].min() - delta
-    neg_index = ((targets == 0) & (logits >= threshold)).nonzero().squeeze(1)
-    return pos_index, neg_index, logits[pos_index]
+    if pos_index.numel() == 0:
+        return None
+    pos = logits[pos_index]
+    neg_index = ((targets == 0) & (logits >= pos.min() - delta)).nonzero().squeeze(1)
+    return _Loop(pos_index, neg_index, pos, logits[neg_index])
+
+
+def _no_positives(logits: Tensor) -> ReferenceOutput:
+    zero = logits.new_zeros(())
+    empty = logits.new_zeros(0)
+    return ReferenceOutput(zero, zero, empty, torch.zeros_like(logits), empty)
 
 
 def alrp_loss_reference(
@@ -59,13 +75,11 @@ def alrp_loss_reference(
     """
     logits = logits.detach()
     e = loc_errors.detach().to(logits.dtype)
-    grad = torch.zeros_like(logits)
-    num_pos = int((targets == 1).sum())
-    if num_pos == 0:
-        zero = logits.new_zeros(())
-        return ReferenceOutput(zero, zero, logits.new_zeros(0), grad, e.new_zeros(0))
-    pos_index, neg_index, pos = _relevant(logits, targets, delta)
-    neg = logits[neg_index]
+    loop = _loop_inputs(logits, targets, delta)
+    if loop is None:
+        return _no_positives(logits)
+    pos_index, neg_index, pos, neg = loop
+    num_pos = pos.numel()
     neg_grad = torch.zeros_like(neg)
     rank = torch.zeros_like(pos)
     fp = torch.zeros_like(pos)
@@ -87,6 +101,7 @@ def alrp_loss_reference(
     )  # before[i, k]: k placed at or before i
     loc = ((before.to(e.dtype) * e[None, :]).sum(1) / rank).mean()
     grad_loc = (before.to(e.dtype) / rank[:, None]).sum(0) / num_pos
+    grad = torch.zeros_like(logits)
     grad[pos_index] = pos_grad / num_pos
     grad[neg_index] = neg_grad / num_pos
     return ReferenceOutput((fp / rank).mean(), loc, rank, grad, grad_loc)
@@ -99,13 +114,11 @@ def ap_loss_reference(logits: Tensor, targets: Tensor, *, delta: float = 1.0) ->
         logits (Tensor[N] float), targets (Tensor[N] in {1, 0, -1}), delta (float ≥ 0).
     """
     logits = logits.detach()
-    grad = torch.zeros_like(logits)
-    num_pos = int((targets == 1).sum())
-    if num_pos == 0:
-        zero = logits.new_zeros(())
-        return ReferenceOutput(zero, zero, logits.new_zeros(0), grad, logits.new_zeros(0))
-    pos_index, neg_index, pos = _relevant(logits, targets, delta)
-    neg = logits[neg_index]
+    loop = _loop_inputs(logits, targets, delta)
+    if loop is None:
+        return _no_positives(logits)
+    pos_index, neg_index, pos, neg = loop
+    num_pos = pos.numel()
     neg_grad = torch.zeros_like(neg)
     rank = torch.zeros_like(pos)
     interp = torch.zeros_like(pos)
@@ -123,6 +136,7 @@ def ap_loss_reference(logits: Tensor, targets: Tensor, *, delta: float = 1.0) ->
         else:
             neg_grad += neg_rel / rank[i] * ((1 - max_prec) / (1 - prec))
         interp[i] = max_prec
+    grad = torch.zeros_like(logits)
     grad[pos_index] = -(1 - interp) / num_pos
     grad[neg_index] = neg_grad / num_pos
     zero = logits.new_zeros(())
