@@ -14,6 +14,7 @@ from alrp_cli.atomic import write_json
 from alrp_cli.bench import DEFAULT_GRID, LOSSES, BenchRow, parse_size, resolve_device, run_bench
 from alrp_cli.cli.progress import progress_bar
 from alrp_cli.errors import UserError
+from alrp_cli.outputs import Outputs
 
 DTYPES = {
     "float32": torch.float32,
@@ -98,6 +99,7 @@ def bench(
     if dtype not in DTYPES:
         raise UserError(f"--dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
     dev = resolve_device(device)
+    Outputs().file(json_path, "--json")
     if threads is not None:
         torch.set_num_threads(threads)
     console = Console(stderr=True)

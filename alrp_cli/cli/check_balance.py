@@ -14,6 +14,7 @@ from alrp_cli.atomic import atomic_path, write_json
 from alrp_cli.balance import BalanceConfig, BalanceReport, failure_message, run_balance_check
 from alrp_cli.cli.progress import progress_bar
 from alrp_cli.errors import CheckFailed, UserError
+from alrp_cli.outputs import Outputs
 
 PLOT_FORMATS = ("png", "pdf", "svg")
 
@@ -141,7 +142,9 @@ def check_balance_command(
         from_file=str(from_file) if from_file is not None else None,
     )
     config.validate()
-    if plot is not None:
+    outputs = Outputs([from_file])
+    outputs.file(json_path, "--json")
+    if outputs.file(plot, "--plot") is not None:
         _check_plot_path(plot)
 
     err = Console(stderr=True)
@@ -157,10 +160,11 @@ def check_balance_command(
     report.config["plot"] = str(plot) if plot is not None else None
     out = Console()
     out.print(_table(report))
-    if json_path is not None:
-        write_json(json_path, report.to_json())
-    if plot is not None:
-        _write_plot(report, plot)
+    with outputs.undo_on_error():
+        if json_path is not None:
+            write_json(json_path, report.to_json())
+        if plot is not None:
+            _write_plot(report, plot)
     failed = [s for s in report.losses if s.passed is False]
     if failed:
         raise CheckFailed(" | ".join(failure_message(config, s) for s in failed))

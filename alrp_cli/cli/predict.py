@@ -10,13 +10,16 @@ from rich.table import Table
 
 from alrp_cli.atomic import write_json
 from alrp_cli.cli.progress import progress_bar
+from alrp_cli.outputs import Outputs
 
 
 def predict(
     checkpoint: Path = typer.Argument(
-        ..., help="A checkpoint from `alrp train` (last.pt, best.pt)."
+        ...,
+        help="A checkpoint from `alrp train` (last.pt, best.pt), or a run directory "
+        "(its best.pt, else last.pt).",
     ),
-    images: Path = typer.Option(..., "--images", help="Folder of images."),
+    images: Path = typer.Option(..., "--images", help="Folder of images, or one image file."),
     ann: Path | None = typer.Option(
         None, "--ann", help="COCO annotation file of the images (image ids and categories)."
     ),
@@ -34,6 +37,9 @@ def predict(
     """Run a trained detector over images and write COCO results (what `alrp analyze` reads)."""
     from alrp_cli.detection.predict import predict as run_predict
 
+    outputs = Outputs([checkpoint, ann, images])
+    outputs.file(output, "-o/--output")
+    outputs.file(json_path, "--json")
     console = Console(stderr=True)
     progress = progress_bar(console, transient=False)
     task = progress.add_task("predict", total=None)

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from alrp_cli.atomic import write_json
 from alrp_cli.errors import UserError
+from alrp_cli.outputs import Outputs
 
 
 class _ProgressView:
@@ -215,6 +216,10 @@ def train(
         out=None if out is None else str(out),
         resume=None if resume is None else str(resume),
     )
+    outputs = Outputs([data, train_ann, train_images, val_ann, val_images, resume])
+    if resume is None:
+        outputs.folder(out, "--out")
+    outputs.file(json_path, "--json")
     console = Console(stderr=True)
     view = _ProgressView(console)
     try:

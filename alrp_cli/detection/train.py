@@ -27,7 +27,12 @@ import numpy as np
 import torch
 
 from alrp_cli.atomic import atomic_path, write_json
-from alrp_cli.detection.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from alrp_cli.detection.checkpoint import (
+    load_checkpoint,
+    load_weights,
+    save_checkpoint,
+    set_rng_state,
+)
 from alrp_cli.detection.config import TrainConfig
 from alrp_cli.detection.data import CocoDataset, coco_layout, collate, resolve_data
 from alrp_cli.detection.engine import (
@@ -41,6 +46,7 @@ from alrp_cli.detection.head_losses import make_loss_module
 from alrp_cli.detection.metrics_log import MetricsLog
 from alrp_cli.detection.model import Detector
 from alrp_cli.detection.recording import loss_inputs_recorder
+from alrp_cli.detection.run_dir import check_new_run_dir, create_run_dir, resume_checkpoint
 from alrp_cli.errors import UserError
 
 EventFn = Callable[[dict[str, Any]], None]
@@ -87,11 +93,6 @@ def lr_factor(iteration: int, *, cfg: TrainConfig, iters_per_epoch: int) -> floa
         if epoch >= round(frac * cfg.epochs):
             factor *= cfg.lr_gamma
     return factor
-
-
-def default_run_dir(loss: str) -> Path:
-    """``runs/<UTC timestamp>-<loss>``."""
-    return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{loss}"
 
 
 def _seed_everything(seed: int) -> None:
@@ -162,18 +163,13 @@ def train(config: TrainConfig, *, on_event: EventFn | None = None) -> TrainResul
     emit: EventFn = on_event or (lambda event: None)
     checkpoint = None
     if config.resume is not None:
-        run_dir = Path(config.resume)
-        checkpoint = load_checkpoint(run_dir / "last.pt")
+        run_dir, checkpoint_file = resume_checkpoint(config.resume)
+        checkpoint = load_checkpoint(checkpoint_file)
         cfg = TrainConfig.from_dict(checkpoint["config"])
         cfg.resume = str(run_dir)
     else:
         cfg = config.resolved()
-        run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg.loss)
-        cfg.out = str(run_dir)
-        if (run_dir / "last.pt").exists():
-            raise UserError(
-                f"{run_dir}: holds a run already; use --resume {run_dir} or a new --out"
-            )
+        check_new_run_dir(cfg.out)  # claimed below, once data and model are known good
     assert cfg.batch_size and cfg.epochs and cfg.image_size
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -210,7 +206,7 @@ def train(config: TrainConfig, *, on_event: EventFn | None = None) -> TrainResul
     }
     state = TrainState()
     if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
+        load_weights(model, checkpoint["model"], checkpoint_file)
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         scaler.load_state_dict(checkpoint["scaler"])
@@ -219,8 +215,17 @@ def train(config: TrainConfig, *, on_event: EventFn | None = None) -> TrainResul
         state = TrainState(**checkpoint["train_state"])
         set_rng_state(checkpoint["rng"])
         log = MetricsLog.resume(run_dir / "metrics.jsonl", up_to_iter=state.global_iter)
+        if state.epoch >= cfg.epochs:
+            emit(
+                {
+                    "type": "message",
+                    "text": f"{run_dir}: the run is complete "
+                    f"({state.epoch} of {cfg.epochs} epochs); nothing to train",
+                }
+            )
     else:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir = create_run_dir(cfg.out, cfg.loss)
+        cfg.out = str(run_dir)
         write_json(run_dir / "config.json", cfg.to_dict())
         log = MetricsLog(run_dir / "metrics.jsonl")
         log.flush()
