@@ -12,6 +12,7 @@ from rich.table import Table
 
 from alrp_cli.atomic import atomic_path, write_json
 from alrp_cli.balance import BalanceConfig, BalanceReport, failure_message, run_balance_check
+from alrp_cli.cli.options import SEED_MAX
 from alrp_cli.cli.progress import progress_bar
 from alrp_cli.errors import CheckFailed, UserError
 from alrp_cli.outputs import Outputs
@@ -93,7 +94,9 @@ def check_balance_command(
     trial: int | None = typer.Option(
         None, "--trial", help="Run only this trial index (reproduces one failure)."
     ),
-    seed: int = typer.Option(0, "--seed", help="Run seed; trial i uses a seed derived from it."),
+    seed: int = typer.Option(
+        0, "--seed", min=0, max=SEED_MAX, help="Run seed; trial i uses a seed derived from it."
+    ),
     max_positives: int = typer.Option(2000, "--max-positives", help="Most positives per trial."),
     max_negatives: int = typer.Option(
         1_000_000,

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from alrp_cli.atomic import write_json
+from alrp_cli.cli.options import SEED_MAX
 from alrp_cli.cli.progress import progress_bar
 from alrp_cli.detection.data import (
     SYNTH_CLASSES,
@@ -61,7 +62,9 @@ def synth(
     image_size: int = typer.Option(
         128, "--image-size", help="Image side in pixels (square, >= 32)."
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed; the same seed writes byte-identical files."),
+    seed: int = typer.Option(
+        0, "--seed", min=0, max=SEED_MAX, help="Seed; the same seed writes byte-identical files."
+    ),
     classes: str = typer.Option(
         ",".join(SYNTH_CLASSES),
         "--classes",

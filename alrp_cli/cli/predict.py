@@ -30,7 +30,11 @@ def predict(
     batch_size: int = typer.Option(8, "--batch-size", help="Images per forward pass."),
     workers: int = typer.Option(0, "--workers", help="Data-loading worker processes."),
     score_threshold: float | None = typer.Option(
-        None, "--score-threshold", help="Override the checkpoint's inference threshold."
+        None,
+        "--score-threshold",
+        min=0.0,
+        max=1.0,
+        help="Override the checkpoint's inference threshold.",
     ),
     json_path: Path | None = typer.Option(None, "--json", help="Write a summary as JSON here."),
 ) -> None:

@@ -35,6 +35,7 @@ from alrp_cli.detection.checkpoint import (
 )
 from alrp_cli.detection.config import TrainConfig
 from alrp_cli.detection.data import CocoDataset, coco_layout, collate, resolve_data
+from alrp_cli.detection.data.coco import image_problem
 from alrp_cli.detection.engine import (
     EpochSampler,
     TrainState,
@@ -132,7 +133,40 @@ def _datasets(cfg: TrainConfig, emit: EventFn) -> tuple[CocoDataset, CocoDataset
         raise UserError(
             f"{paths.val_ann}: categories differ from the training annotations {paths.train_ann}"
         )
+    _check_images(train_ds, "train", skip=cfg.skip_bad_images, emit=emit)
+    _check_images(val_ds, "val", skip=False, emit=emit)
     return train_ds, val_ds
+
+
+def _check_images(ds: CocoDataset, split: str, *, skip: bool, emit: EventFn) -> None:
+    """Check every image file before training starts (exists, header, not truncated).
+
+    A bad image is a UserError naming it; with ``skip`` (training images only: a validation
+    image left out would change the evaluation) bad images are dropped and counted.
+    """
+    paths = ds.image_paths()
+    emit({"type": "scan_start", "split": split, "images": len(paths)})
+    bad: list[tuple[int, Path, str]] = []
+    for image_id, path in paths.items():
+        problem = image_problem(path)
+        if problem is not None:
+            bad.append((image_id, path, problem))
+        emit({"type": "scan"})
+    emit({"type": "scan_end", "split": split})
+    if not bad:
+        return
+    _, path, problem = bad[0]
+    more = f" (and {len(bad) - 1} more of the {split} images)" if len(bad) > 1 else ""
+    if not skip:
+        hint = "; --skip-bad-images leaves bad training images out" if split == "train" else ""
+        raise UserError(f"{path}: {problem}{more}{hint}")
+    ds.exclude(i for i, _, _ in bad)
+    emit(
+        {
+            "type": "message",
+            "text": f"skipped {len(bad)} bad training images (first: {path}: {problem})",
+        }
+    )
 
 
 @contextlib.contextmanager
