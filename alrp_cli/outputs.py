@@ -146,9 +146,15 @@ class Outputs:
                 before[_new_root(path)] = None
         try:
             yield
-        except BaseException:
+        except BaseException as err:
             for path, old in before.items():
                 _remove_new(path, old)
+            if isinstance(err, OSError) and not isinstance(err, UserError):
+                where = f"{err.filename}: " if err.filename else ""
+                raise UserError(
+                    f"{where}writing the outputs failed ({err.strerror or err}); removed what "
+                    "this command had written"
+                ) from None
             raise
 
 
