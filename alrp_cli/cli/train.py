@@ -262,8 +262,7 @@ def train(
     view = _ProgressView(console)
     if resume is not None and (ignored := _ignored_with_resume(ctx)):
         view.warnings.append(
-            "--resume continues the run as its config.json says; "
-            f"ignoring {', '.join(ignored)}"
+            f"--resume continues the run as its config.json says; ignoring {', '.join(ignored)}"
         )
     try:
         result = run_training(config, on_event=view)
