@@ -56,6 +56,8 @@ class TorchDistributedCollective:
         sizes = [torch.empty_like(size) for _ in range(self.world_size)]
         dist.all_gather(sizes, size, group=self.group)
         counts = [int(s) for s in sizes]
+        if max(counts) == 0:  # nothing to send anywhere (every rank knows it)
+            return [tensor.new_zeros(tensor.shape) for _ in counts]
         padded = tensor.new_zeros((max(counts), *tensor.shape[1:]))
         padded[: tensor.shape[0]] = tensor
         padded = self._send(padded)
