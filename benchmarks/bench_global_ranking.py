@@ -15,7 +15,8 @@ negatives ~ N(0, 1), positives ~ N(1, 1), float32, δ = 1) it times forward + ba
      rank's.
 
 3 and 4 are interleaved step by step in the same processes, so their ratio is the
-overhead of the global ranking. Every process uses one thread. It also reports the bytes
+overhead of the global ranking; the time spent inside the collectives (waiting for the
+slower rank included) is reported too. Every process uses one thread. It also reports the bytes
 each rank hands to the collectives per step (TorchDistributedCollective.bytes_sent) next
 to the size of its logits, and prints one Markdown table for docs/benchmarks.md.
 """
@@ -63,6 +64,26 @@ def timed(loss: str, inputs, collective: Collective | None) -> float:
     return time.perf_counter() - start
 
 
+class TimedCollective(TorchDistributedCollective):
+    """TorchDistributedCollective that also adds up the seconds spent in its operations."""
+
+    seconds = 0.0
+
+    def all_gather(self, tensor):
+        start = time.perf_counter()
+        try:
+            return super().all_gather(tensor)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def all_reduce_sum(self, tensor):
+        start = time.perf_counter()
+        try:
+            return super().all_reduce_sum(tensor)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+
 def _worker(rank: int, world: int, port: int, sizes, repeats: int, out: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group(
@@ -72,24 +93,27 @@ def _worker(rank: int, world: int, port: int, sizes, repeats: int, out: str) -> 
         world_size=world,
         timeout=datetime.timedelta(seconds=300),
     )
-    collective = TorchDistributedCollective()
+    collective = TimedCollective()
     rows = {}
     for p, n in sizes:
         inputs = make_inputs(p, n, device=torch.device("cpu"), dtype=torch.float32, seed=rank)
         for loss in LOSSES:
             times = {"local": [], "global": []}
-            sent = []
+            sent, waited = [], []
             for i in range(repeats + 1):  # the first round warms up
                 for mode in ("local", "global"):
                     dist.barrier()
                     before = collective.bytes_sent
+                    before_s = collective.seconds
                     c = collective if mode == "global" else None
                     t = timed(loss, inputs, c)
                     if i:
                         times[mode].append(t)
                     if mode == "global":
                         sent.append(collective.bytes_sent - before)
-            rows[(loss, p, n)] = (times, sent)
+                        if i:
+                            waited.append(collective.seconds - before_s)
+            rows[(loss, p, n)] = (times, sent, waited)
     gathered = [None] * world
     dist.all_gather_object(gathered, rows)
     if rank == 0:
@@ -151,9 +175,10 @@ def main() -> None:
     print(
         "| loss | P / rank | N / rank | 1 proc, rank's batch (ms) | 1 proc, global batch (ms) "
         f"| {world} proc local (ms) | {world} proc global (ms) | global / local "
+        "| in collectives (ms) "
         "| bytes sent / rank / step | logits / rank | sent / logits |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for p, n in sizes:
         for loss in LOSSES:
             key = (loss, p, n)
@@ -163,6 +188,11 @@ def main() -> None:
                 steps = zip(*(r[key][0][mode] for r in per_rank), strict=True)
                 medians[mode] = statistics.median(max(s) for s in steps)
             sent = per_rank[0][key][1]
+            # Time inside the collectives (including waiting for the slower rank): median
+            # over steps of the mean over ranks.
+            waited = statistics.median(
+                statistics.mean(s) for s in zip(*(r[key][2] for r in per_rank), strict=True)
+            )
             assert len(set(sent)) == 1, "bytes per step vary"
             logits_bytes = n * 4
             one_local, one_whole = single[key]
@@ -170,6 +200,7 @@ def main() -> None:
                 f"| {'aLRP' if loss == 'alrp' else 'AP'} | {p:,} | {n:,} | {one_local * 1e3:.1f} "
                 f"| {one_whole * 1e3:.1f} | {medians['local'] * 1e3:.1f} "
                 f"| {medians['global'] * 1e3:.1f} | {medians['global'] / medians['local']:.2f} "
+                f"| {waited * 1e3:.1f} "
                 f"| {sent[0]:,} B | {logits_bytes:,} B | {sent[0] / logits_bytes:.2%} |"
             )
 
