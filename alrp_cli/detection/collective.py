@@ -67,6 +67,6 @@ class TorchDistributedCollective:
 
     def all_reduce_sum(self, tensor: Tensor) -> Tensor:
         """The element-wise sum over the ranks (a new tensor; ``tensor`` is left as is)."""
-        out = self._send(tensor.clone())
+        out = self._send(tensor.clone(memory_format=torch.contiguous_format))
         dist.all_reduce(out, op=dist.ReduceOp.SUM, group=self.group)
         return out.to(tensor.device)
