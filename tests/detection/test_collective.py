@@ -1,9 +1,10 @@
 """TorchDistributedCollective and the global-ranking losses in real gloo processes.
 
-One spawn of 3 processes (importing torch dominates the cost): the 3-rank cases run on the
-world group, the 2-rank cases on a sub-group of ranks 0 and 1. Each process writes its
-results to a file; the parent checks them against one process on the whole batch and the
-loop reference (tests/losses/sharding.py).
+One fork of 3 processes: the 3-rank cases run on the world group, the 2-rank cases on a
+sub-group of ranks 0 and 1. Each process writes its results to a file; the parent checks
+them against one process on the whole batch and the loop reference
+(tests/losses/sharding.py). A slow test checks DistributedDataParallel's averaged
+gradients of world_size × the global loss against one process.
 """
 
 from __future__ import annotations
@@ -17,10 +18,33 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from alrp_cli.detection.collective import TorchDistributedCollective
-from alrp_cli.losses import alrp_loss
-from tests.losses.sharding import check_global, make_case, run_rank, standard_cases
+from alrp_cli.losses import alrp_loss, ap_loss
+from tests.losses.sharding import assert_close, check_global, make_case, run_rank, standard_cases
 
 WORLD = 3
+
+
+def _ddp_problem() -> tuple[torch.Tensor, torch.Tensor, list[int], dict[str, torch.Tensor]]:
+    """Features Tensor[300, 4], targets Tensor[300], shard sizes, initial Linear(4, 1) state."""
+    g = torch.Generator().manual_seed(0)
+    features = torch.randn(300, 4, generator=g, dtype=torch.float64)
+    noise = 0.5 * torch.randn(300, generator=g, dtype=torch.float64)
+    targets = (features[:, 0] + noise > 0.8).long()
+    torch.manual_seed(0)
+    state = torch.nn.Linear(4, 1).double().state_dict()
+    return features, targets, [80, 100, 120], state
+
+
+def _ddp_loss(model, features, targets, collective) -> torch.Tensor:
+    """aLRP L_cls + AP Loss of the model's scores (the parameters get both updates)."""
+    logits = model(features).squeeze(1)
+    return alrp_loss(
+        logits,
+        targets,
+        torch.zeros(int(targets.sum()), dtype=torch.float64),
+        delta=0.5,
+        collective=collective,
+    ).cls + ap_loss(logits, targets, delta=0.5, collective=collective)
 
 
 def _cases() -> dict[int, list]:
@@ -114,3 +138,52 @@ def test_needs_an_initialised_process_group() -> None:
         pytest.skip("a process group is initialised in this process")
     with pytest.raises(RuntimeError, match="init_process_group"):
         TorchDistributedCollective()
+
+
+def _ddp_worker(rank: int, init_file: str, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{init_file}",
+        rank=rank,
+        world_size=WORLD,
+        timeout=datetime.timedelta(seconds=120),
+    )
+    try:
+        features, targets, sizes, state = _ddp_problem()
+        lo = sum(sizes[:rank])
+        part = slice(lo, lo + sizes[rank])
+        model = torch.nn.Linear(4, 1).double()
+        model.load_state_dict(state)
+        ddp = torch.nn.parallel.DistributedDataParallel(model)
+        world = TorchDistributedCollective()
+        loss = _ddp_loss(ddp, features[part], targets[part], world)
+        (world.world_size * loss).backward()
+        grads = [p.grad.clone() for p in model.parameters()]
+        torch.save({"grads": grads, "loss": loss.detach()}, Path(out_dir) / f"ddp{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow  # DistributedDataParallel's first construction imports ~900 modules
+def test_ddp_with_world_size_times_the_loss_gives_the_one_process_gradient(
+    tmp_path: Path,
+) -> None:
+    mp.start_processes(
+        _ddp_worker,
+        args=(str(tmp_path / "init"), str(tmp_path)),
+        nprocs=WORLD,
+        join=True,
+        start_method="fork",
+    )
+    features, targets, _, state = _ddp_problem()
+    model = torch.nn.Linear(4, 1).double()
+    model.load_state_dict(state)
+    loss = _ddp_loss(model, features, targets, None)
+    loss.backward()
+    want = torch.cat([p.grad.flatten() for p in model.parameters()])
+    for rank in range(WORLD):
+        res = torch.load(tmp_path / f"ddp{rank}.pt", weights_only=False)
+        assert float(res["loss"]) == pytest.approx(float(loss), rel=1e-12)
+        got = torch.cat([g.flatten() for g in res["grads"]])
+        assert_close(got, want, 1e-9, "DDP-averaged parameter gradients")
