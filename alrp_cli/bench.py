@@ -79,20 +79,6 @@ def parse_size(text: str) -> tuple[int, int]:
     return positives, examples
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present; ``cuda`` without a GPU is a user error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: no CUDA device is available on this machine")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise UserError(
-            f"--device {name!r}: not a torch device (cpu, cuda, cuda:1, auto)"
-        ) from None
-
-
 def make_inputs(
     positives: int, examples: int, *, device: torch.device, dtype: torch.dtype, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -20,6 +20,7 @@ from alrp_cli.balance.check import (
 from alrp_cli.balance.problems import Problem, random_problems
 from alrp_cli.balance.recorded import load_loss_inputs, recorded_problems
 from alrp_cli.balance.specs import LOSS_NAMES, resolve_losses
+from alrp_cli.device import resolve_device
 from alrp_cli.errors import UserError
 
 #: δ values random problems draw from unless ``--delta`` is given.
@@ -45,7 +46,7 @@ class BalanceConfig:
     max_negatives: int = 1_000_000
     deltas: tuple[float, ...] | None = None
     dtype: str = "float32"
-    device: str = "cpu"
+    device: str = "auto"
     tolerance: float | None = None
     from_file: str | None = None
 
@@ -68,14 +69,7 @@ class BalanceConfig:
         tol = self.tolerance
         if tol is not None and not (math.isfinite(tol) and tol > 0):
             raise UserError(f"--tolerance must be a positive number, got {self.tolerance}")
-        try:
-            device = torch.device(self.device)
-        except (RuntimeError, ValueError):
-            raise UserError(f"--device: not a torch device: {self.device!r}") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise UserError(f"--device {self.device}: CUDA is not available on this machine")
-        if device.type not in ("cpu", "cuda"):
-            raise UserError(f"--device {self.device}: only cpu and cuda are supported")
+        resolve_device(self.device)
 
     @property
     def resolved_tolerance(self) -> float:
@@ -93,7 +87,7 @@ class BalanceConfig:
             "max_negatives": self.max_negatives,
             "deltas": [float(d) for d in deltas],
             "dtype": self.dtype,
-            "device": self.device,
+            "device": str(resolve_device(self.device)),
             "tolerance": self.resolved_tolerance,
             "from": self.from_file,
         }
@@ -120,7 +114,7 @@ def reproduce_command(config: BalanceConfig, loss: str, trial: int) -> str:
             args += [a for d in _random_deltas(config) for a in ("--delta", f"{d:g}")]
     if config.dtype != "float32":
         args += ["--dtype", config.dtype]
-    if config.device != "cpu":
+    if config.device != "auto":
         args += ["--device", config.device]
     if config.tolerance is not None:
         args += ["--tolerance", f"{config.tolerance:g}"]
@@ -182,7 +176,9 @@ def run_balance_check(
             )
             for s in specs
         ]
-        problems = recorded_problems(recorded, deltas, dtype=dtype, device=config.device)
+        problems = recorded_problems(
+            recorded, deltas, dtype=dtype, device=resolve_device(config.device)
+        )
     else:
         deltas = _random_deltas(config)
         indices = [config.trial] if config.trial is not None else list(range(config.trials))
@@ -194,7 +190,7 @@ def run_balance_check(
             max_negatives=config.max_negatives,
             deltas=deltas,
             dtype=dtype,
-            device=config.device,
+            device=resolve_device(config.device),
         )
     if on_start is not None:
         on_start(total)

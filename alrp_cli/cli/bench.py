@@ -11,9 +11,10 @@ from rich.console import Console
 from rich.table import Table
 
 from alrp_cli.atomic import write_json
-from alrp_cli.bench import DEFAULT_GRID, LOSSES, BenchRow, parse_size, resolve_device, run_bench
+from alrp_cli.bench import DEFAULT_GRID, LOSSES, BenchRow, parse_size, run_bench
 from alrp_cli.cli.options import SEED_MAX
 from alrp_cli.cli.progress import progress_bar
+from alrp_cli.device import resolve_device
 from alrp_cli.errors import UserError
 from alrp_cli.outputs import Outputs
 
@@ -31,6 +32,12 @@ def _ms(seconds: float | None) -> str:
 
 def _mb(n: int | None) -> str:
     return "-" if n is None else f"{n / 2**20:,.0f}"
+
+
+def _ratio(x: float) -> str:
+    """A speed-up with two significant digits: 0.13×, 4.2×, 49×, 1,200×."""
+    rounded = float(f"{x:.2g}")
+    return f"{rounded:,.0f}×" if rounded >= 10 else f"{rounded:g}×"
 
 
 def _table(rows: list[BenchRow]) -> Table:
@@ -61,7 +68,7 @@ def _table(rows: list[BenchRow]) -> Table:
             f"{r.examples:,}",
             _ms(r.fast_s),
             _ms(r.reference_s),
-            "-" if r.speedup is None else f"{r.speedup:,.0f}×",
+            "-" if r.speedup is None else _ratio(r.speedup),
             _ms(r.sort_s),
             f"{r.fast_over_sort:.2f}",
             _mb(r.fast_peak_bytes),
@@ -79,7 +86,7 @@ def bench(
     loss: list[str] | None = typer.Option(
         None, "--loss", help=f"Loss to time (repeatable): {', '.join(LOSSES)}. Default: both."
     ),
-    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
+    device: str = typer.Option("auto", help="auto (CUDA when available), cpu, cuda, cuda:N."),
     dtype: str = typer.Option("float32", help="Logits dtype: " + ", ".join(DTYPES) + "."),
     repeats: int = typer.Option(5, help="Timed runs of the fast kernels and of the sort."),
     reference_repeats: int = typer.Option(

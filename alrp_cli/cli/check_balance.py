@@ -110,7 +110,9 @@ def check_balance_command(
         "the recorded meta's delta or 1).",
     ),
     dtype: str = typer.Option("float32", "--dtype", help="float32 or float64."),
-    device: str = typer.Option("cpu", "--device", help="Torch device: cpu, cuda, cuda:1."),
+    device: str = typer.Option(
+        "auto", "--device", help="auto (CUDA when available), cpu, cuda, cuda:N."
+    ),
     tolerance: float | None = typer.Option(
         None,
         "--tolerance",

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from alrp_cli.atomic import write_json
-from alrp_cli.cli.options import SEED_MAX
+from alrp_cli.cli.options import SEED_MAX, renamed
 from alrp_cli.cli.progress import progress_bar
 from alrp_cli.detection.data import (
     SYNTH_CLASSES,
@@ -121,7 +121,13 @@ def synth(
 
 @data_app.command("preview")
 def preview(
-    out: Path = typer.Option(..., "--out", help="PNG to write: a grid of images with their boxes."),
+    output: Path | None = typer.Option(
+        None,
+        "-o",
+        "--output",
+        help="Image file to write: a grid of images with their boxes (required).",
+        show_default=False,
+    ),
     data: Path | None = typer.Option(None, "--data", help="Dataset folder in the COCO layout."),
     split: str = typer.Option("val", "--split", help="With --data: 'train' or 'val'."),
     ann: Path | None = typer.Option(None, "--ann", help="Annotation JSON (instead of --data)."),
@@ -129,8 +135,12 @@ def preview(
     num: int = typer.Option(12, "--num", help="Images to draw (the first by id)."),
     cols: int = typer.Option(4, "--cols", help="Images per row."),
     cell: int = typer.Option(256, "--cell", help="Side of each drawn image in pixels."),
+    out_old: Path | None = typer.Option(None, "--out", hidden=True),
 ) -> None:
-    """Draw the first images of a COCO-format dataset with their boxes into one PNG."""
+    """Draw the first images of a COCO-format dataset with their boxes into one image."""
+    out = renamed(output, out_old, new_name="-o/--output", old_name="--out")
+    if out is None:
+        raise UserError("give -o/--output FILE: the image to write")
     if split not in ("train", "val"):
         raise UserError(f"--split must be 'train' or 'val', got {split!r}")
     if (ann is None) != (images is None):

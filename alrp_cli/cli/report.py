@@ -10,7 +10,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from alrp_cli.atomic import write_json
+from alrp_cli.cli.options import renamed
 from alrp_cli.cli.progress import progress_bar
+from alrp_cli.errors import UserError
 from alrp_cli.outputs import Outputs
 
 
@@ -37,8 +39,11 @@ def report(
         show_default=False,
         metavar="INPUT",
     ),
-    out: Path = typer.Option(
-        ..., "--out", "-o", help="Folder for figures/, index.md and index.html.", show_default=False
+    out_new: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Folder for figures/, index.md and index.html (required).",
+        show_default=False,
     ),
     label: list[str] | None = typer.Option(
         None,
@@ -54,6 +59,7 @@ def report(
     json_path: Path | None = typer.Option(
         None, "--json", help="Also write a manifest of the figures and tables as JSON here."
     ),
+    out_old: Path | None = typer.Option(None, "-o", hidden=True),
 ) -> None:
     """Write the report figures (PNG and vector) and index.md / index.html into --out.
 
@@ -62,6 +68,9 @@ def report(
     # Imported here: matplotlib and seaborn are slow to import, and only this command needs them.
     from analysis.report import FIGURES, build_report, load_inputs, parse_formats
 
+    out = renamed(out_new, out_old, new_name="--out", old_name="-o")
+    if out is None:
+        raise UserError("give --out FOLDER: where the report goes")
     chosen = parse_formats(formats)
     outputs = Outputs(inputs)
     outputs.folder(out, "--out")

@@ -48,6 +48,7 @@ from alrp_cli.detection.metrics_log import MetricsLog
 from alrp_cli.detection.model import Detector
 from alrp_cli.detection.recording import loss_inputs_recorder
 from alrp_cli.detection.run_dir import check_new_run_dir, create_run_dir, resume_checkpoint
+from alrp_cli.device import resolve_device
 from alrp_cli.errors import UserError
 
 EventFn = Callable[[dict[str, Any]], None]
@@ -72,11 +73,7 @@ def select_device(name: str) -> torch.device:
     """'auto' -> CUDA when available else CPU; 'cuda' without CUDA is a UserError."""
     if name not in CHOICES_DEVICE:
         raise UserError(f"--device: {name!r} is not one of {CHOICES_DEVICE}")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available")
-    return torch.device(name)
+    return resolve_device(name)
 
 
 def lr_factor(iteration: int, *, cfg: TrainConfig, iters_per_epoch: int) -> float:

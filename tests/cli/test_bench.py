@@ -78,3 +78,20 @@ def test_peak_memory_sees_a_large_allocation() -> None:
 def test_run_bench_without_reference() -> None:
     rows = run_bench([(5, 500)], losses=("ap",), repeats=1, reference=False)
     assert len(rows) == 1 and rows[0].reference_s is None and rows[0].speedup is None
+
+
+@pytest.mark.parametrize(
+    ("ratio", "shown"),
+    [
+        (0.1349, "0.13×"),
+        (4.24, "4.2×"),
+        (49.4, "49×"),
+        (1234.0, "1,200×"),
+        (99.6, "100×"),
+        (0.0012, "0.0012×"),
+    ],
+)
+def test_speedups_show_two_significant_digits(ratio: float, shown: str) -> None:
+    from alrp_cli.cli.bench import _ratio
+
+    assert _ratio(ratio) == shown

@@ -165,7 +165,7 @@ BAD_OPTIONS = [
     (["--dtype", "float16"], "--dtype must be float32 or float64"),
     (["--tolerance", "0"], "--tolerance must be a positive number"),
     (["--loss", "hinge"], "--loss: unknown loss 'hinge'"),
-    (["--device", "gpu7"], "--device: not a torch device"),
+    (["--device", "gpu7"], "--device 'gpu7': not a device"),
     (["--plot", "figure.gif"], "--plot must end in .png, .pdf or .svg"),
 ]
 
@@ -183,7 +183,7 @@ def test_bad_options_exit_2_one_line(tmp_path: Path, args: list[str], message: s
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_without_cuda_is_bad_input() -> None:
     res = _run("--device", "cuda")
-    assert res.exit_code == 2 and "CUDA is not available" in res.stderr
+    assert res.exit_code == 2 and "no CUDA device is available" in res.stderr
 
 
 @pytest.mark.parametrize(

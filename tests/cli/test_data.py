@@ -85,7 +85,7 @@ def test_preview_draws_a_grid(tmp_path: Path) -> None:
     assert _synth(tmp_path / "ds").exit_code == 0
     out = tmp_path / "grid.png"
     args = ["data", "preview", "--data", str(tmp_path / "ds"), "--split", "train"]
-    result = runner.invoke(app, [*args, "--out", str(out), "--num", "5", "--cols", "3"])
+    result = runner.invoke(app, [*args, "-o", str(out), "--num", "5", "--cols", "3"])
     assert result.exit_code == 0, result.output
     with Image.open(out) as im:
         assert im.size == (3 * 256 + 4 * 4, 2 * 256 + 3 * 4)
@@ -94,7 +94,9 @@ def test_preview_draws_a_grid(tmp_path: Path) -> None:
         "--ann", str(tmp_path / "ds" / "annotations" / "instances_val2017.json"),
         "--images", str(tmp_path / "ds" / "val2017"),
     ]  # fmt: skip
-    assert runner.invoke(app, explicit).exit_code == 0
+    old_spelling = runner.invoke(app, explicit)
+    assert old_spelling.exit_code == 0
+    assert "--out is deprecated here" in old_spelling.stderr  # still works for one release
     with Image.open(out) as im:
         assert im.size == (4 * 64 + 5 * 4, 64 + 2 * 4)  # 3 val images, one row
 
@@ -102,7 +104,7 @@ def test_preview_draws_a_grid(tmp_path: Path) -> None:
 def test_preview_bad_input_exit_2(tmp_path: Path) -> None:
     out = tmp_path / "p.png"
     missing = tmp_path / "missing"
-    base = ["data", "preview", "--out", str(out)]
+    base = ["data", "preview", "--output", str(out)]
     _assert_user_error(runner.invoke(app, [*base, "--data", str(missing)]), str(missing))
     _assert_user_error(runner.invoke(app, base), "--data")
     bad = tmp_path / "bad.json"

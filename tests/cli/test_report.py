@@ -111,3 +111,11 @@ def test_out_is_a_file(tmp_path: Path) -> None:
     result = runner.invoke(app, ["report", str(FIX / "balance.json"), "--out", str(target)])
     assert result.exit_code == 2 and "--out must be a folder, but a file is there" in result.stderr
     assert target.read_text() == "x"
+
+
+def test_the_old_o_spelling_of_out_still_works_with_a_warning(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["report", str(FIX / "balance.json"), "-o", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert "-o is deprecated here" in result.stderr and (tmp_path / "r" / "index.html").exists()
+    both = ["report", str(FIX / "balance.json"), "-o", str(tmp_path / "a"), "--out", "b"]
+    assert runner.invoke(app, both).exit_code == 2

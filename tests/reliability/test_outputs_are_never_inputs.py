@@ -18,7 +18,7 @@ from alrp_cli.cli.app import app
 from tests.detection.tiny import TINY_CLI_OPTIONS
 from tests.reliability.conftest import World, assert_refused, digest, invoke
 
-OUTPUT_OPTIONS = {"--json", "--csv-dir", "--output", "--out", "--plot"}
+OUTPUT_OPTIONS = {"--json", "--csv-dir", "-o", "--output", "--out", "--plot"}
 
 
 def commands(w: World, fresh: Path) -> dict[str, tuple[list[object], list[Path], dict]]:
@@ -35,7 +35,7 @@ def commands(w: World, fresh: Path) -> dict[str, tuple[list[object], list[Path],
         "data preview": (
             ["data", "preview", "--ann", w.val_ann, "--images", w.val_images],
             [w.val_ann, w.val_images, w.image],
-            {"--out": fresh / "p.png"},
+            {"-o": fresh / "p.png"},
         ),
         "data synth": (
             ["data", "synth", "--num-train", "2", "--num-val", "1"],
@@ -60,7 +60,11 @@ def output_options() -> dict[str, list[str]]:
         for name, sub in getattr(cmd, "commands", {}).items():
             walk(sub, f"{prefix} {name}".strip())
         if not hasattr(cmd, "commands"):
-            found[prefix] = [p.opts[0] for p in cmd.params if set(p.opts) & OUTPUT_OPTIONS]
+            found[prefix] = [
+                p.opts[0]
+                for p in cmd.params
+                if set(p.opts) & OUTPUT_OPTIONS and not getattr(p, "hidden", False)
+            ]
 
     walk(get_command(app), "")
     return found
