@@ -15,6 +15,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from alrp_cli import __version__
@@ -45,16 +46,22 @@ def _finite(callback: Any) -> Any:
                 )
         return callback(ctx, param, value) if callback is not None else value
 
-    check.alrp_finite = True  # type: ignore[attr-defined]
     return check
 
 
-def _refuse_non_finite(command: Any) -> None:
+def _prepare(command: Any) -> None:
+    """Once per command tree: refuse non-finite numbers in every option, and escape option
+    help for Rich, which would take "[synthetic: 8, COCO: 100]" for a markup tag and drop it
+    from the terminal's help (docs/cli.md, generated from the raw text, never lost it)."""
+    if getattr(command, "alrp_prepared", False):
+        return
+    command.alrp_prepared = True
     for param in command.params:
-        if not getattr(param.callback, "alrp_finite", False):
-            param.callback = _finite(param.callback)
+        param.callback = _finite(param.callback)
+        if getattr(param, "help", None):
+            param.help = escape(param.help)
     for sub in getattr(command, "commands", {}).values():
-        _refuse_non_finite(sub)
+        _prepare(sub)
 
 
 def _closed_pipe(*_: Any) -> None:
@@ -81,7 +88,7 @@ class AlrpGroup(TyperGroup):
             _closed_pipe()
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
-        _refuse_non_finite(self)
+        _prepare(self)
         # Rich's consoles exit 1 on a closed pipe by default; for this CLI it is a success.
         Console.on_broken_pipe = _closed_pipe  # type: ignore[method-assign]
         if not standalone_mode:

@@ -71,3 +71,11 @@ def test_python_dash_m_runs_the_cli() -> None:
         [sys.executable, "-m", "alrp_cli", "--version"], capture_output=True, text=True, check=True
     )
     assert proc.stdout.strip() == f"alrp {__version__}"
+
+
+def test_help_in_a_terminal_keeps_bracketed_preset_defaults() -> None:
+    result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())
+    for shown in ("[synthetic: 8, COCO: 100]", "[synthetic: 16, COCO: 32]", "[runs/"):
+        assert shown in text, shown
