@@ -29,6 +29,7 @@ The loss, per batch (the ranking is over every (image, anchor, class) pair of th
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any, NamedTuple
 
 import torch
@@ -130,7 +131,9 @@ class _RankingLossMixin:
             }
         )
 
-    def save_loss_inputs(self, path: str, meta: dict[str, Any] | None = None) -> None:
+    def save_loss_inputs(
+        self, path: str | os.PathLike[str], meta: dict[str, Any] | None = None
+    ) -> None:
         """Write the recorded batches as ``alrp check-balance --from`` reads them.
 
         The file (written atomically) is ``{"version": 1, "batches": [{"logits": Tensor[N],

@@ -284,3 +284,15 @@ def test_recorded_inputs_pass_check_balance(tmp_path: Path) -> None:
     assert set(checked) == {"alrp", "ap"}
     assert all(e["passed"] and e["trials"] == 2 for e in checked.values())
     assert max(e["worst_rel_gap"] for e in checked.values()) < 1e-5
+
+
+@pytest.mark.parametrize("kind", ["retinanet", "fcos"])
+def test_a_batch_without_objects_gives_zero_loss_and_a_usable_gradient(kind: str) -> None:
+    model = _model(kind)
+    images, _ = synthetic_batch(2, seed=7)
+    empty = [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}] * 2
+    losses = model(images, empty)
+    total = sum(losses.values())
+    total.backward()
+    assert float(total) == 0.0
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
