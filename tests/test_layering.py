@@ -1,4 +1,9 @@
-"""Dependencies point one way: losses <- analysis <- detection <- cli (DESIGN.md)."""
+"""Dependencies point one way: losses <- analysis <- detection <- cli (DESIGN.md).
+
+``alrp_cli/integrations`` sits beside ``detection``: it may use the losses (and the shared
+helpers such as ``alrp_cli.atomic``), nothing of detection, the CLI, balance or analysis;
+it is the only package that imports torchvision's detector classes.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ FORBIDDEN = {
     "alrp_cli/balance": ("alrp_cli.detection", "alrp_cli.cli", "analysis"),
     "analysis": ("alrp_cli.detection", "alrp_cli.cli", "alrp_cli.balance"),
     "alrp_cli/detection": ("alrp_cli.cli",),
+    "alrp_cli/integrations": ("alrp_cli.detection", "alrp_cli.cli", "alrp_cli.balance", "analysis"),
 }
 ALLOWED = {"alrp_cli/losses": ("alrp_cli.losses",)}
 
@@ -43,3 +49,34 @@ def test_layering(folder: str) -> None:
             assert not name.startswith(FORBIDDEN[folder]), (
                 f"{path.relative_to(REPO)} imports {name}"
             )
+
+
+# torchvision's detector classes (and their builders), which only alrp_cli/integrations knows.
+DETECTOR_MODULES = ("torchvision.models.detection.retinanet", "torchvision.models.detection.fcos")
+DETECTOR_NAMES = ("RetinaNet", "RetinaNetHead", "FCOS", "FCOSHead", "retinanet_", "fcos_")
+
+
+def _detector_imports(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name.startswith(DETECTOR_MODULES)]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+            "torchvision.models.detection"
+        ):
+            found += [
+                f"{node.module}.{a.name}"
+                for a in node.names
+                if a.name in DETECTOR_NAMES[:4] or a.name.startswith(DETECTOR_NAMES[4:])
+            ]
+    return found
+
+
+def test_only_integrations_import_torchvisions_detector_classes() -> None:
+    for package in ("alrp_cli", "analysis"):
+        for path in (REPO / package).rglob("*.py"):
+            if path.is_relative_to(REPO / "alrp_cli" / "integrations"):
+                continue
+            assert not _detector_imports(path), f"{path.relative_to(REPO)} imports a detector"
+    own = REPO / "alrp_cli" / "integrations" / "torchvision.py"
+    assert _detector_imports(own)  # the check sees the imports it is meant to catch

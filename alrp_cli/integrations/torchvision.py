@@ -1,0 +1,362 @@
+"""aLRP Loss (or AP Loss) as a drop-in loss for torchvision's RetinaNet and FCOS.
+
+``model.head = ALRPRetinaNetHead.from_head(model.head, period=iters_per_epoch)`` turns a
+``torchvision.models.detection.RetinaNet`` into an aLRP-trained model;
+``ALRPFCOSHead.from_head`` does the same for ``FCOS``. The new head reuses the old head's
+modules (same weights, same ``forward``, same inference) and overrides only
+``compute_loss``, which sees what torchvision passes it: the head outputs, the anchors and
+torchvision's own matcher output ``matched_idxs`` (index of the matched box, -1
+background, -2 ``Matcher.BETWEEN_THRESHOLDS`` ignored).
+
+The loss, per batch (the ranking is over every (image, anchor, class) pair of the batch):
+
+- logits ``cls_logits`` [B, A, C] flattened row-major; targets one-hot at each matched
+  anchor's class, 0 elsewhere, -1 on every class of an ignored anchor (RetinaNet; FCOS
+  ignores nothing);
+- e = 1 − GIoU of each positive's decoded box (torchvision's box coder) and its matched
+  box, in the order the positives appear in the flat logits;
+- ``loss="alrp"``: :class:`~alrp_cli.losses.ALRPLoss` (self-balance state in this module's
+  ``state_dict`` under ``loss_module.``); returns ``classification`` = L_cls and
+  ``bbox_regression`` = w · L_loc, so their sum is aLRP Loss;
+- ``loss="ap"``: ``classification`` = AP Loss, ``bbox_regression`` = torchvision's own
+  regression loss of the head;
+- FCOS also returns ``bbox_ctrness``: torchvision's centerness BCE unchanged
+  (``centerness="bce"``, the default, because FCOS's inference multiplies the class score
+  by the predicted centerness) or a zero that keeps the branch in the graph
+  (``centerness="none"``).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torchvision.models.detection.fcos import FCOSHead
+from torchvision.models.detection.retinanet import RetinaNetHead
+from torchvision.ops import generalized_box_iou_loss
+
+from alrp_cli.atomic import atomic_path
+from alrp_cli.losses import ALRPLoss, APLoss
+
+LOSSES = ("alrp", "ap")
+CENTERNESS = ("bce", "none")
+
+
+class FlatTargets(NamedTuple):
+    """A batch flattened over (image, anchor, class) pairs.
+
+    Attributes:
+        logits (Tensor[B·A·C], head dtype): classification logits, row-major.
+        targets (Tensor[B·A·C], int8): 1 positive, 0 negative, -1 ignored.
+        pos_image, pos_anchor (Tensor[P], int64): image and anchor of each positive, in the
+            order the positives appear in ``logits``.
+        gt_boxes (Tensor[P, 4], float): matched box (XYXY) of each positive.
+    """
+
+    logits: Tensor
+    targets: Tensor
+    pos_image: Tensor
+    pos_anchor: Tensor
+    gt_boxes: Tensor
+
+
+def flatten_targets(
+    cls_logits: Tensor,
+    targets: list[dict[str, Tensor]],
+    matched_idxs: list[Tensor],
+    *,
+    ignore_value: int | None,
+) -> FlatTargets:
+    """Flatten ``cls_logits`` (Tensor[B, A, C]) with one-hot targets from the matcher output.
+
+    ``matched_idxs[b]`` (Tensor[A], int64) holds the matched box of each anchor, a negative
+    value otherwise; anchors equal to ``ignore_value`` (None: none) are ignored on every
+    class. ``targets[b]`` has "boxes" (Tensor[K, 4] XYXY) and "labels" (Tensor[K], int64).
+    """
+    b, a, c = cls_logits.shape
+    matched = torch.stack(matched_idxs)  # [B, A]
+    pos_image, pos_anchor = (matched >= 0).nonzero(as_tuple=True)  # row-major order
+    gt = matched[pos_image, pos_anchor]
+    labels, boxes = [], []
+    for i, t in enumerate(targets):
+        idx = gt[pos_image == i]
+        labels.append(t["labels"][idx])
+        boxes.append(t["boxes"][idx])
+    onehot = torch.zeros((b, a, c), dtype=torch.int8, device=cls_logits.device)
+    onehot[pos_image, pos_anchor, torch.cat(labels)] = 1
+    if ignore_value is not None:
+        onehot[matched == ignore_value] = -1
+    return FlatTargets(
+        logits=cls_logits.reshape(-1),
+        targets=onehot.reshape(-1),
+        pos_image=pos_image,
+        pos_anchor=pos_anchor,
+        gt_boxes=torch.cat(boxes),
+    )
+
+
+class _RankingLossMixin:
+    """What both heads share: the loss module, its options, and recording of loss inputs."""
+
+    loss: str
+    loss_module: nn.Module
+    recorded: list[dict[str, Tensor]]
+    record_limit: int
+
+    def _setup_loss(
+        self, loss: str, period: int, init_weight: float, delta: float, record: int
+    ) -> None:
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        self.loss = loss
+        module = (
+            ALRPLoss(period=period, init_weight=init_weight, delta=delta)
+            if loss == "alrp"
+            else APLoss(delta=delta)
+        )
+        # After super().__init__ (or a fresh nn.Module.__init__ in from_head).
+        self.loss_module = module  # type: ignore[misc]
+        self.recorded = []
+        self.record_limit = int(record)
+
+    def _record(self, flat: FlatTargets, loc_errors: Tensor) -> None:
+        self.recorded.append(
+            {
+                "logits": flat.logits.detach().float().cpu().clone(),
+                "targets": flat.targets.detach().cpu().clone(),
+                "loc_errors": loc_errors.detach().float().cpu().clone(),
+            }
+        )
+
+    def save_loss_inputs(
+        self, path: str | os.PathLike[str], meta: dict[str, Any] | None = None
+    ) -> None:
+        """Write the recorded batches as ``alrp check-balance --from`` reads them.
+
+        The file (written atomically) is ``{"version": 1, "batches": [{"logits": Tensor[N],
+        "targets": Tensor[N], "loc_errors": Tensor[P]}, ...], "meta": {"delta": δ, ...}}``.
+        """
+        if not self.recorded:
+            raise ValueError("no loss inputs recorded: pass record=N and run training steps")
+        info = {"source": type(self).__name__, "loss": self.loss, **(meta or {})}
+        info.setdefault("delta", float(self.loss_module.delta))  # type: ignore[arg-type]
+        payload = {"version": 1, "batches": list(self.recorded), "meta": info}
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+
+    @property
+    def recording(self) -> bool:
+        """Whether the next training batch's loss inputs will be kept."""
+        return len(self.recorded) < self.record_limit
+
+    def _ranking_loss(
+        self, flat: FlatTargets, loc_errors: Tensor | None
+    ) -> tuple[Tensor, Tensor | None]:
+        """(classification, aLRP's w · L_loc; None for AP Loss, where e may be None)."""
+        if loc_errors is not None and self.recording:
+            self._record(flat, loc_errors)
+        if self.loss == "alrp":
+            res = self.loss_module(flat.logits, flat.targets, loc_errors)
+            return res.cls, res.weight.to(res.loc.dtype) * res.loc
+        return self.loss_module(flat.logits, flat.targets), None
+
+
+def _adopt(cls: type[nn.Module], head: nn.Module, base: type[nn.Module]) -> Any:
+    """An instance of ``cls`` holding ``head``'s modules, parameters, buffers and attributes."""
+    if not isinstance(head, base):
+        raise TypeError(f"from_head expects a {base.__name__}, got {type(head).__name__}")
+    new = cls.__new__(cls)
+    nn.Module.__init__(new)
+    for name, child in head.named_children():
+        new.add_module(name, child)
+    for name, param in head.named_parameters(recurse=False):
+        new.register_parameter(name, param)
+    for name, buf in head.named_buffers(recurse=False):
+        new.register_buffer(name, buf, persistent=name not in head._non_persistent_buffers_set)
+    for key, value in head.__dict__.items():
+        if key not in new.__dict__:
+            new.__dict__[key] = copy.copy(value) if isinstance(value, list | dict) else value
+    new.train(head.training)
+    return new
+
+
+class ALRPRetinaNetHead(_RankingLossMixin, RetinaNetHead):
+    """torchvision's ``RetinaNetHead`` trained with aLRP Loss (or AP Loss).
+
+    Same modules and ``forward`` as ``RetinaNetHead``; ``compute_loss`` returns
+    ``{"classification": L_cls, "bbox_regression": w · L_loc}`` (aLRP; their sum is the
+    loss) or ``{"classification": L_AP, "bbox_regression": torchvision's box loss}`` (AP).
+    Build it with :meth:`from_head` from an existing head, or directly with
+    ``RetinaNetHead``'s arguments plus the keyword options of :meth:`from_head`.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_anchors: int,
+        num_classes: int,
+        norm_layer: Any = None,
+        *,
+        period: int,
+        loss: str = "alrp",
+        init_weight: float = 50.0,
+        delta: float = 1.0,
+        record: int = 0,
+    ) -> None:
+        super().__init__(in_channels, num_anchors, num_classes, norm_layer=norm_layer)
+        self._setup_loss(loss, period, init_weight, delta, record)
+
+    @classmethod
+    def from_head(
+        cls,
+        head: RetinaNetHead,
+        *,
+        period: int,
+        loss: str = "alrp",
+        init_weight: float = 50.0,
+        delta: float = 1.0,
+        record: int = 0,
+    ) -> ALRPRetinaNetHead:
+        """A head that shares ``head``'s modules and weights and trains with aLRP / AP Loss.
+
+        Args:
+            head: a torchvision ``RetinaNetHead`` (v1 or v2).
+            period: training iterations per epoch, the self-balance period of aLRP Loss.
+            loss: "alrp" or "ap".
+            init_weight: aLRP's first weight of L_loc (50 in the paper).
+            delta: δ of the smoothed step (1.0 in the paper).
+            record: keep the loss inputs of the first ``record`` training batches in
+                ``self.recorded`` (see :meth:`save_loss_inputs`).
+        """
+        new = _adopt(cls, head, RetinaNetHead)
+        new._setup_loss(loss, period, init_weight, delta, record)
+        return new
+
+    def compute_loss(
+        self,
+        targets: list[dict[str, Tensor]],
+        head_outputs: dict[str, Tensor],
+        anchors: list[Tensor],
+        matched_idxs: list[Tensor],
+    ) -> dict[str, Tensor]:
+        """The loss dict of the batch: cls_logits Tensor[B, A, C], bbox_regression
+        Tensor[B, A, 4], anchors B × Tensor[A, 4], matched_idxs B × Tensor[A] (int64)."""
+        flat = flatten_targets(
+            head_outputs["cls_logits"],
+            targets,
+            matched_idxs,
+            ignore_value=self.classification_head.BETWEEN_THRESHOLDS,
+        )
+        if self.loss == "alrp":
+            cls, loc = self._ranking_loss(flat, self._loc_errors(flat, head_outputs, anchors))
+        else:
+            with torch.no_grad():  # AP Loss needs no e; only a recording does
+                e = self._loc_errors(flat, head_outputs, anchors) if self.recording else None
+            cls, _ = self._ranking_loss(flat, e)
+            loc = self.regression_head.compute_loss(targets, head_outputs, anchors, matched_idxs)
+        return {"classification": cls, "bbox_regression": loc}
+
+    def _loc_errors(
+        self, flat: FlatTargets, head_outputs: dict[str, Tensor], anchors: list[Tensor]
+    ) -> Tensor:
+        """e = 1 − GIoU (Tensor[P], float32) of each positive's decoded box."""
+        deltas = head_outputs["bbox_regression"][flat.pos_image, flat.pos_anchor]
+        anchor_boxes = torch.stack(anchors)[flat.pos_image, flat.pos_anchor]
+        coder = self.regression_head.box_coder
+        boxes = coder.decode_single(deltas.float(), anchor_boxes)
+        return generalized_box_iou_loss(boxes, flat.gt_boxes.float(), reduction="none")
+
+
+class ALRPFCOSHead(_RankingLossMixin, FCOSHead):
+    """torchvision's ``FCOSHead`` trained with aLRP Loss (or AP Loss).
+
+    ``compute_loss`` returns ``classification`` and ``bbox_regression`` as
+    :class:`ALRPRetinaNetHead` (AP Loss: torchvision's GIoU loss per positive), and
+    ``bbox_ctrness``: torchvision's centerness BCE (``centerness="bce"``) or zero
+    (``centerness="none"``). FCOS ignores no location, so targets are 1 or 0.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_anchors: int,
+        num_classes: int,
+        num_convs: int | None = 4,
+        *,
+        period: int,
+        loss: str = "alrp",
+        init_weight: float = 50.0,
+        delta: float = 1.0,
+        centerness: str = "bce",
+        record: int = 0,
+    ) -> None:
+        super().__init__(in_channels, num_anchors, num_classes, num_convs)
+        self._setup_loss(loss, period, init_weight, delta, record)
+        self._set_centerness(centerness)
+
+    def _set_centerness(self, centerness: str) -> None:
+        if centerness not in CENTERNESS:
+            raise ValueError(f"centerness must be one of {CENTERNESS}, got {centerness!r}")
+        self.centerness = centerness
+
+    @classmethod
+    def from_head(
+        cls,
+        head: FCOSHead,
+        *,
+        period: int,
+        loss: str = "alrp",
+        init_weight: float = 50.0,
+        delta: float = 1.0,
+        centerness: str = "bce",
+        record: int = 0,
+    ) -> ALRPFCOSHead:
+        """As :meth:`ALRPRetinaNetHead.from_head`, for a torchvision ``FCOSHead``;
+        ``centerness`` is "bce" (torchvision's centerness loss) or "none"."""
+        new = _adopt(cls, head, FCOSHead)
+        new._setup_loss(loss, period, init_weight, delta, record)
+        new._set_centerness(centerness)
+        return new
+
+    def compute_loss(
+        self,
+        targets: list[dict[str, Tensor]],
+        head_outputs: dict[str, Tensor],
+        anchors: list[Tensor],
+        matched_idxs: list[Tensor],
+    ) -> dict[str, Tensor]:
+        """The loss dict of the batch: cls_logits Tensor[B, A, C], bbox_regression
+        Tensor[B, A, 4], bbox_ctrness Tensor[B, A, 1], anchors B × Tensor[A, 4],
+        matched_idxs B × Tensor[A] (int64, -1 background)."""
+        flat = flatten_targets(head_outputs["cls_logits"], targets, matched_idxs, ignore_value=None)
+        num_pos = max(1, flat.pos_image.numel())
+        anchor_boxes = torch.stack(anchors)[flat.pos_image, flat.pos_anchor]
+        deltas = head_outputs["bbox_regression"][flat.pos_image, flat.pos_anchor]
+        boxes = self.box_coder.decode(deltas.float(), anchor_boxes)
+        loc_errors = generalized_box_iou_loss(boxes, flat.gt_boxes.float(), reduction="none")
+        if self.loss == "alrp":
+            cls, loc = self._ranking_loss(flat, loc_errors)
+        else:
+            cls, _ = self._ranking_loss(flat, loc_errors.detach())  # e only recorded
+            loc = loc_errors.sum() / num_pos
+        ctrness = head_outputs["bbox_ctrness"][flat.pos_image, flat.pos_anchor, 0]
+        if self.centerness == "none":
+            ctr_loss = head_outputs["bbox_ctrness"].sum() * 0.0
+        else:
+            ctr_loss = self._centerness_loss(ctrness, anchor_boxes, flat.gt_boxes) / num_pos
+        return {"classification": cls, "bbox_regression": loc, "bbox_ctrness": ctr_loss}
+
+    def _centerness_loss(self, ctrness: Tensor, anchor_boxes: Tensor, gt_boxes: Tensor) -> Tensor:
+        """torchvision's centerness BCE (summed) over the positives: Tensor[P] logits."""
+        if ctrness.numel() == 0:
+            return ctrness.sum()
+        reg_targets = self.box_coder.encode(anchor_boxes, gt_boxes)
+        left_right, top_bottom = reg_targets[:, [0, 2]], reg_targets[:, [1, 3]]
+        target = torch.sqrt(
+            (left_right.min(dim=-1)[0] / left_right.max(dim=-1)[0])
+            * (top_bottom.min(dim=-1)[0] / top_bottom.max(dim=-1)[0])
+        )
+        return nn.functional.binary_cross_entropy_with_logits(ctrness, target, reduction="sum")
