@@ -39,7 +39,7 @@ from torchvision.models.detection.retinanet import RetinaNetHead
 from torchvision.ops import generalized_box_iou_loss
 
 from alrp_cli.atomic import atomic_path
-from alrp_cli.losses import ALRPLoss, APLoss
+from alrp_cli.losses import ALRPLoss, APLoss, Collective
 
 LOSSES = ("alrp", "ap")
 CENTERNESS = ("bce", "none")
@@ -107,15 +107,21 @@ class _RankingLossMixin:
     record_limit: int
 
     def _setup_loss(
-        self, loss: str, period: int, init_weight: float, delta: float, record: int
+        self,
+        loss: str,
+        period: int,
+        init_weight: float,
+        delta: float,
+        record: int,
+        collective: Collective | None = None,
     ) -> None:
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
         self.loss = loss
         module = (
-            ALRPLoss(period=period, init_weight=init_weight, delta=delta)
+            ALRPLoss(period=period, init_weight=init_weight, delta=delta, collective=collective)
             if loss == "alrp"
-            else APLoss(delta=delta)
+            else APLoss(delta=delta, collective=collective)
         )
         # After super().__init__ (or a fresh nn.Module.__init__ in from_head).
         self.loss_module = module  # type: ignore[misc]
@@ -205,9 +211,10 @@ class ALRPRetinaNetHead(_RankingLossMixin, RetinaNetHead):
         init_weight: float = 50.0,
         delta: float = 1.0,
         record: int = 0,
+        collective: Collective | None = None,
     ) -> None:
         super().__init__(in_channels, num_anchors, num_classes, norm_layer=norm_layer)
-        self._setup_loss(loss, period, init_weight, delta, record)
+        self._setup_loss(loss, period, init_weight, delta, record, collective)
 
     @classmethod
     def from_head(
@@ -219,6 +226,7 @@ class ALRPRetinaNetHead(_RankingLossMixin, RetinaNetHead):
         init_weight: float = 50.0,
         delta: float = 1.0,
         record: int = 0,
+        collective: Collective | None = None,
     ) -> ALRPRetinaNetHead:
         """A head that shares ``head``'s modules and weights and trains with aLRP / AP Loss.
 
@@ -230,9 +238,12 @@ class ALRPRetinaNetHead(_RankingLossMixin, RetinaNetHead):
             delta: δ of the smoothed step (1.0 in the paper).
             record: keep the loss inputs of the first ``record`` training batches in
                 ``self.recorded`` (see :meth:`save_loss_inputs`).
+            collective: rank over the global batch of several processes (e.g.
+                ``alrp_cli.detection.collective.TorchDistributedCollective()`` under DDP);
+                then backpropagate ``world_size ×`` the loss, since DDP averages gradients.
         """
         new = _adopt(cls, head, RetinaNetHead)
-        new._setup_loss(loss, period, init_weight, delta, record)
+        new._setup_loss(loss, period, init_weight, delta, record, collective)
         return new
 
     def compute_loss(
@@ -292,9 +303,10 @@ class ALRPFCOSHead(_RankingLossMixin, FCOSHead):
         delta: float = 1.0,
         centerness: str = "bce",
         record: int = 0,
+        collective: Collective | None = None,
     ) -> None:
         super().__init__(in_channels, num_anchors, num_classes, num_convs)
-        self._setup_loss(loss, period, init_weight, delta, record)
+        self._setup_loss(loss, period, init_weight, delta, record, collective)
         self._set_centerness(centerness)
 
     def _set_centerness(self, centerness: str) -> None:
@@ -313,11 +325,12 @@ class ALRPFCOSHead(_RankingLossMixin, FCOSHead):
         delta: float = 1.0,
         centerness: str = "bce",
         record: int = 0,
+        collective: Collective | None = None,
     ) -> ALRPFCOSHead:
         """As :meth:`ALRPRetinaNetHead.from_head`, for a torchvision ``FCOSHead``;
         ``centerness`` is "bce" (torchvision's centerness loss) or "none"."""
         new = _adopt(cls, head, FCOSHead)
-        new._setup_loss(loss, period, init_weight, delta, record)
+        new._setup_loss(loss, period, init_weight, delta, record, collective)
         new._set_centerness(centerness)
         return new
 

@@ -296,3 +296,38 @@ def test_a_batch_without_objects_gives_zero_loss_and_a_usable_gradient(kind: str
     total.backward()
     assert float(total) == 0.0
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("loss", ["alrp", "ap"])
+def test_with_a_collective_two_ranks_give_the_one_process_loss_and_gradients(loss: str) -> None:
+    from alrp_cli.losses.collective import run_ranks
+
+    torch.manual_seed(0)
+    model = _model("retinanet", loss=loss)
+    images, targets = synthetic_batch(4, seed=3)
+    seen = _capture(model, images, targets)
+    head = copy.deepcopy(model.head)
+    leaves = _leaves(seen["outputs"])
+    whole = head.compute_loss(seen["targets"], leaves, seen["anchors"], seen["matched"])
+    sum(whole.values()).backward()
+
+    def rank(collective) -> tuple[dict[str, float], dict[str, Tensor]]:
+        part = slice(2 * collective.rank, 2 * collective.rank + 2)
+        local = copy.deepcopy(model.head)
+        local.loss_module.collective = collective
+        mine = {k: v[part].clone().requires_grad_() for k, v in seen["outputs"].items()}
+        out = local.compute_loss(
+            seen["targets"][part], mine, seen["anchors"][part], seen["matched"][part]
+        )
+        sum(out.values()).backward()
+        return {k: float(v) for k, v in out.items()}, {k: v.grad for k, v in mine.items()}
+
+    ranks = run_ranks(2, rank)
+    # AP Loss keeps torchvision's box loss, normalised by each process's own positives.
+    global_parts = ("classification", "bbox_regression") if loss == "alrp" else ("classification",)
+    for values, _ in ranks:
+        for key in global_parts:
+            assert values[key] == pytest.approx(float(whole[key]), rel=1e-6, abs=1e-7), key
+    for key in ("cls_logits", "bbox_regression")[: len(global_parts)]:
+        joined = torch.cat([grads[key] for _, grads in ranks])
+        torch.testing.assert_close(joined, leaves[key].grad, rtol=1e-5, atol=1e-7)
