@@ -120,12 +120,12 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     real = engine.compute_loss
     calls = {"n": 0}
 
-    def poisoned(kind, inputs, module):
+    def poisoned(kind, inputs, module, **kwargs):
         calls["n"] += 1
-        parts = real(kind, inputs, module)
+        parts = real(kind, inputs, module, **kwargs)
         if calls["n"] == 3:  # first step of epoch 2
             parts.total = parts.total * float("nan")
-            parts.cls = float("nan")
+            parts.cls = parts.value = float("nan")
         return parts
 
     monkeypatch.setattr(engine, "compute_loss", poisoned)
