@@ -158,7 +158,8 @@ class CpuSyncBatchNorm(nn.BatchNorm2d):
         if self.track_running_stats and self.running_mean is not None:
             with torch.no_grad():
                 self.num_batches_tracked += 1
-                m = self.momentum if self.momentum is not None else 1 / int(self.num_batches_tracked)
+                tracked = int(self.num_batches_tracked)
+                m = self.momentum if self.momentum is not None else 1 / tracked
                 self.running_mean.mul_(1 - m).add_(m * mean.to(self.running_mean.dtype))
                 unbiased = var * n / (n - 1).clamp_min(1)
                 self.running_var.mul_(1 - m).add_(m * unbiased.to(self.running_var.dtype))
