@@ -7,8 +7,9 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from alrp_cli.losses._inputs import Split, check_inputs, scaled_update, self_term, split
+from alrp_cli.losses._inputs import Split, false_positives, prepare, scaled_update, self_term
 from alrp_cli.losses.bucketed import point_sums, query_sums
+from alrp_cli.losses.collective import Collective
 
 #: Positives whose N_FP is at most this get no update (as in the published code).
 FP_EPS = 1e-5
@@ -21,6 +22,7 @@ class ALRPLossOutput(NamedTuple):
         cls (Tensor[], input dtype): L_cls; ``backward`` writes the error-driven update.
         loc (Tensor[], dtype of loc_errors): L_loc; differentiable w.r.t. loc_errors only.
         rank (Tensor[P], float64, detached): rank of each positive among all examples.
+            With a collective: this process's P_r positives, ranked in the global batch.
     """
 
     cls: Tensor
@@ -29,14 +31,16 @@ class ALRPLossOutput(NamedTuple):
 
 
 def _alrp_classification(
-    logits: Tensor, s: Split | None, loc_errors: Tensor, delta: float
+    logits: Tensor, s: Split | None, delta: float
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """L_cls (float64 scalar), the update (Tensor[N], logits dtype) and ranks (Tensor[P])."""
+    """L_cls (float64 scalar), the update (Tensor[N], logits dtype) and the ranks of all
+    positives (Tensor[P] float64, input order)."""
     if s is None:
         zero = logits.new_zeros((), dtype=torch.float64)
         return zero, torch.zeros_like(logits), logits.new_zeros(0, dtype=torch.float64)
-    e_sorted = loc_errors.detach().to(torch.float64)[s.order]
-    (n_fp,) = query_sums(s.bins, s.point_bin, s.point_offset, [None])
+    assert s.pos_errors is not None
+    e_sorted = s.pos_errors[s.order]
+    n_fp = false_positives(s)
     pos_count, pos_e = query_sums(s.bins, s.pos_bin, s.pos_offset, [None, e_sorted])
     h0 = self_term(delta)
     rank = (1.0 - h0) + pos_count + n_fp  # rank⁺ = 1 + Σ_{k≠i} H(s_k − s_i)
@@ -46,20 +50,16 @@ def _alrp_classification(
     per_fp = torch.where(active, -g_pos / torch.where(active, n_fp, 1.0), 0.0)
     grad = point_sums(s.bins, s.point_bin, s.point_offset, per_fp, dtype=s.work_dtype)
     grad = grad.to(logits.dtype)
-    grad[s.pos_index[s.order]] = g_pos.to(logits.dtype)
-    rank_in_order = torch.empty_like(rank)
-    rank_in_order[s.order] = rank
-    return value, grad, rank_in_order
+    grad[s.pos_index] = g_pos[s.own].to(logits.dtype)
+    return value, grad, rank[s.inverse]
 
 
 class _ALRPClassification(torch.autograd.Function):
     """L_cls forward; backward returns the error-driven update computed in forward."""
 
     @staticmethod
-    def forward(
-        ctx: Any, logits: Tensor, s: Split | None, loc_errors: Tensor, delta: float
-    ) -> tuple[Tensor, Tensor]:
-        value, grad, rank = _alrp_classification(logits, s, loc_errors, delta)
+    def forward(ctx: Any, logits: Tensor, s: Split | None, delta: float) -> tuple[Tensor, Tensor]:
+        value, grad, rank = _alrp_classification(logits, s, delta)
         ctx.save_for_backward(grad)
         ctx.mark_non_differentiable(rank)
         return value.to(logits.dtype), rank
@@ -67,22 +67,30 @@ class _ALRPClassification(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_value: Tensor, _grad_rank: Tensor) -> tuple[Any, ...]:
         (grad,) = ctx.saved_tensors
-        return scaled_update(grad, grad_value), None, None, None
+        return scaled_update(grad, grad_value), None, None
 
 
-def _localisation(logits: Tensor, s: Split | None, loc_errors: Tensor, rank: Tensor) -> Tensor:
-    """L_loc = mean_i (Σ_{k placed at or before i} e_k) / rank(i), ranks detached."""
+def _localisation(s: Split | None, loc_errors: Tensor, rank: Tensor) -> Tensor:
+    """L_loc = mean_i (Σ_{k placed at or before i} e_k) / rank(i), ranks detached.
+
+    ``rank``: Tensor[P] of all positives in input order; with a collective, autograd
+    reaches this process's rows of e only.
+    """
     if s is None:
         return loc_errors.sum() * 0.0
     compute = torch.promote_types(loc_errors.dtype, torch.float32)
-    pos_scores = logits.detach()[s.pos_index]
-    placed = pos_scores.sort(descending=True, stable=True).indices
-    cumulative = loc_errors.to(compute)[placed].cumsum(0)
+    placed = s.pos_scores.sort(descending=True, stable=True).indices
+    cumulative = s.live_errors(loc_errors).to(compute)[placed].cumsum(0)
     return (cumulative / rank[placed].to(compute)).mean().to(loc_errors.dtype)
 
 
 def alrp_loss(
-    logits: Tensor, targets: Tensor, loc_errors: Tensor, *, delta: float = 1.0
+    logits: Tensor,
+    targets: Tensor,
+    loc_errors: Tensor,
+    *,
+    delta: float = 1.0,
+    collective: Collective | None = None,
 ) -> ALRPLossOutput:
     r"""aLRP Loss: classification and localisation as one ranking loss.
 
@@ -105,9 +113,18 @@ def alrp_loss(
         loc_errors (Tensor[P], float): one localisation error per positive, in the order
             the positives appear in ``logits`` (in the paper, e = 1 − GIoU).
         delta (float): half-width δ ≥ 0 of the smoothed step; 0 is the exact step.
+        collective (Collective or None): rank over the *global* batch of several processes,
+            exactly as one process would on their inputs concatenated in rank order. Every
+            rank gets the same ``cls`` and ``loc``; ``backward`` writes into this process's
+            ``logits.grad`` and ``loc_errors.grad`` its rows of the global update, and
+            ``rank`` holds this process's positives. Only the positives and per-bin totals
+            cross the wire (see ``docs/losses.md``). Under DistributedDataParallel, which
+            averages parameter gradients over the ranks, backpropagate
+            ``world_size × loss`` to get the gradient of one process on the global batch.
 
     Returns:
-        ALRPLossOutput(cls, loc, rank). No positives: zeros that still backpropagate.
+        ALRPLossOutput(cls, loc, rank). No positives (on any rank): zeros that still
+        backpropagate.
 
     Example:
         >>> logits = torch.tensor([2.0, 0.5, 1.0, -1.0], requires_grad=True)
@@ -117,18 +134,11 @@ def alrp_loss(
         >>> round(float(logits.grad[logits.grad > 0].sum() + logits.grad[logits.grad < 0].sum()), 6)
         0.0
     """
-    finite = check_inputs(logits, targets, delta)
-    s = split(logits.detach(), targets, float(delta), finite=finite)
-    num_pos = 0 if s is None else s.num_pos
-    if loc_errors.dim() != 1 or loc_errors.numel() != num_pos:
-        raise ValueError(
-            f"loc_errors must be 1-D with one entry per positive ({num_pos}), "
-            f"got shape {tuple(loc_errors.shape)}"
-        )
-    if not bool(torch.isfinite(loc_errors).all()):
-        raise ValueError("loc_errors contain non-finite values; check the box regression")
-    cls, rank = _ALRPClassification.apply(logits, s, loc_errors, float(delta))
-    loc = _localisation(logits, s, loc_errors, rank)
+    s = prepare(logits, targets, delta, loc_errors=loc_errors, collective=collective)
+    cls, rank = _ALRPClassification.apply(logits, s, float(delta))
+    loc = _localisation(s, loc_errors, rank)
+    if s is not None and s.pos_index.numel() != s.num_pos:
+        rank = rank[s.start : s.start + s.pos_index.numel()]
     return ALRPLossOutput(cls=cls, loc=loc, rank=rank)
 
 
@@ -156,6 +166,10 @@ class ALRPLoss(nn.Module):
         period (int): calls per self-balance update (iterations per epoch).
         init_weight (float): the first weight of L_loc.
         delta (float): δ of :func:`alrp_loss`.
+        collective (Collective or None): rank over the global batch of several processes
+            (see :func:`alrp_loss`). ``cls`` and ``loc`` are then global and identical on
+            every rank, so the self-balance weight is computed from global means and
+            stays identical on every rank.
 
     Example:
         >>> crit = ALRPLoss(period=100)
@@ -168,12 +182,19 @@ class ALRPLoss(nn.Module):
     cls_sum: Tensor
     loc_sum: Tensor
 
-    def __init__(self, period: int, init_weight: float = 50.0, delta: float = 1.0) -> None:
+    def __init__(
+        self,
+        period: int,
+        init_weight: float = 50.0,
+        delta: float = 1.0,
+        collective: Collective | None = None,
+    ) -> None:
         super().__init__()
         if period < 1:
             raise ValueError(f"period must be >= 1, got {period}")
         self.period = int(period)
         self.delta = float(delta)
+        self.collective = collective
         self.register_buffer("weight", torch.tensor(float(init_weight), dtype=torch.float64))
         self.register_buffer("cls_sum", torch.zeros((), dtype=torch.float64))
         self.register_buffer("loc_sum", torch.zeros((), dtype=torch.float64))
@@ -189,7 +210,7 @@ class ALRPLoss(nn.Module):
 
     def forward(self, logits: Tensor, targets: Tensor, loc_errors: Tensor) -> ALRPLossResult:
         """Shapes as :func:`alrp_loss`; returns ALRPLossResult(total, cls, loc, weight, rank)."""
-        out = alrp_loss(logits, targets, loc_errors, delta=self.delta)
+        out = alrp_loss(logits, targets, loc_errors, delta=self.delta, collective=self.collective)
         if self.training:
             self.cls_sum += out.cls.detach().to(torch.float64)
             self.loc_sum += out.loc.detach().to(torch.float64)

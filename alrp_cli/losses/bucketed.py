@@ -123,10 +123,10 @@ def local_offsets(bins: Bins, points: Tensor, index: Tensor) -> Tensor:
     return left.index_select(0, index).neg_().add_(points)
 
 
-def query_sums(
+def bin_totals(
     bins: Bins, index: Tensor, offsets: Tensor | None, weights: list[Tensor | None]
-) -> list[Tensor]:
-    """For every query x_i, ``Σ_j w_j H(b_j − x_i)`` for each weight vector in ``weights``.
+) -> Tensor:
+    """Per-bin totals of the points, all :func:`query_sums` needs from them.
 
     Args:
         bins: from :func:`make_bins`.
@@ -136,15 +136,33 @@ def query_sums(
         weights: one entry per sum wanted: Tensor[M] float64, or None for unit weights.
 
     Returns:
-        list of Tensor[P] float64, in the order of ``bins.queries`` (ascending).
+        Tensor[R, num_bins] float64: per weight, the per-bin sum of ``w`` and, when δ > 0,
+        the per-bin sum of ``w · offset`` (R = len(weights), or 2·len(weights) when δ > 0).
+        Totals of disjoint sets of points add up, so several processes may each bin their
+        own points and sum the totals (all-reduce) before :func:`sums_from_totals`.
     """
     nb = bins.num_bins
-    x = bins.queries
-    zero = x.new_zeros(1)
 
     def per_bin(w: Tensor | None) -> Tensor:
         return torch.bincount(index, weights=w, minlength=nb + 1)[:nb].to(torch.float64)
 
+    rows = []
+    off64 = offsets.to(torch.float64) if bins.delta > 0 else None
+    for w in weights:
+        rows.append(per_bin(w))
+        if off64 is not None:
+            rows.append(per_bin(off64 if w is None else w * off64))
+    return torch.stack(rows)
+
+
+def sums_from_totals(bins: Bins, totals: Tensor) -> list[Tensor]:
+    """Query sums from the per-bin totals of :func:`bin_totals` (Tensor[R, num_bins] float64).
+
+    Returns:
+        list of Tensor[P] float64, one per weight, in the order of ``bins.queries``.
+    """
+    x = bins.queries
+    zero = x.new_zeros(1)
     out = []
     if bins.delta > 0:
         # Query i covers bins lo_bin .. hi_bin - 1 linearly (window (x_i − δ, x_i + δ]) and
@@ -153,10 +171,7 @@ def query_sums(
         lo_bin = torch.searchsorted(bins.edges, x - delta) + 1
         hi_bin = torch.searchsorted(bins.edges, x + delta, right=True)
         left = bins.left - x[x.numel() // 2]  # centred, to keep prefix sums small
-        off64 = offsets.to(torch.float64)
-        for w in weights:
-            count = per_bin(w)
-            local = per_bin(off64 if w is None else w * off64)
+        for count, local in zip(totals[0::2], totals[1::2], strict=True):
             count_cum = torch.cat([zero, count.cumsum(0)])
             moment_cum = torch.cat([zero, (local + count * left).cumsum(0)])
             above = count_cum[-1] - count_cum[hi_bin]
@@ -166,10 +181,21 @@ def query_sums(
     else:
         # H(b − x) = [b ≥ x]: b ≥ x_i ⇔ bin(b) > #{edges < x_i}.
         first = torch.searchsorted(bins.edges, x)
-        for w in weights:
-            suffix = per_bin(w).flip(0).cumsum(0).flip(0)
+        for count in totals:
+            suffix = count.flip(0).cumsum(0).flip(0)
             out.append(suffix[first + 1])
     return out
+
+
+def query_sums(
+    bins: Bins, index: Tensor, offsets: Tensor | None, weights: list[Tensor | None]
+) -> list[Tensor]:
+    """For every query x_i, ``Σ_j w_j H(b_j − x_i)`` for each weight vector in ``weights``.
+
+    Arguments as :func:`bin_totals`. Returns a list of Tensor[P] float64, in the order of
+    ``bins.queries`` (ascending).
+    """
+    return sums_from_totals(bins, bin_totals(bins, index, offsets, weights))
 
 
 def point_sums(
