@@ -351,10 +351,11 @@ def train_loader(run: Run) -> torch.utils.data.DataLoader:
 
 
 def val_loader(run: Run) -> torch.utils.data.DataLoader:
-    """This process's shard of the validation set: images rank, rank + W, rank + 2W, ..."""
+    """This process's shard of the validation set: images rank, rank + W, rank + 2W, ...,
+    in batches of the global batch size (inference holds no gradients)."""
     shard = torch.utils.data.Subset(
         run.val_ds, range(run.dist.rank, len(run.val_ds), run.dist.world_size)
     )
     return torch.utils.data.DataLoader(
-        shard, batch_size=run.batch_per_rank, collate_fn=collate, num_workers=run.cfg.workers
+        shard, batch_size=run.cfg.batch_size, collate_fn=collate, num_workers=run.cfg.workers
     )

@@ -131,12 +131,29 @@ def init_distributed(device: str) -> tuple[Dist, torch.device]:
     return Dist(rank=rank, world_size=world, local_rank=local, backend=backend), dev
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over the ranks, differentiable: the gradient of a sum is the sum of the ranks'
+    incoming gradients (each rank's loss depends on every rank's input)."""
+
+    @staticmethod
+    def forward(ctx: Any, t: Tensor) -> Tensor:
+        out = t.clone()
+        tdist.all_reduce(out, op=tdist.ReduceOp.SUM)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        out = grad.clone()
+        tdist.all_reduce(out, op=tdist.ReduceOp.SUM)
+        return out
+
+
 class CpuSyncBatchNorm(nn.BatchNorm2d):
     """BatchNorm2d whose training statistics are those of the global batch, on any backend.
 
     ``torch.nn.SyncBatchNorm`` runs on CUDA only; this is the same computation for gloo:
-    per-channel count, sum and sum of squares (float64) are summed over the ranks by the
-    differentiable ``torch.distributed.nn.functional.all_reduce``, so the forward pass and
+    per-channel count, sum and sum of squares (float64) are summed over the ranks by a
+    differentiable all-reduce, so the forward pass and
     its gradient equal one process's BatchNorm over the concatenated batch. Input
     Tensor[B, C, H, W]; evaluation uses the running statistics, as BatchNorm2d.
     """
@@ -144,14 +161,12 @@ class CpuSyncBatchNorm(nn.BatchNorm2d):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or not tdist.is_initialized():
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         c = x.shape[1]
         x64 = x.double()
         local = torch.cat(
             [x64.sum((0, 2, 3)), (x64 * x64).sum((0, 2, 3)), x64.new_tensor([x.numel() / c])]
         )
-        total = all_reduce(local)
+        total = _AllReduceSum.apply(local)
         n = total[-1]
         mean = total[:c] / n
         var = (total[c : 2 * c] / n - mean * mean).clamp_min(0)
