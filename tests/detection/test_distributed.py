@@ -123,7 +123,9 @@ def _model(run: Path) -> dict[str, torch.Tensor]:
 def test_two_processes_at_batch_b_train_as_one_process_at_batch_2b(
     ddp_run: Path, ddp_data: Path, tmp_path: Path
 ) -> None:
-    one = train(tiny_config(ddp_data, tmp_path / "one", epochs=2, score_threshold=0.0, threads=1))
+    one = train(
+        tiny_config(ddp_data, tmp_path / "one", lr=LR, epochs=2, score_threshold=0.0, threads=1)
+    )
     assert one.global_iter == 4
     config = json.loads((ddp_run / "config.json").read_text())
     assert config["world_size"] == 2 and config["backend"] == "gloo"
