@@ -57,7 +57,7 @@ def main() -> None:
             image_size=args.image_size,
         )
         rows = [
-            ("1 process, batch %d" % args.batch, run(data, Path(tmp) / "a", 1, "global", args)),
+            (f"1 process, batch {args.batch}", run(data, Path(tmp) / "a", 1, "global", args)),
             ("2 processes, --ranking global", run(data, Path(tmp) / "b", 2, "global", args)),
             ("2 processes, --ranking local", run(data, Path(tmp) / "c", 2, "local", args)),
         ]
