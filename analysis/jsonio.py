@@ -23,6 +23,8 @@ def read_json(path: str | os.PathLike[str], what: str) -> Any:
         raise UserError(f"{p}: is a directory, expected a {what} JSON file") from None
     except OSError as err:
         raise UserError(f"{p}: cannot read ({err.strerror or err})") from None
+    if not raw.strip():
+        raise UserError(f"{p}: empty file, expected a {what} JSON file")
     try:
         return json.loads(raw)
     except UnicodeDecodeError:

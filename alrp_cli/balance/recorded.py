@@ -14,7 +14,6 @@ per positive, in the order the positives appear in ``logits``. It is read back w
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from torch import Tensor
 from alrp_cli.atomic import atomic_path
 from alrp_cli.balance.problems import Problem
 from alrp_cli.errors import UserError
+from alrp_cli.torchfile import read_torch_file
 
 FORMAT_VERSION = 1
 
@@ -112,15 +112,7 @@ def load_loss_inputs(path: str | os.PathLike[str]) -> RecordedInputs:
     p = Path(path)
     if not p.is_file():
         raise UserError(f"{name}: no such file" if not p.exists() else f"{name}: not a file")
-    try:
-        with warnings.catch_warnings():  # torch warns about odd pickles; the error says it all
-            warnings.simplefilter("ignore")
-            obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types here: pickle, zip, runtime errors
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(
-            f"{name}: not a recorded loss-inputs file (torch.load failed: {first[:200]})"
-        ) from None
+    obj = read_torch_file(p, "recorded loss-inputs")
     if not isinstance(obj, Mapping):
         raise UserError(f"{name}: expected a dict with 'version' and 'batches'")
     if obj.get("version") != FORMAT_VERSION:

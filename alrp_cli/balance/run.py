@@ -157,10 +157,20 @@ def run_balance_check(
         meta_delta = recorded.meta.get("delta")
         if config.deltas:
             deltas: tuple[float, ...] = tuple(config.deltas)
-        elif isinstance(meta_delta, int | float) and math.isfinite(meta_delta) and meta_delta >= 0:
+        elif meta_delta is None:
+            deltas = (DEFAULT_RECORDED_DELTA,)
+        elif (
+            isinstance(meta_delta, int | float)
+            and not isinstance(meta_delta, bool)
+            and math.isfinite(meta_delta)
+            and meta_delta >= 0
+        ):
             deltas = (float(meta_delta),)
         else:
-            deltas = (DEFAULT_RECORDED_DELTA,)
+            raise UserError(
+                f"{config.from_file}: meta 'delta' must be a finite number >= 0, got "
+                f"{meta_delta!r} (or give --delta)"
+            )
         total = len(recorded.batches) * len(deltas)
         specs = [
             replace(

@@ -16,6 +16,7 @@ from rich.table import Table
 from alrp_cli.atomic import write_json
 from alrp_cli.cli.progress import progress_bar
 from alrp_cli.errors import UserError
+from alrp_cli.outputs import Outputs
 from analysis.io import load_gt, load_predictions
 from analysis.pipeline import AnalysisResult, analysis_document, check_options, resolve_classes
 from analysis.pipeline import analyze as run_analysis
@@ -67,6 +68,12 @@ def analyze(
 
     # Validate everything before any work (and before the progress display starts).
     check_options(iou_threshold=iou_threshold, max_dets=max_dets, delta=delta)
+    outputs = Outputs([*predictions, gt])
+    outputs.file(json_path, "--json")
+    if outputs.folder(csv_dir, "--csv-dir") is not None:
+        for lab in labels:
+            for kind in ("detections", "classes"):
+                outputs.file(csv_dir / f"{safe_label(lab)}.{kind}.csv", "--csv-dir")
     ground_truth = load_gt(gt)
     resolve_classes(ground_truth, class_list)
     loaded = [load_predictions(p, ground_truth, lenient=lenient) for p in predictions]
@@ -93,19 +100,20 @@ def analyze(
                 )
             )
 
-    if csv_dir is not None:
-        for r in results:
-            write_csvs(r, csv_dir)
-    if json_path is not None:
-        doc = analysis_document(
-            results,
-            gt_path=str(gt),
-            iou_threshold=iou_threshold,
-            max_dets=max_dets,
-            delta=delta,
-            json_dir=json_path.parent,
-        )
-        write_json(json_path, doc)
+    with outputs.undo_on_error():
+        if csv_dir is not None:
+            for r in results:
+                write_csvs(r, csv_dir)
+        if json_path is not None:
+            doc = analysis_document(
+                results,
+                gt_path=str(gt),
+                iou_threshold=iou_threshold,
+                max_dets=max_dets,
+                delta=delta,
+                json_dir=json_path.parent,
+            )
+            write_json(json_path, doc)
 
     for r in results:
         _print_file(out, r, top)

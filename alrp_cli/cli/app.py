@@ -8,6 +8,8 @@ Commands live one per module in this package; each module exposes a function tha
 
 from __future__ import annotations
 
+import math
+import os
 import sys
 from typing import Any
 
@@ -23,8 +25,41 @@ def one_line(message: str) -> str:
     return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
 
 
+def _click_exceptions() -> Any:
+    try:  # typer >= 0.20 ships its own copy of click
+        from typer._click import exceptions
+    except ImportError:  # pragma: no cover - older typer depends on click
+        from click import exceptions
+    return exceptions
+
+
+def _finite(callback: Any) -> Any:
+    """Wrap a parameter callback so that NaN and infinities are refused for every option."""
+
+    def check(ctx: Any, param: Any, value: Any) -> Any:
+        for v in value if isinstance(value, list | tuple) else (value,):
+            if isinstance(v, float) and not math.isfinite(v):
+                raise _click_exceptions().BadParameter(
+                    f"{v} is not a finite number", ctx=ctx, param=param
+                )
+        return callback(ctx, param, value) if callback is not None else value
+
+    check.alrp_finite = True  # type: ignore[attr-defined]
+    return check
+
+
+def _refuse_non_finite(command: Any) -> None:
+    for param in command.params:
+        if not getattr(param.callback, "alrp_finite", False):
+            param.callback = _finite(param.callback)
+    for sub in getattr(command, "commands", {}).values():
+        _refuse_non_finite(sub)
+
+
 class AlrpGroup(TyperGroup):
-    """A Typer group that turns the project's errors into exit codes, never a traceback."""
+    """A Typer group that turns every error into an exit code and one line, never a
+    traceback: the project's errors (2 for a user's mistake, 1 for a failed check), option
+    errors (2, "Error: ..." naming the option), and a closed pipe (0, quietly)."""
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -33,6 +68,34 @@ class AlrpGroup(TyperGroup):
             text = one_line(str(err)) or type(err).__name__
             typer.echo(f"Error: {text}", err=True)
             raise typer.Exit(err.exit_code) from None
+        except BrokenPipeError:
+            # `alrp analyze ... | head`: the reader has what it wanted. Point stdout at
+            # /dev/null so that the interpreter's last flush does not fail again.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise typer.Exit(0) from None
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        _refuse_non_finite(self)
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        exceptions = _click_exceptions()
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except exceptions.NoArgsIsHelpError as err:
+            err.show()
+            sys.exit(err.exit_code)
+        except exceptions.ClickException as err:
+            text = one_line(err.format_message())
+            ctx = getattr(err, "ctx", None)
+            if isinstance(err, exceptions.UsageError) and ctx is not None:
+                text += f" (see '{ctx.command_path} --help')"
+            typer.echo(f"Error: {text}", err=True)
+            sys.exit(err.exit_code)
+        except typer.Abort:
+            typer.echo("Aborted.", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 app = typer.Typer(

@@ -12,8 +12,10 @@ from rich.table import Table
 
 from alrp_cli.atomic import write_json
 from alrp_cli.bench import DEFAULT_GRID, LOSSES, BenchRow, parse_size, resolve_device, run_bench
+from alrp_cli.cli.options import SEED_MAX
 from alrp_cli.cli.progress import progress_bar
 from alrp_cli.errors import UserError
+from alrp_cli.outputs import Outputs
 
 DTYPES = {
     "float32": torch.float32,
@@ -83,7 +85,7 @@ def bench(
     reference_repeats: int = typer.Option(
         1, help="Timed runs of the loop formulation (slow); 0 skips it."
     ),
-    seed: int = typer.Option(0, help="Seed of the random inputs."),
+    seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Seed of the random inputs."),
     threads: int | None = typer.Option(
         None, min=1, help="torch intra-op threads (default: torch's choice)."
     ),
@@ -98,6 +100,7 @@ def bench(
     if dtype not in DTYPES:
         raise UserError(f"--dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
     dev = resolve_device(device)
+    Outputs().file(json_path, "--json")
     if threads is not None:
         torch.set_num_threads(threads)
     console = Console(stderr=True)

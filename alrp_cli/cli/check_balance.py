@@ -12,8 +12,10 @@ from rich.table import Table
 
 from alrp_cli.atomic import atomic_path, write_json
 from alrp_cli.balance import BalanceConfig, BalanceReport, failure_message, run_balance_check
+from alrp_cli.cli.options import SEED_MAX
 from alrp_cli.cli.progress import progress_bar
 from alrp_cli.errors import CheckFailed, UserError
+from alrp_cli.outputs import Outputs
 
 PLOT_FORMATS = ("png", "pdf", "svg")
 
@@ -92,7 +94,9 @@ def check_balance_command(
     trial: int | None = typer.Option(
         None, "--trial", help="Run only this trial index (reproduces one failure)."
     ),
-    seed: int = typer.Option(0, "--seed", help="Run seed; trial i uses a seed derived from it."),
+    seed: int = typer.Option(
+        0, "--seed", min=0, max=SEED_MAX, help="Run seed; trial i uses a seed derived from it."
+    ),
     max_positives: int = typer.Option(2000, "--max-positives", help="Most positives per trial."),
     max_negatives: int = typer.Option(
         1_000_000,
@@ -141,7 +145,9 @@ def check_balance_command(
         from_file=str(from_file) if from_file is not None else None,
     )
     config.validate()
-    if plot is not None:
+    outputs = Outputs([from_file])
+    outputs.file(json_path, "--json")
+    if outputs.file(plot, "--plot") is not None:
         _check_plot_path(plot)
 
     err = Console(stderr=True)
@@ -157,10 +163,11 @@ def check_balance_command(
     report.config["plot"] = str(plot) if plot is not None else None
     out = Console()
     out.print(_table(report))
-    if json_path is not None:
-        write_json(json_path, report.to_json())
-    if plot is not None:
-        _write_plot(report, plot)
+    with outputs.undo_on_error():
+        if json_path is not None:
+            write_json(json_path, report.to_json())
+        if plot is not None:
+            _write_plot(report, plot)
     failed = [s for s in report.losses if s.passed is False]
     if failed:
         raise CheckFailed(" | ".join(failure_message(config, s) for s in failed))

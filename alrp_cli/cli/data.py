@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from alrp_cli.atomic import write_json
+from alrp_cli.cli.options import SEED_MAX
 from alrp_cli.cli.progress import progress_bar
 from alrp_cli.detection.data import (
     SYNTH_CLASSES,
@@ -21,6 +22,7 @@ from alrp_cli.detection.data import (
 )
 from alrp_cli.detection.data.preview import render_preview
 from alrp_cli.errors import UserError
+from alrp_cli.outputs import Outputs
 
 data_app = typer.Typer(
     name="data",
@@ -60,7 +62,9 @@ def synth(
     image_size: int = typer.Option(
         128, "--image-size", help="Image side in pixels (square, >= 32)."
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed; the same seed writes byte-identical files."),
+    seed: int = typer.Option(
+        0, "--seed", min=0, max=SEED_MAX, help="Seed; the same seed writes byte-identical files."
+    ),
     classes: str = typer.Option(
         ",".join(SYNTH_CLASSES),
         "--classes",
@@ -76,6 +80,9 @@ def synth(
     overlapping, on textured backgrounds. Pass the folder to `alrp train --data`.
     """
     names = tuple(c.strip() for c in classes.split(",") if c.strip())
+    outputs = Outputs()
+    outputs.folder(out, "--out")
+    outputs.file(json_path, "--json")
     console = Console(stderr=True)
     with progress_bar(console) as progress:
         task = progress.add_task("synth", total=num_train + num_val)
@@ -136,6 +143,7 @@ def preview(
         paths = resolve_data(data, splits=(split,))
         assert paths is not None  # data was given
         ann_file, image_dir = getattr(paths, f"{split}_ann"), getattr(paths, f"{split}_images")
+    Outputs([ann_file, image_dir]).file(out, "--out")
     ids = render_preview(image_dir, ann_file, out, num_images=num, cols=cols, cell=cell)
     Console(soft_wrap=True).print(f"wrote {out}: {len(ids)} images from {ann_file}")
 
@@ -158,6 +166,7 @@ def info(
         files[a.name if a.name not in files else str(a)] = a  # short column names
     if not files:
         raise UserError("give --data DIR or --ann FILE")
+    Outputs([data, *files.values()]).file(json_path, "--json")
     summaries = {name: coco_summary(load_coco(path)) for name, path in files.items()}
     Console().print(_summary_table("COCO annotations", summaries))
     if json_path is not None:

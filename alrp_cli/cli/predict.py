@@ -10,13 +10,16 @@ from rich.table import Table
 
 from alrp_cli.atomic import write_json
 from alrp_cli.cli.progress import progress_bar
+from alrp_cli.outputs import Outputs
 
 
 def predict(
     checkpoint: Path = typer.Argument(
-        ..., help="A checkpoint from `alrp train` (last.pt, best.pt)."
+        ...,
+        help="A checkpoint from `alrp train` (last.pt, best.pt), or a run directory "
+        "(its best.pt, else last.pt).",
     ),
-    images: Path = typer.Option(..., "--images", help="Folder of images."),
+    images: Path = typer.Option(..., "--images", help="Folder of images, or one image file."),
     ann: Path | None = typer.Option(
         None, "--ann", help="COCO annotation file of the images (image ids and categories)."
     ),
@@ -27,13 +30,20 @@ def predict(
     batch_size: int = typer.Option(8, "--batch-size", help="Images per forward pass."),
     workers: int = typer.Option(0, "--workers", help="Data-loading worker processes."),
     score_threshold: float | None = typer.Option(
-        None, "--score-threshold", help="Override the checkpoint's inference threshold."
+        None,
+        "--score-threshold",
+        min=0.0,
+        max=1.0,
+        help="Override the checkpoint's inference threshold.",
     ),
     json_path: Path | None = typer.Option(None, "--json", help="Write a summary as JSON here."),
 ) -> None:
     """Run a trained detector over images and write COCO results (what `alrp analyze` reads)."""
     from alrp_cli.detection.predict import predict as run_predict
 
+    outputs = Outputs([checkpoint, ann, images])
+    outputs.file(output, "-o/--output")
+    outputs.file(json_path, "--json")
     console = Console(stderr=True)
     progress = progress_bar(console, transient=False)
     task = progress.add_task("predict", total=None)

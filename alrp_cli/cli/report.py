@@ -11,7 +11,7 @@ from rich.table import Table
 
 from alrp_cli.atomic import write_json
 from alrp_cli.cli.progress import progress_bar
-from alrp_cli.errors import UserError
+from alrp_cli.outputs import Outputs
 
 
 def _rich(title: str, columns: list[str], rows: list[list[str]]) -> Table:
@@ -63,22 +63,26 @@ def report(
     from analysis.report import FIGURES, build_report, load_inputs, parse_formats
 
     chosen = parse_formats(formats)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a folder")
+    outputs = Outputs(inputs)
+    outputs.folder(out, "--out")
+    outputs.file(json_path, "--json")
     err = Console(stderr=True)
     with err.status("reading inputs"):
         loaded = load_inputs(inputs, label)
     for warning in loaded.warnings:
         err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
-    with progress_bar(err) as progress:
-        task = progress.add_task("drawing figures", total=len(FIGURES))
-        result = build_report(
-            loaded,
-            out,
-            formats=chosen,
-            dpi=dpi,
-            on_figure=lambda fig: progress.advance(task),
-        )
+    with outputs.undo_on_error():
+        with progress_bar(err) as progress:
+            task = progress.add_task("drawing figures", total=len(FIGURES))
+            result = build_report(
+                loaded,
+                out,
+                formats=chosen,
+                dpi=dpi,
+                on_figure=lambda fig: progress.advance(task),
+            )
+        if json_path is not None:
+            write_json(json_path, result.to_json())
     console = Console()
     figures = Table(title=f"Report figures in {out}")
     figures.add_column("#", justify="right")
@@ -91,5 +95,3 @@ def report(
     for table in result.tables:
         console.print(_rich(table.title, table.columns, table.rows))
     console.print(f"index: {result.index_md}, {result.index_html}", highlight=False)
-    if json_path is not None:
-        write_json(json_path, result.to_json())

@@ -21,7 +21,9 @@ from rich.progress import (
 from rich.table import Table
 
 from alrp_cli.atomic import write_json
+from alrp_cli.cli.options import SEED_MAX
 from alrp_cli.errors import AlrpError, UserError
+from alrp_cli.outputs import Outputs
 
 
 class _ProgressView:
@@ -39,6 +41,9 @@ class _ProgressView:
             console=console,
         )
         self.train_task: Any = None
+        self.scan_task: Any = None
+        self.run_dir: str | None = None
+        self.warnings: list[str] = []
         self.eval_task: Any = None
         self.epochs = 0
 
@@ -46,8 +51,20 @@ class _ProgressView:
         kind = event["type"]
         if kind == "message":
             self.console.print(event["text"])
+        elif kind == "scan_start":
+            self.progress.start()
+            self.scan_task = self.progress.add_task(
+                f"check {event['split']} images", total=event["images"], info=""
+            )
+        elif kind == "scan":
+            self.progress.update(self.scan_task, advance=1)
+        elif kind == "scan_end":
+            self.progress.remove_task(self.scan_task)
         elif kind == "start":
             self.epochs = event["epochs"]
+            self.run_dir = event["run_dir"]
+            for text in self.warnings:  # once the run is known to start
+                self.console.print(f"[yellow]warning:[/] {text}", highlight=False)
             world = event.get("world_size", 1)
             self.console.print(
                 f"run directory: {event['run_dir']} (device {event['device']}"
@@ -80,7 +97,7 @@ class _ProgressView:
             )
 
     def stop(self) -> None:
-        if self.train_task is not None:  # never started: nothing to clear
+        if self.progress.live.is_started:
             self.progress.stop()
 
 
@@ -110,7 +127,21 @@ def _parse_steps(text: str) -> list[float]:
     return steps
 
 
+def _ignored_with_resume(ctx: typer.Context) -> list[str]:
+    """The options typed on the command line that ``--resume`` ignores (it keeps config.json)."""
+    kept = {"resume", "json_path", "nproc"}  # --nproc starts the processes
+    names = []
+    for param in ctx.command.params:
+        if param.name in kept or param.name is None:
+            continue
+        source = ctx.get_parameter_source(param.name)
+        if getattr(source, "name", None) == "COMMANDLINE":
+            names.append(param.opts[0])
+    return names
+
+
 def train(
+    ctx: typer.Context,
     data: Path | None = typer.Option(
         None,
         "--data",
@@ -121,6 +152,11 @@ def train(
     train_images: Path | None = typer.Option(None, "--train-images", help="Training images."),
     val_ann: Path | None = typer.Option(None, "--val-ann", help="Validation annotation file."),
     val_images: Path | None = typer.Option(None, "--val-images", help="Validation images."),
+    skip_bad_images: bool = typer.Option(
+        False,
+        "--skip-bad-images",
+        help="Leave unreadable or truncated training images out (counted) instead of stopping.",
+    ),
     loss: str = typer.Option("alrp", "--loss", help="alrp | ap | focal."),
     assigner: str = typer.Option("atss", "--assigner", help="atss | maxiou."),
     backbone: str | None = typer.Option(
@@ -163,7 +199,9 @@ def train(
         False, "--sb-fixed", help="Hold the aLRP loc weight at --sb-init (no self-balance)."
     ),
     pre_nms_topk: int = typer.Option(1000, "--pre-nms-topk", help="Top-k per level before NMS."),
-    score_threshold: float = typer.Option(0.05, "--score-threshold", help="Inference threshold."),
+    score_threshold: float = typer.Option(
+        0.05, "--score-threshold", min=0.0, max=1.0, help="Inference threshold."
+    ),
     nms_iou: float = typer.Option(0.5, "--nms-iou", help="NMS IoU threshold."),
     max_detections: int = typer.Option(100, "--max-detections", help="Detections per image."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
@@ -190,9 +228,9 @@ def train(
         help="Start N processes on this node through torch's launcher (as torchrun "
         "--standalone --nproc_per_node N); one per GPU.",
     ),
-    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Random seed."),
     workers: int = typer.Option(0, "--workers", help="Data-loading worker processes."),
-    threads: int | None = typer.Option(None, "--threads", help="torch CPU threads."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads."),
     eval_every: int = typer.Option(1, "--eval-every", help="Evaluate every N epochs (and last)."),
     log_every: int = typer.Option(20, "--log-every", help="Step record every N iterations."),
     record_loss_inputs: int = typer.Option(
@@ -214,6 +252,7 @@ def train(
         val_ann=None if val_ann is None else str(val_ann),
         train_images=None if train_images is None else str(train_images),
         val_images=None if val_images is None else str(val_images),
+        skip_bad_images=skip_bad_images,
         loss=loss,
         assigner=assigner,
         backbone=backbone,
@@ -250,6 +289,11 @@ def train(
         out=None if out is None else str(out),
         resume=None if resume is None else str(resume),
     )
+    outputs = Outputs([data, train_ann, train_images, val_ann, val_images, resume])
+    if resume is None:
+        outputs.folder(out, "--out")
+    outputs.file(json_path, "--json")
+
     from alrp_cli.detection.distributed import launched_by_torchrun
 
     if not launched_by_torchrun():
@@ -263,11 +307,24 @@ def train(
             run_training(config)
         except AlrpError as err:
             raise typer.Exit(err.exit_code) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
         return
     console = Console(stderr=True)
     view = _ProgressView(console)
+    if resume is not None and (ignored := _ignored_with_resume(ctx)):
+        view.warnings.append(
+            f"--resume continues the run as its config.json says; ignoring {', '.join(ignored)}"
+        )
     try:
         result = run_training(config, on_event=view)
+    except KeyboardInterrupt:
+        view.stop()
+        where = f" ({view.run_dir}/last.pt)" if view.run_dir else ""
+        console.print(
+            f"second interrupt: stopped at once; nothing was saved since the last checkpoint{where}"
+        )
+        raise typer.Exit(130) from None
     finally:
         view.stop()
     Console().print(_summary_table(result))

@@ -8,7 +8,6 @@ is built by a small function here, the same way for one process and for several.
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,14 +18,20 @@ import torch
 from torch import nn
 
 from alrp_cli.atomic import write_json
-from alrp_cli.detection.checkpoint import load_checkpoint, set_rng_state
+from alrp_cli.detection.checkpoint import load_checkpoint, load_weights, set_rng_state
 from alrp_cli.detection.config import TrainConfig
 from alrp_cli.detection.data import CocoDataset, coco_layout, collate, resolve_data
+from alrp_cli.detection.data.coco import image_problem
 from alrp_cli.detection.distributed import Dist, init_distributed, sync_batch_norm
 from alrp_cli.detection.engine import TrainState
 from alrp_cli.detection.head_losses import make_loss_module
 from alrp_cli.detection.metrics_log import MetricsLog
 from alrp_cli.detection.model import Detector
+from alrp_cli.detection.run_dir import (
+    check_new_run_dir,
+    create_run_dir,
+    resume_checkpoint,
+)
 from alrp_cli.errors import UserError
 
 EventFn = Callable[[dict[str, Any]], None]
@@ -94,11 +99,6 @@ def lr_factor(iteration: int, *, cfg: TrainConfig, iters_per_epoch: int) -> floa
     return factor
 
 
-def default_run_dir(loss: str) -> Path:
-    """``runs/<UTC timestamp>-<loss>``."""
-    return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{loss}"
-
-
 def build_model(cfg: TrainConfig, num_classes: int, *, load_pretrained: bool = True) -> Detector:
     """The detector a (resolved) config describes."""
     assert cfg.backbone is not None and cfg.head_channels is not None
@@ -134,19 +134,20 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _resolve_config(config: TrainConfig) -> tuple[TrainConfig, Path, dict[str, Any] | None]:
-    """The run's config, its directory and (on ``--resume``) the checkpoint: every process
-    reads it."""
+def _resolve_config(
+    config: TrainConfig,
+) -> tuple[TrainConfig, Path | None, Path | None, dict[str, Any] | None]:
+    """The run's config, its directory (None until a new one is created), and on
+    ``--resume`` the checkpoint file and its contents: every process reads it."""
     if config.resume is None:
         cfg = config.resolved()
-        run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg.loss)
-        cfg.out = str(run_dir)
-        return cfg, run_dir, None
-    run_dir = Path(config.resume)
-    checkpoint = load_checkpoint(run_dir / "last.pt")
+        check_new_run_dir(cfg.out)  # claimed later, once data and model are known good
+        return cfg, None, None, None
+    run_dir, checkpoint_file = resume_checkpoint(config.resume)
+    checkpoint = load_checkpoint(checkpoint_file)
     cfg = TrainConfig.from_dict(checkpoint["config"])
     cfg.resume = str(run_dir)
-    return cfg, run_dir, checkpoint
+    return cfg, run_dir, checkpoint_file, checkpoint
 
 
 def _join_world(cfg: TrainConfig, resumed: bool, emit: EventFn) -> tuple[Dist, torch.device]:
@@ -171,18 +172,17 @@ def _join_world(cfg: TrainConfig, resumed: bool, emit: EventFn) -> tuple[Dist, t
     return dist, device
 
 
-def _open_run_dir(cfg: TrainConfig, run_dir: Path, resumed: bool, dist: Dist) -> None:
-    """Rank 0 creates the run directory and writes ``config.json`` (again on a resume, which
-    may change the world size)."""
-    if not dist.is_main:
-        return
-    if not resumed:
-        if (run_dir / "last.pt").exists():
-            raise UserError(
-                f"{run_dir}: holds a run already; use --resume {run_dir} or a new --out"
-            )
-        run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "config.json", cfg.to_dict())
+def _open_run_dir(cfg: TrainConfig, run_dir: Path | None, dist: Dist) -> Path:
+    """Rank 0 claims a new run directory (exclusively) and writes ``config.json``, again on a
+    resume, which may change the world size; every process learns the directory."""
+    if dist.is_main:
+        if run_dir is None:
+            run_dir = create_run_dir(cfg.out, cfg.loss)
+            cfg.out = str(run_dir)
+        write_json(run_dir / "config.json", cfg.to_dict())
+    run_dir = dist.broadcast_object(run_dir)
+    cfg.out = cfg.out if cfg.resume else str(run_dir)
+    return run_dir
 
 
 def _datasets(cfg: TrainConfig, emit: EventFn, dist: Dist) -> tuple[CocoDataset, CocoDataset]:
@@ -207,7 +207,43 @@ def _datasets(cfg: TrainConfig, emit: EventFn, dist: Dist) -> tuple[CocoDataset,
         raise UserError(
             f"{paths.val_ann}: categories differ from the training annotations {paths.train_ann}"
         )
+    _check_images(train_ds, "train", skip=cfg.skip_bad_images, emit=emit, dist=dist)
+    _check_images(val_ds, "val", skip=False, emit=emit, dist=dist)
     return train_ds, val_ds
+
+
+def _check_images(ds: CocoDataset, split: str, *, skip: bool, emit: EventFn, dist: Dist) -> None:
+    """Check every image file before training starts (exists, header, not truncated).
+
+    Rank 0 reads the files and tells the others. A bad image is a UserError naming it;
+    with ``skip`` (training images only: a validation image left out would change the
+    evaluation) bad images are dropped and counted.
+    """
+    bad: list[tuple[int, Path, str]] = []
+    if dist.is_main:
+        paths = ds.image_paths()
+        emit({"type": "scan_start", "split": split, "images": len(paths)})
+        for image_id, path in paths.items():
+            problem = image_problem(path)
+            if problem is not None:
+                bad.append((image_id, path, problem))
+            emit({"type": "scan"})
+        emit({"type": "scan_end", "split": split})
+    bad = dist.broadcast_object(bad)
+    if not bad:
+        return
+    _, path, problem = bad[0]
+    more = f" (and {len(bad) - 1} more of the {split} images)" if len(bad) > 1 else ""
+    if not skip:
+        hint = "; --skip-bad-images leaves bad training images out" if split == "train" else ""
+        raise UserError(f"{path}: {problem}{more}{hint}")
+    ds.exclude(i for i, _, _ in bad)
+    emit(
+        {
+            "type": "message",
+            "text": f"skipped {len(bad)} bad training images (first: {path}: {problem})",
+        }
+    )
 
 
 def _wrap_model(model: Detector, dist: Dist, device: torch.device) -> nn.Module:
@@ -224,11 +260,10 @@ def _wrap_model(model: Detector, dist: Dist, device: torch.device) -> nn.Module:
 
 def setup(config: TrainConfig, emit: EventFn) -> Run:
     """Everything a run needs, fresh or restored from ``config.resume``'s checkpoint."""
-    cfg, run_dir, checkpoint = _resolve_config(config)
-    resumed = checkpoint is not None
-    dist, device = _join_world(cfg, resumed, emit)
+    cfg, run_dir, checkpoint_file, checkpoint = _resolve_config(config)
+    dist, device = _join_world(cfg, checkpoint is not None, emit)
     try:
-        return _setup(cfg, run_dir, checkpoint, dist, device, emit)
+        return _setup(cfg, run_dir, checkpoint_file, checkpoint, dist, device, emit)
     except BaseException:
         dist.close()
         raise
@@ -236,14 +271,14 @@ def setup(config: TrainConfig, emit: EventFn) -> Run:
 
 def _setup(
     cfg: TrainConfig,
-    run_dir: Path,
+    run_dir: Path | None,
+    checkpoint_file: Path | None,
     checkpoint: dict[str, Any] | None,
     dist: Dist,
     device: torch.device,
     emit: EventFn,
 ) -> Run:
     assert cfg.batch_size and cfg.epochs and cfg.image_size
-    _open_run_dir(cfg, run_dir, checkpoint is not None, dist)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     _seed_everything(cfg.seed)
@@ -256,7 +291,9 @@ def _setup(
         )
     model = build_model(cfg, train_ds.num_classes, load_pretrained=checkpoint is None).to(device)
     if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
+        assert checkpoint_file is not None
+        load_weights(model, checkpoint["model"], checkpoint_file)
+    run_dir = _open_run_dir(cfg, run_dir, dist)
     forward = _wrap_model(model, dist, device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(
@@ -286,6 +323,14 @@ def _setup(
             loss_module.load_state_dict(checkpoint["loss"])
         state = TrainState(**checkpoint["train_state"])
         set_rng_state(checkpoint["rng"])
+        if state.epoch >= cfg.epochs:
+            emit(
+                {
+                    "type": "message",
+                    "text": f"{run_dir}: the run is complete "
+                    f"({state.epoch} of {cfg.epochs} epochs); nothing to train",
+                }
+            )
     log = None
     if dist.is_main:
         if checkpoint is not None:

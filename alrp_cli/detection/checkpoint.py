@@ -12,9 +12,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor, nn
 
 from alrp_cli.atomic import atomic_path
 from alrp_cli.errors import UserError
+from alrp_cli.torchfile import read_torch_file
 
 FORMAT_VERSION = 1
 
@@ -61,16 +63,50 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
         torch.save(payload, tmp)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``; a missing or foreign file is a UserError."""
+def checkpoint_file(path: str | Path, *, prefer: str = "best.pt") -> Path:
+    """The checkpoint ``path`` names: the file itself, or in a run directory ``prefer``
+    (``best.pt`` by default), else its ``last.pt``. A UserError when there is none."""
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        for name in dict.fromkeys((prefer, "last.pt")):
+            if (path / name).is_file():
+                return path / name
+        raise UserError(f"{path}: a folder without a checkpoint (no best.pt or last.pt)")
+    if not path.exists():
         raise UserError(f"{path}: no such checkpoint file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for a non-checkpoint file
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"{path}: not a loadable alrp checkpoint ({first})") from None
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint (a file, or a run directory's best.pt / last.pt) weights-only;
+    a missing, empty, foreign or damaged file is a UserError."""
+    path = checkpoint_file(path)
+    state = read_torch_file(path, "checkpoint")
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise UserError(f"{path}: not an alrp checkpoint (no model/config entries)")
     return state
+
+
+def load_weights(model: nn.Module, weights: dict[str, Tensor], path: str | Path) -> None:
+    """``model.load_state_dict(weights)``; a mismatch is a UserError that names it (a config
+    that does not describe these weights, e.g. another backbone)."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    shapes = [
+        f"{k}: checkpoint {list(weights[k].shape)}, model {list(own[k].shape)}"
+        for k in own
+        if k in weights and weights[k].shape != own[k].shape
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if shapes:
+            parts.append(f"{len(shapes)} of another shape (e.g. {shapes[0]})")
+        raise UserError(
+            f"{path}: the weights do not match the model its config describes: " + "; ".join(parts)
+        )
+    model.load_state_dict(weights)

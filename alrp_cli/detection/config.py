@@ -57,6 +57,7 @@ class TrainConfig:
     val_ann: str | None = None
     train_images: str | None = None
     val_images: str | None = None
+    skip_bad_images: bool = False
     # model
     loss: str = "alrp"
     assigner: str = "atss"
@@ -144,6 +145,16 @@ class TrainConfig:
             raise UserError(f"--image-size: must be a multiple of 32, got {self.image_size}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise UserError(f"--grad-clip: must be > 0, got {self.grad_clip}")
+        if self.sb_init <= 0:
+            raise UserError(f"--sb-init: must be > 0, got {self.sb_init}")
+        if not 0 <= self.score_threshold <= 1:
+            raise UserError(f"--score-threshold: must be in [0, 1], got {self.score_threshold}")
+        if not 0 < self.nms_iou <= 1:
+            raise UserError(f"--nms-iou: must be in (0, 1], got {self.nms_iou}")
+        if self.threads is not None and self.threads < 1:
+            raise UserError(f"--threads: must be >= 1, got {self.threads}")
+        if self.seed < 0:
+            raise UserError(f"--seed: must be >= 0, got {self.seed}")
         if self.nproc < 1:
             raise UserError(f"--nproc: must be >= 1, got {self.nproc}")
         self.check_world_size(self.world_size)

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from alrp_cli.atomic import write_json
-from alrp_cli.detection.checkpoint import load_checkpoint
+from alrp_cli.detection.checkpoint import checkpoint_file, load_checkpoint, load_weights
 from alrp_cli.detection.config import TrainConfig
 from alrp_cli.detection.data import CocoDataset, collate
 from alrp_cli.detection.engine import predict_loader
@@ -40,7 +40,7 @@ def _check_header(path: Path) -> None:
 
 
 class ImageFolder(Dataset):
-    """Every image file of a folder, resized like the evaluation pipeline.
+    """Every image file of a folder (or one image file), resized like the evaluation pipeline.
 
     Items are ``(image Tensor[3, S, S] float32 in [0, 1], {"image_id": int, "scale":
     Tensor[2] (sx, sy)})``. A file that is not a readable image is a UserError.
@@ -48,9 +48,14 @@ class ImageFolder(Dataset):
 
     def __init__(self, folder: str | Path, *, image_size: int) -> None:
         folder = Path(folder)
-        if not folder.is_dir():
-            raise UserError(f"{folder}: no such image directory")
-        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        if folder.is_file():
+            files = [folder]
+        elif folder.is_dir():
+            files = sorted(
+                p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+            )
+        else:
+            raise UserError(f"{folder}: no such image folder or image file")
         if not files:
             raise UserError(f"{folder}: no image files")
         for p in files:
@@ -122,6 +127,7 @@ def predict(
     """
     if batch_size < 1:
         raise UserError(f"--batch-size: must be >= 1, got {batch_size}")
+    checkpoint = checkpoint_file(checkpoint)
     state = load_checkpoint(checkpoint)
     cfg = TrainConfig.from_dict(state["config"])
     meta = state["meta"]
@@ -138,7 +144,7 @@ def predict(
         dataset = ImageFolder(images, image_size=cfg.image_size)
     dev = select_device(device)
     model = build_model(cfg, int(meta["num_classes"]), load_pretrained=False)
-    model.load_state_dict(state["model"])
+    load_weights(model, state["model"], checkpoint)
     model.to(dev)
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate, num_workers=workers)
     if on_start is not None:

@@ -29,7 +29,6 @@ from alrp_cli.detection.build import (
     EventFn,
     Run,
     build_model,
-    default_run_dir,
     lr_factor,
     select_device,
     setup,
@@ -44,7 +43,6 @@ from alrp_cli.detection.recording import loss_inputs_recorder
 __all__ = [
     "TrainResult",
     "build_model",
-    "default_run_dir",
     "fit",
     "lr_factor",
     "select_device",

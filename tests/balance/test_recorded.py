@@ -99,9 +99,10 @@ def test_malformed_batches(tmp_path: Path, edit: Callable[[dict], Any], message:
 BAD_FILES: list[tuple[Callable[[Path], None], str]] = [
     (lambda p: None, "no such file"),
     (lambda p: p.mkdir(), "not a file"),
-    (lambda p: p.write_text("hello"), "not a recorded loss-inputs file"),
-    (lambda p: p.write_bytes(pickle.dumps({"version": 1})), "not a recorded loss-inputs file"),
-    (lambda p: _save_raw(p, {"version": 1, "batches": [NotPlain()]}), "torch.load failed"),
+    (lambda p: p.write_bytes(b""), "empty file"),
+    (lambda p: p.write_text("hello"), "not a PyTorch file"),
+    (lambda p: p.write_bytes(pickle.dumps({"version": 1})), "not a PyTorch file"),
+    (lambda p: _save_raw(p, {"version": 1, "batches": [NotPlain()]}), "holds objects other than"),
     (lambda p: _save_raw(p, [1, 2]), "expected a dict with 'version'"),
     (lambda p: _save_raw(p, {"version": 2, "batches": []}), "unsupported version 2"),
     (lambda p: _save_raw(p, {"batches": []}), "unsupported version None"),

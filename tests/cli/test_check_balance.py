@@ -161,7 +161,7 @@ BAD_OPTIONS = [
     (["--max-positives", "0"], "--max-positives must be at least 1"),
     (["--max-negatives", "-5"], "--max-negatives must be at least 1"),
     (["--delta", "-1"], "--delta must be finite and 0 or more"),
-    (["--delta", "nan"], "--delta must be finite and 0 or more"),
+    (["--delta", "nan"], "'--delta': nan is not a finite number"),
     (["--dtype", "float16"], "--dtype must be float32 or float64"),
     (["--tolerance", "0"], "--tolerance must be a positive number"),
     (["--loss", "hinge"], "--loss: unknown loss 'hinge'"),

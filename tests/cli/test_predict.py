@@ -74,8 +74,8 @@ def test_bad_paths_and_non_images_exit_2(trained: tuple[Path, Path], tmp_path: P
     fake_ckpt.write_text("nope")
     cases = [
         ([str(tmp_path / "none.pt"), "--images", str(images)], "no such checkpoint"),
-        ([str(fake_ckpt), "--images", str(images)], "not a loadable alrp checkpoint"),
-        ([str(ckpt), "--images", str(tmp_path / "nodir")], "no such image directory"),
+        ([str(fake_ckpt), "--images", str(images)], "not a PyTorch file"),
+        ([str(ckpt), "--images", str(tmp_path / "nodir")], "no such image folder or image file"),
         ([str(ckpt), "--images", str(junk)], "notes.txt: not an image file"),
         ([str(ckpt), "--images", str(broken)], "000001.png: not a readable image"),
         ([str(ckpt), "--images", str(images), "--ann", str(tmp_path / "no.json")], "no.json"),

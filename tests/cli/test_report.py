@@ -109,5 +109,5 @@ def test_out_is_a_file(tmp_path: Path) -> None:
     target = tmp_path / "file"
     target.write_text("x")
     result = runner.invoke(app, ["report", str(FIX / "balance.json"), "--out", str(target)])
-    assert result.exit_code == 2 and "exists and is not a folder" in result.stderr
+    assert result.exit_code == 2 and "--out must be a folder, but a file is there" in result.stderr
     assert target.read_text() == "x"

@@ -54,7 +54,7 @@ def test_tiny_run_writes_the_run_directory_and_json(tiny: Path, tmp_path: Path) 
         (["--data", "/nonexistent/coco"], "/nonexistent/coco: no such directory"),
         (["--loss", "hinge"], "--loss: 'hinge' is not one of"),
         (["--lr-steps", "0.5,x"], "--lr-steps"),
-        (["--resume", "/nonexistent/run"], "/nonexistent/run/last.pt: no such checkpoint"),
+        (["--resume", "/nonexistent/run"], "/nonexistent/run: no such run directory to resume"),
         (["--ranking", "ring"], "--ranking: 'ring' is not one of"),
         (["--amp-dtype", "fp8"], "--amp-dtype: 'fp8' is not one of"),
         (["--nproc", "0"], "--nproc: must be >= 1"),

@@ -213,7 +213,7 @@ def test_bad_options_and_occupied_run_directory(tiny_coco: Path, tmp_path: Path)
         train(tiny_config(tmp_path / "missing", tmp_path / "x"))
     with pytest.raises(UserError, match="fewer than one batch"):
         train(tiny_config(tiny_coco, tmp_path / "x", batch_size=64))
-    with pytest.raises(UserError, match="no such checkpoint"):
+    with pytest.raises(UserError, match="no such run directory"):
         train(tiny_config(tiny_coco, tmp_path / "x", resume=str(tmp_path / "nothing")))
 
 

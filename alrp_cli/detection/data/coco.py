@@ -12,12 +12,13 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import torch
+from PIL import Image, UnidentifiedImageError
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
@@ -89,7 +90,10 @@ class _CocoDetection(CocoDetection):
         path = Path(self.root) / self.coco.loadImgs(id)[0]["file_name"]
         if not path.is_file():
             raise UserError(f"{path}: image file listed in the annotations is missing")
-        return super()._load_image(id)
+        try:
+            return super()._load_image(id)
+        except (UnidentifiedImageError, OSError) as err:
+            raise UserError(f"{path}: not a readable image ({err})") from None
 
     def _load_target(self, id: int) -> list[Any]:
         return [ann for ann in super()._load_target(id) if not ann.get("iscrowd", 0)]
@@ -115,7 +119,12 @@ class CocoDataset(Dataset):
     """
 
     def __init__(
-        self, images_dir: PathLike, ann_file: PathLike, *, train: bool, image_size: int
+        self,
+        images_dir: PathLike,
+        ann_file: PathLike,
+        *,
+        train: bool,
+        image_size: int,
     ) -> None:
         images_dir = Path(images_dir)
         if not images_dir.is_dir():
@@ -130,10 +139,20 @@ class CocoDataset(Dataset):
         self.category_names: list[str] = [str(c.get("name", c["id"])) for c in cats]
         self._label_of = {cid: i for i, cid in enumerate(self.category_ids)}
         base = _CocoDetection(images_dir, self.coco)
+        self._base = base
         if base.ids:  # fail early when --*-images points at the wrong folder
             base._load_image(base.ids[0])
         self._ds = wrap_dataset_for_transforms_v2(base, target_keys={"image_id", "boxes", "labels"})
         self._transforms = build_transforms(train=train, image_size=image_size)
+
+    def image_paths(self) -> dict[int, Path]:
+        """Image id -> image file, for every image of the dataset."""
+        return {i: self.images_dir / self.coco.imgs[i]["file_name"] for i in self._base.ids}
+
+    def exclude(self, image_ids: Iterable[int]) -> None:
+        """Leave these images out of the dataset (e.g. unreadable ones)."""
+        dropped = set(image_ids)
+        self._base.ids = [i for i in self._base.ids if i not in dropped]
 
     @property
     def num_classes(self) -> int:
@@ -167,6 +186,29 @@ class CocoDataset(Dataset):
             "orig_size": torch.tensor([h, w], dtype=torch.int64),
             "scale": torch.tensor([s / w, s / h], dtype=torch.float32),
         }
+
+
+def image_problem(path: Path) -> str | None:
+    """Why ``path`` is not a usable image, or None: missing, not an image, or truncated.
+
+    Cheap: the header is read and, for PNG and JPEG, the file's last bytes are checked for
+    the end marker (``IEND`` / ``FFD9``); nothing is decoded.
+    """
+    if not path.is_file():
+        return "image file listed in the annotations is missing"
+    try:
+        with Image.open(path) as img:
+            fmt = img.format
+        with open(path, "rb") as f:
+            f.seek(max(0, path.stat().st_size - 64))
+            tail = f.read()
+    except (UnidentifiedImageError, OSError) as err:
+        return f"not a readable image ({err})"
+    if fmt == "PNG" and b"IEND" not in tail[-12:]:
+        return "truncated PNG (no IEND chunk at the end)"
+    if fmt == "JPEG" and b"\xff\xd9" not in tail:
+        return "truncated JPEG (no end-of-image marker)"
+    return None
 
 
 def collate(batch: list[tuple[torch.Tensor, dict[str, Any]]]) -> tuple[torch.Tensor, list[dict]]:

@@ -1,0 +1,120 @@
+"""Inputs of every command, made once: tiny COCO data, a checkpoint, predictions, an
+analysis JSON, recorded loss inputs; and helpers that prove inputs stay byte-for-byte."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner, Result
+
+from alrp_cli.cli.app import app
+from tests.detection.tiny import make_tiny_coco, tiny_config
+
+runner = CliRunner()
+
+
+@dataclass
+class World:
+    """Valid inputs of every command."""
+
+    root: Path
+    data: Path
+    train_ann: Path
+    val_ann: Path
+    val_images: Path
+    image: Path
+    checkpoint: Path
+    predictions: Path
+    analysis: Path
+    loss_inputs: Path
+
+
+def _predictions(val_ann: Path) -> list[dict]:
+    """The ground truth boxes, slightly moved, as detections with decreasing scores."""
+    gt = json.loads(val_ann.read_text())
+    dets = []
+    for k, a in enumerate(gt["annotations"]):
+        x, y, w, h = a["bbox"]
+        score = round(0.9 - 0.01 * k, 4)
+        dets.append(
+            {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": [x + 1, y, w, h],
+             "score": score}
+        )  # fmt: skip
+    return dets
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    from alrp_cli.detection.checkpoint import save_checkpoint
+    from alrp_cli.detection.data import CocoDataset, coco_layout
+    from alrp_cli.detection.train import build_model
+
+    root = tmp_path_factory.mktemp("reliability")
+    data = make_tiny_coco(root / "coco")
+    paths = coco_layout(data)
+    assert paths.val_images is not None and paths.val_ann and paths.train_ann
+    cfg = tiny_config(data, root / "unused").resolved()
+    ds = CocoDataset(paths.val_images, paths.val_ann, train=False, image_size=64)
+    model = build_model(cfg, ds.num_classes, load_pretrained=False)
+    meta = {"num_classes": ds.num_classes, "category_ids": ds.category_ids,
+            "category_names": ds.category_names, "iters_per_epoch": 2}  # fmt: skip
+    checkpoint = root / "ck.pt"
+    save_checkpoint(
+        checkpoint, {"config": cfg.to_dict(), "meta": meta, "model": model.state_dict()}
+    )
+    predictions = root / "pred.json"
+    predictions.write_text(json.dumps(_predictions(paths.val_ann)))
+    loss_inputs = root / "li.pt"
+    g = torch.Generator().manual_seed(0)
+    targets = (torch.rand(200, generator=g) < 0.1).to(torch.int8)
+    batch = {"logits": torch.randn(200, generator=g), "targets": targets,
+             "loc_errors": torch.rand(int(targets.sum()), generator=g)}  # fmt: skip
+    torch.save({"version": 1, "batches": [batch], "meta": {"delta": 1.0}}, loss_inputs)
+    analysis = root / "an.json"
+    result = runner.invoke(
+        app, ["analyze", str(predictions), "--gt", str(paths.val_ann), "--json", str(analysis)]
+    )
+    assert result.exit_code == 0, result.output
+    return World(
+        root=root,
+        data=data,
+        train_ann=paths.train_ann,
+        val_ann=paths.val_ann,
+        val_images=paths.val_images,
+        image=sorted(paths.val_images.iterdir())[0],
+        checkpoint=checkpoint,
+        predictions=predictions,
+        analysis=analysis,
+        loss_inputs=loss_inputs,
+    )
+
+
+def digest(*paths: Path) -> dict[str, str]:
+    """sha256 of every file at or under ``paths`` (a folder's listing included)."""
+    out: dict[str, str] = {}
+    for p in paths:
+        files = sorted(p.rglob("*")) if p.is_dir() else [p]
+        for f in files:
+            out[str(f)] = hashlib.sha256(f.read_bytes()).hexdigest() if f.is_file() else "dir"
+    return out
+
+
+def invoke(args: list[str]) -> Result:
+    """Run ``alrp ARGS`` through Typer's CliRunner."""
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_refused(result: Result, *names: object) -> str:
+    """Exit 2, one ``Error:`` line on stderr naming every one of ``names``, no traceback."""
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    for name in names:
+        assert str(name) in lines[0], (name, lines[0])
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    return lines[0]
