@@ -111,7 +111,8 @@ def test_a_diverging_alrp_run_exits_1_naming_where_and_keeps_last_pt(
     args = ["train", "--data", str(tiny), "--epochs", "2", "--eval-every", "100"]
     result = runner.invoke(app, [*args, *TINY_CLI_OPTIONS, "--lr", "1e4", "--out", str(out)])
     assert result.exit_code == 1, result.output
-    assert result.stderr.startswith("Error: non-finite loss at epoch 2, iteration 3: loss=")
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: non-finite loss at epoch 2, iteration 3: loss=")
     assert "ValueError" not in result.output and "Traceback" not in result.output
     assert (out / "last.pt").is_file()
 
