@@ -145,7 +145,7 @@ def evaluate_epoch(run: Run, emit: EventFn) -> dict[str, Any]:
     shards = dist.gather_objects(shard)
     record = None
     if shards is not None:
-        position = {image_id: i for i, image_id in enumerate(val_ds.coco.getImgIds())}
+        position = {image_id: i for i, image_id in enumerate(val_ds.image_paths())}
         predictions = sorted(
             (p for part in shards for p in part), key=lambda p: position[p["image_id"]]
         )  # stable: each image's detections keep their order
