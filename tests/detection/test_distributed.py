@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -194,6 +195,7 @@ def _worker_pids(launcher: int) -> dict[int, int]:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds workers in /proc")
 def test_resume_after_sigterm_on_one_rank_equals_an_uninterrupted_run(
     ddp_run: Path, ddp_data: Path, tmp_path: Path
@@ -214,8 +216,23 @@ def test_resume_after_sigterm_on_one_rank_equals_an_uninterrupted_run(
     stopped = torch.load(out / "last.pt", weights_only=True)["train_state"]["global_iter"]
     assert 1 <= stopped < 4
 
+    alone = tmp_path / "alone"
+    shutil.copytree(out, alone)
+
     code, text = _finish(_torchrun(["--resume", str(out)]))
     assert code == 0, text
     a, b = _model(ddp_run), _model(out)
     for name in a:
         assert torch.equal(a[name], b[name]), name
+
+    # Resumed in one process: the global batch (4) stays, and so does the run, to rounding.
+    messages: list[str] = []
+    train(
+        tiny_config(ddp_data, tmp_path / "x", resume=str(alone)),
+        on_event=lambda e: messages.append(e["text"]) if e["type"] == "message" else None,
+    )
+    assert any("resumed on 1 processes (the run started on 2)" in m for m in messages)
+    assert any("global batch stays 4 (4 per process)" in m for m in messages)
+    assert json.loads((alone / "config.json").read_text())["world_size"] == 1
+    c = _model(alone)
+    assert max(float((a[k].float() - c[k].float()).abs().max()) for k in a) < 1e-5
