@@ -20,8 +20,10 @@ def launch_local(nproc: int, argv: Sequence[str]) -> int:
     from torch.distributed.run import get_args_parser, run
 
     args = get_args_parser().parse_args(
-        ["--standalone", f"--nproc_per_node={nproc}", "--module", "alrp_cli", *argv]
+        ["--standalone", f"--nproc_per_node={nproc}", "--module", "alrp_cli"]
     )
+    # set, not parsed: torch's parser would read e.g. our --nproc as its --nproc-per-node
+    args.training_script_args = list(argv)
     try:
         run(args)
     except ChildFailedError as err:
