@@ -56,6 +56,8 @@ class TorchDistributedCollective:
         sizes = [torch.empty_like(size) for _ in range(self.world_size)]
         dist.all_gather(sizes, size, group=self.group)
         counts = [int(s) for s in sizes]
+        if max(counts) == 0:  # nothing to send anywhere (every rank knows it)
+            return [tensor.new_zeros(tensor.shape) for _ in counts]
         padded = tensor.new_zeros((max(counts), *tensor.shape[1:]))
         padded[: tensor.shape[0]] = tensor
         padded = self._send(padded)
@@ -65,6 +67,6 @@ class TorchDistributedCollective:
 
     def all_reduce_sum(self, tensor: Tensor) -> Tensor:
         """The element-wise sum over the ranks (a new tensor; ``tensor`` is left as is)."""
-        out = self._send(tensor.clone())
+        out = self._send(tensor.clone(memory_format=torch.contiguous_format))
         dist.all_reduce(out, op=dist.ReduceOp.SUM, group=self.group)
         return out.to(tensor.device)

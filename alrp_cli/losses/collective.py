@@ -92,7 +92,7 @@ class ThreadedCollective:
         self.num_calls = 0
 
     @classmethod
-    def group(cls, world_size: int, *, timeout: float = 60.0) -> list[ThreadedCollective]:
+    def group(cls, world_size: int, *, timeout: float = 300.0) -> list[ThreadedCollective]:
         """One collective per rank, sharing a rendezvous; ``timeout`` (s) stops a hung rank."""
         if world_size < 1:
             raise ValueError(f"world_size must be >= 1, got {world_size}")

@@ -17,6 +17,7 @@ from alrp_cli.losses.collective import Collective, LocalCollective, ThreadedColl
 from tests.conftest import REPO
 from tests.losses.problems import REGIMES
 from tests.losses.sharding import (
+    assert_close,
     check_global,
     make_case,
     run_local,
@@ -31,7 +32,7 @@ def test_standard_cases_equal_one_process(world_size: int) -> None:
         check_global(case, run_ranks(world_size, lambda c, case=case: run_rank(c, case)))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 2**31 - 1),
     regime=st.sampled_from(REGIMES),
@@ -181,9 +182,11 @@ def test_world_size_times_loss_under_gradient_averaging_is_the_one_process_gradi
         grads = step(replica, x, t, ee, collective=c, scale=c.world_size)
         return [g / c.world_size for g in (c.all_reduce_sum(g) for g in grads)]
 
+    want = torch.cat([g.flatten() for g in expected])
     for averaged in run_ranks(2, fn):
-        for got, want in zip(averaged, expected, strict=True):
-            torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+        # (The bias gradient is ~0: the update is balanced, its sum over the logits is 0.)
+        got = torch.cat([g.flatten() for g in averaged])
+        assert_close(got, want, 1e-9, "averaged parameter gradients")
 
 
 def test_losses_package_never_imports_torch_distributed() -> None:
