@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 import typer
+from rich.console import Console
 from typer.core import TyperGroup
 
 from alrp_cli import __version__
@@ -56,6 +57,14 @@ def _refuse_non_finite(command: Any) -> None:
         _refuse_non_finite(sub)
 
 
+def _closed_pipe(*_: Any) -> None:
+    """`alrp analyze ... | head`: the reader has what it wanted, which is a success. Point
+    stdout at /dev/null so that the interpreter's last flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    raise typer.Exit(0)
+
+
 class AlrpGroup(TyperGroup):
     """A Typer group that turns every error into an exit code and one line, never a
     traceback: the project's errors (2 for a user's mistake, 1 for a failed check), option
@@ -69,14 +78,12 @@ class AlrpGroup(TyperGroup):
             typer.echo(f"Error: {text}", err=True)
             raise typer.Exit(err.exit_code) from None
         except BrokenPipeError:
-            # `alrp analyze ... | head`: the reader has what it wanted. Point stdout at
-            # /dev/null so that the interpreter's last flush does not fail again.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            raise typer.Exit(0) from None
+            _closed_pipe()
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         _refuse_non_finite(self)
+        # Rich's consoles exit 1 on a closed pipe by default; for this CLI it is a success.
+        Console.on_broken_pipe = _closed_pipe  # type: ignore[method-assign]
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)
         exceptions = _click_exceptions()

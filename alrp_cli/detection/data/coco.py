@@ -141,7 +141,9 @@ class CocoDataset(Dataset):
         base = _CocoDetection(images_dir, self.coco)
         self._base = base
         if base.ids:  # fail early when --*-images points at the wrong folder
-            base._load_image(base.ids[0])
+            first = images_dir / self.coco.imgs[base.ids[0]]["file_name"]
+            if not first.is_file():
+                raise UserError(f"{first}: image file listed in the annotations is missing")
         self._ds = wrap_dataset_for_transforms_v2(base, target_keys={"image_id", "boxes", "labels"})
         self._transforms = build_transforms(train=train, image_size=image_size)
 
