@@ -236,3 +236,22 @@ def test_resume_after_sigterm_on_one_rank_equals_an_uninterrupted_run(
     assert json.loads((alone / "config.json").read_text())["world_size"] == 1
     c = _model(alone)
     assert max(float((a[k].float() - c[k].float()).abs().max()) for k in a) < 1e-5
+
+
+@pytest.mark.slow
+def test_a_diverging_run_stops_every_process_with_the_same_message(
+    ddp_data: Path, tmp_path: Path
+) -> None:
+    """--lr 1e4 makes the outputs non-finite in epoch 2: every process stops there (none
+    waits in the loss's or the gradients' collectives), rank 0 says where, last.pt stays."""
+    out = tmp_path / "run"
+    args = ["--data", str(ddp_data), *TINY_CLI_OPTIONS, "--epochs", "2", "--eval-every", "100"]
+    code, text = _finish(_torchrun([*args, "--lr", "1e4", "--out", str(out)]), timeout=240)
+    assert code != 0
+    errors = [line for line in text.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1, text  # rank 0 alone prints
+    assert errors[0].startswith("Error: non-finite loss at epoch 2, iteration 3: loss=nan")
+    # torchrun reports the failed workers with its own traceback; the workers print none
+    assert "]: Traceback" not in text and "ValueError" not in text
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert ckpt["train_state"]["global_iter"] == 2
