@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -294,7 +293,7 @@ def train(
         outputs.folder(out, "--out")
     outputs.file(json_path, "--json")
 
-    from alrp_cli.detection.distributed import launched_by_torchrun
+    from alrp_cli.detection.distributed import env_rank, launched_by_torchrun
 
     if not launched_by_torchrun():
         config.validate()  # bad options: one line here, not once per process
@@ -302,7 +301,7 @@ def train(
             from alrp_cli.detection.launch import launch_local
 
             raise typer.Exit(launch_local(nproc, sys.argv[1:]))
-    elif os.environ.get("RANK", "0") != "0":  # rank 0 alone prints
+    elif env_rank() != 0:  # rank 0 alone prints
         try:
             run_training(config)
         except AlrpError as err:

@@ -100,6 +100,12 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+def env_rank() -> int:
+    """This process's rank as torchrun's environment says (0 when not launched by it):
+    known before the process group exists, e.g. to let rank 0 alone print."""
+    return int(os.environ.get("RANK", "0")) if launched_by_torchrun() else 0
+
+
 def init_distributed(device: str) -> tuple[Dist, torch.device]:
     """Join torchrun's process group, if launched by it; the device this process trains on.
 

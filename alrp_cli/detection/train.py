@@ -290,19 +290,12 @@ def train(config: TrainConfig, *, on_event: EventFn | None = None) -> TrainResul
     started = time.perf_counter()
     report: EventFn = on_event or (lambda event: None)
     silent: EventFn = lambda event: None  # noqa: E731
-    from alrp_cli.detection.distributed import launched_by_torchrun
+    from alrp_cli.detection.distributed import env_rank
 
-    rank0 = not launched_by_torchrun() or _env_rank() == 0
-    run = setup(config, report if rank0 else silent)
+    run = setup(config, report if env_rank() == 0 else silent)
     try:
         result = fit(run, report if run.dist.is_main else silent)
     finally:
         run.dist.close()
     result.seconds = time.perf_counter() - started
     return result
-
-
-def _env_rank() -> int:
-    import os
-
-    return int(os.environ.get("RANK", "0"))
