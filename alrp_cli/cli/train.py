@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from rich.table import Table
 
 from alrp_cli.atomic import write_json
 from alrp_cli.cli.options import SEED_MAX
-from alrp_cli.errors import UserError
+from alrp_cli.errors import AlrpError, UserError
 from alrp_cli.outputs import Outputs
 
 
@@ -63,7 +64,12 @@ class _ProgressView:
             self.run_dir = event["run_dir"]
             for text in self.warnings:  # once the run is known to start
                 self.console.print(f"[yellow]warning:[/] {text}", highlight=False)
-            self.console.print(f"run directory: {event['run_dir']} (device {event['device']})")
+            world = event.get("world_size", 1)
+            self.console.print(
+                f"run directory: {event['run_dir']} (device {event['device']}"
+                + (f", {world} processes" if world > 1 else "")
+                + ")"
+            )
             self.progress.start()
             self.train_task = self.progress.add_task(
                 "train", total=event["total_iters"], completed=event["start_iter"], info=""
@@ -122,7 +128,7 @@ def _parse_steps(text: str) -> list[float]:
 
 def _ignored_with_resume(ctx: typer.Context) -> list[str]:
     """The options typed on the command line that ``--resume`` ignores (it keeps config.json)."""
-    kept = {"resume", "json_path"}
+    kept = {"resume", "json_path", "nproc"}  # --nproc starts the processes
     names = []
     for param in ctx.command.params:
         if param.name in kept or param.name is None:
@@ -168,7 +174,10 @@ def train(
         None, "--image-size", help="Square input size, multiple of 32 [synthetic: 128, COCO: 512]."
     ),
     batch_size: int | None = typer.Option(
-        None, "--batch-size", help="Images per step [synthetic: 16, COCO: 32]."
+        None,
+        "--batch-size",
+        help="Global batch: images per step over all processes, each takes its share "
+        "[synthetic: 16, COCO: 32].",
     ),
     epochs: int | None = typer.Option(None, "--epochs", help="[synthetic: 8, COCO: 100]."),
     lr: float | None = typer.Option(
@@ -195,7 +204,29 @@ def train(
     nms_iou: float = typer.Option(0.5, "--nms-iou", help="NMS IoU threshold."),
     max_detections: int = typer.Option(100, "--max-detections", help="Detections per image."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
-    amp: bool = typer.Option(False, "--amp/--no-amp", help="Mixed precision on CUDA."),
+    amp: bool = typer.Option(
+        False,
+        "--amp/--no-amp",
+        help="Mixed precision (autocast; losses stay float32), on CUDA and CPU.",
+    ),
+    amp_dtype: str = typer.Option(
+        "auto",
+        "--amp-dtype",
+        help="auto | bfloat16 | float16 (with a gradient scaler). "
+        "auto: bfloat16 where supported (CPU too), else float16.",
+    ),
+    ranking: str = typer.Option(
+        "global",
+        "--ranking",
+        help="Several processes: global = aLRP/AP Loss rank the global batch, exactly as "
+        "one process would; local = each process ranks its own share (the official code).",
+    ),
+    nproc: int = typer.Option(
+        1,
+        "--nproc",
+        help="Start N processes on this node through torch's launcher (as torchrun "
+        "--standalone --nproc_per_node N); one per GPU.",
+    ),
     seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Random seed."),
     workers: int = typer.Option(0, "--workers", help="Data-loading worker processes."),
     threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads."),
@@ -245,6 +276,9 @@ def train(
         max_detections=max_detections,
         device=device,
         amp=amp,
+        amp_dtype=amp_dtype,
+        ranking=ranking,
+        nproc=nproc,
         seed=seed,
         workers=workers,
         threads=threads,
@@ -258,6 +292,23 @@ def train(
     if resume is None:
         outputs.folder(out, "--out")
     outputs.file(json_path, "--json")
+
+    from alrp_cli.detection.distributed import env_rank, launched_by_torchrun
+
+    if not launched_by_torchrun():
+        config.validate()  # bad options: one line here, not once per process
+        if nproc > 1:
+            from alrp_cli.detection.launch import launch_local
+
+            raise typer.Exit(launch_local(nproc, sys.argv[1:]))
+    elif env_rank() != 0:  # rank 0 alone prints
+        try:
+            run_training(config)
+        except AlrpError as err:
+            raise typer.Exit(err.exit_code) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+        return
     console = Console(stderr=True)
     view = _ProgressView(console)
     if resume is not None and (ignored := _ignored_with_resume(ctx)):

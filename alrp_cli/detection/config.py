@@ -42,6 +42,8 @@ CHOICES = {
     "assigner": ("atss", "maxiou"),
     "backbone": ("resnet18", "resnet34", "resnet50", "resnet101"),
     "device": ("auto", "cpu", "cuda"),
+    "ranking": ("global", "local"),
+    "amp_dtype": ("auto", "bfloat16", "float16"),
 }
 
 
@@ -86,6 +88,12 @@ class TrainConfig:
     # run
     device: str = "auto"
     amp: bool = False
+    amp_dtype: str = "auto"
+    # several processes (torchrun): world_size and backend are recorded, not options
+    ranking: str = "global"
+    nproc: int = 1
+    world_size: int = 1
+    backend: str | None = None
     seed: int = 0
     workers: int = 0
     threads: int | None = None
@@ -147,6 +155,17 @@ class TrainConfig:
             raise UserError(f"--threads: must be >= 1, got {self.threads}")
         if self.seed < 0:
             raise UserError(f"--seed: must be >= 0, got {self.seed}")
+        if self.nproc < 1:
+            raise UserError(f"--nproc: must be >= 1, got {self.nproc}")
+        self.check_world_size(self.world_size)
+
+    def check_world_size(self, world_size: int) -> None:
+        """The global ``batch_size`` must split evenly over ``world_size`` processes."""
+        if self.batch_size is not None and self.batch_size % world_size:
+            raise UserError(
+                f"--batch-size {self.batch_size} (the global batch) does not split over "
+                f"{world_size} processes; give a multiple of {world_size}"
+            )
 
     @property
     def scaled_lr(self) -> float:

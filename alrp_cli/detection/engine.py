@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from alrp_cli.detection.head_losses import build_loss_inputs, compute_loss
+from alrp_cli.detection.distributed import Dist
+from alrp_cli.detection.head_losses import build_loss_inputs, compute_loss, count_non_finite
 from alrp_cli.detection.model import Detector
 from alrp_cli.detection.postprocess import postprocess, to_coco_results
 from alrp_cli.errors import AlrpError
@@ -31,18 +32,63 @@ class NonFiniteLoss(AlrpError):
 class EpochSampler(torch.utils.data.Sampler[int]):
     """A random permutation that is a pure function of (seed, epoch), skipping ``start`` items.
 
-    Nothing to save for an exact resume: the position within the epoch is enough.
+    Nothing to save for an exact resume: the position within the epoch is enough. With
+    ``world_size`` > 1 the permutation is cut into global batches of ``batch_size ×
+    world_size`` items (an incomplete last one dropped) and rank ``rank`` yields its
+    ``batch_size`` consecutive items of each, so the ranks' batches, concatenated in rank
+    order, are the batches one process would draw with batch ``batch_size × world_size``.
+    ``start`` counts global items.
     """
 
-    def __init__(self, size: int, *, seed: int, epoch: int = 0, start: int = 0) -> None:
+    def __init__(
+        self,
+        size: int,
+        *,
+        seed: int,
+        epoch: int = 0,
+        start: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        batch_size: int = 1,
+    ) -> None:
         self.size, self.seed, self.epoch, self.start = size, seed, epoch, start
+        self.rank, self.world_size, self.batch_size = rank, world_size, batch_size
 
     def __iter__(self) -> Iterator[int]:
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        yield from torch.randperm(self.size, generator=g)[self.start :].tolist()
+        order = torch.randperm(self.size, generator=g)[self.start :]
+        if self.world_size > 1:
+            b, w = self.batch_size, self.world_size
+            order = order[: len(order) // (b * w) * b * w].reshape(-1, w, b)[:, self.rank]
+        yield from order.reshape(-1).tolist()
 
     def __len__(self) -> int:
-        return max(0, self.size - self.start)
+        rest = max(0, self.size - self.start)
+        if self.world_size > 1:
+            return rest // (self.batch_size * self.world_size) * self.batch_size
+        return rest
+
+
+class SeededSamples(torch.utils.data.Dataset):
+    """``dataset[i]`` drawn with torch's RNG seeded from (seed, epoch, i).
+
+    The random augmentation of an image is then a pure function of (seed, epoch, index):
+    the same whichever process, worker or position in a batch loads it, so a global batch
+    split over several processes is augmented exactly as one process would augment it, and
+    a resumed run needs no saved RNG state for its data.
+    """
+
+    def __init__(self, dataset: torch.utils.data.Dataset, *, seed: int, epoch: int) -> None:
+        self.dataset, self.seed, self.epoch = dataset, seed, epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        key = ((self.seed * 1_000_003 + self.epoch) * 10_000_019 + index) % (2**63)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(key)
+            return self.dataset[index]
 
 
 @dataclass
@@ -67,6 +113,13 @@ def _to_device(images: Tensor, targets: list[dict[str, Any]], device: torch.devi
     return images, moved
 
 
+def _non_finite_message(state: TrainState, what: str) -> str:
+    return (
+        f"non-finite loss at epoch {state.epoch + 1}, iteration {state.global_iter + 1}: "
+        f"{what}; the last good checkpoint is kept (lower --lr, or set --grad-clip)"
+    )
+
+
 def train_one_epoch(
     model: Detector,
     loader: torch.utils.data.DataLoader,
@@ -80,39 +133,72 @@ def train_one_epoch(
     assigner: str,
     device: torch.device,
     amp: bool = False,
+    amp_dtype: torch.dtype | None = None,
     grad_clip: float | None = None,
     log_every: int = 20,
     on_step: Callable[[dict[str, Any]], None] | None = None,
     on_loss_inputs: Callable[[Any], None] | None = None,
     should_stop: Callable[[], int | bool] = lambda: False,
+    dist: Dist | None = None,
+    forward: nn.Module | None = None,
+    collective: Any = None,
 ) -> bool:
     """Train over ``loader`` (the rest of ``state.epoch``), updating ``state`` in place.
 
     ``on_step`` receives a step record every ``log_every`` global iterations (and a "tick"
     record every iteration); ``on_loss_inputs`` receives each batch's LossInputs. Returns
-    False when ``should_stop()`` interrupted the epoch. Raises :class:`NonFiniteLoss`.
+    False when ``should_stop()`` (on any process) interrupted the epoch. Raises
+    :class:`NonFiniteLoss` (on every process) when the loss inputs or the loss are not
+    finite, before any collective of the loss or of the backward pass could wait for it.
+
+    Several processes (``dist``): ``forward`` is the DistributedDataParallel wrapper of
+    ``model``; with ``collective`` the loss is the global batch's (its gradient is scaled by
+    the world size, which DDP's averaging divides out); without, each process's own. Logged
+    losses are averaged over the processes.
     """
+    dist = dist or Dist()
+    forward = forward or model
+    grad_scale = float(dist.world_size) if collective is not None else 1.0
     model.train()
     window_images, window_start = 0, time.perf_counter()
     for images, targets in loader:
         t0 = time.perf_counter()
         images, targets = _to_device(images, targets, device)
-        with torch.autocast(device.type, enabled=amp):
-            out = model(images)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+            out = forward(images)
         inputs = build_loss_inputs(model, out, targets, assigner=assigner)  # float32
         if on_loss_inputs is not None:
             on_loss_inputs(inputs)
-        parts = compute_loss(loss, inputs, loss_module)
-        if not (math.isfinite(parts.cls) and math.isfinite(parts.loc)) or not bool(
-            torch.isfinite(parts.total.detach())
-        ):
+        bad = dist.all_reduce_sum(count_non_finite(inputs)).tolist()
+        if bad[0] or bad[1]:
             raise NonFiniteLoss(
-                f"non-finite loss at epoch {state.epoch + 1}, iteration {state.global_iter + 1}: "
-                f"loss={float(parts.total.detach())}, cls={parts.cls}, loc={parts.loc}, "
-                f"sb_weight={parts.sb_weight}; the last good checkpoint is kept"
+                _non_finite_message(
+                    state,
+                    f"loss=nan, cls=nan, loc=nan (the model's outputs hold {int(bad[0])} "
+                    f"non-finite logits and {int(bad[1])} non-finite box values)",
+                )
+            )
+        parts = compute_loss(loss, inputs, loss_module, collective=collective)
+        total = parts.total
+        if dist.distributed:  # every output in the graph, as DDP expects (adds 0)
+            total = total + 0.0 * (out.cls.sum() + out.reg.sum()).float()
+        finite = math.isfinite(parts.value) and bool(torch.isfinite(total.detach()))
+        agreed = dist.all_reduce_sum(
+            torch.tensor(
+                [parts.value, parts.cls, parts.loc, float(not finite)],
+                dtype=torch.float64,
+                device=dist.device,
+            )
+        ).tolist()
+        value, cls, loc = (x / dist.world_size for x in agreed[:3])
+        if agreed[3]:
+            raise NonFiniteLoss(
+                _non_finite_message(
+                    state, f"loss={value}, cls={cls}, loc={loc}, sb_weight={parts.sb_weight}"
+                )
             )
         optimizer.zero_grad(set_to_none=True)
-        scaler.scale(parts.total).backward()
+        scaler.scale(total * grad_scale if grad_scale != 1.0 else total).backward()
         if grad_clip is not None:
             scaler.unscale_(optimizer)
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -124,18 +210,17 @@ def train_one_epoch(
         state.epoch_seconds += time.perf_counter() - t0
         state.epoch_iter += 1
         state.global_iter += 1
-        total = float(parts.total.detach())
-        state.sums["loss"] += total
-        state.sums["cls"] += parts.cls
-        state.sums["loc"] += parts.loc
-        window_images += images.shape[0]
+        state.sums["loss"] += value
+        state.sums["cls"] += cls
+        state.sums["loc"] += loc
+        window_images += images.shape[0] * dist.world_size
         record = {
             "type": "step",
             "epoch": state.epoch + 1,
             "iter": state.global_iter,
-            "loss": total,
-            "cls": parts.cls,
-            "loc": parts.loc,
+            "loss": value,
+            "cls": cls,
+            "loc": loc,
             "sb_weight": parts.sb_weight,
             "lr": lr,
         }
@@ -147,7 +232,7 @@ def train_one_epoch(
                 window_images, window_start = 0, time.perf_counter()
             else:
                 on_step({**record, "type": "tick"})
-        if should_stop():
+        if dist.any(should_stop()):  # every process stops after the same iteration
             return False
     return True
 
@@ -160,6 +245,7 @@ def predict_loader(
     *,
     device: torch.device,
     amp: bool = False,
+    amp_dtype: torch.dtype | None = None,
     pre_nms_topk: int = 1000,
     score_threshold: float = 0.05,
     nms_iou: float = 0.5,
@@ -171,7 +257,7 @@ def predict_loader(
     results: list[dict[str, Any]] = []
     for images, targets in loader:
         images = images.to(device)
-        with torch.autocast(device.type, enabled=amp):
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
             out = model(images)
         dets = postprocess(
             model,

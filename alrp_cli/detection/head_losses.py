@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -55,13 +56,21 @@ class LossInputs:
 
 @dataclass
 class LossParts:
-    """One step's loss: ``total`` (what backward runs on), ``cls`` and ``loc`` parts
-    (detached floats) and the self-balance weight (``None`` for the baselines)."""
+    """One step's loss: ``total`` (what backward runs on), the loss value and its ``cls``
+    and ``loc`` parts (detached floats) and the self-balance weight (``None`` for the
+    baselines).
+
+    With a collective (a global loss over several processes), ``total``'s gradient with
+    respect to this process's inputs is this process's rows of the global loss's gradient,
+    and ``value``, ``cls`` and ``loc`` are this process's report values: their mean over the
+    processes is the global loss and its parts.
+    """
 
     total: Tensor
     cls: float
     loc: float
     sb_weight: float | None
+    value: float = float("nan")
 
 
 def build_loss_inputs(
@@ -110,24 +119,48 @@ def build_loss_inputs(
     )
 
 
+def count_non_finite(inputs: LossInputs) -> Tensor:
+    """Tensor[2] float32: the numbers of non-finite logits and localisation errors (and box
+    deltas), on the inputs' device, so that processes can sum them before any loss runs."""
+    return torch.stack(
+        [
+            (~torch.isfinite(inputs.logits)).sum(),
+            (~torch.isfinite(inputs.loc_errors)).sum() + (~torch.isfinite(inputs.deltas)).sum(),
+        ]
+    ).float()
+
+
 def make_loss_module(
-    kind: str, *, period: int, init_weight: float = 50.0, fixed: bool = False
+    kind: str,
+    *,
+    period: int,
+    init_weight: float = 50.0,
+    fixed: bool = False,
+    collective: Any = None,
 ) -> nn.Module | None:
     """The stateful loss module of ``kind``: :class:`ALRPLoss` for 'alrp' (self-balance with
     ``period`` steps per update; ``fixed=True`` holds the weight at ``init_weight``), ``None``
-    for the stateless baselines."""
+    for the stateless baselines. ``collective`` makes it rank the global batch."""
     if kind not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {kind!r}")
     if kind == "alrp":
         from alrp_cli.losses import ALRPLoss
 
         # A period that is never reached is a fixed weight: ALRPLoss has no other switch.
-        return ALRPLoss(period=sys.maxsize if fixed else period, init_weight=init_weight)
+        extra = {} if collective is None else {"collective": collective}
+        return ALRPLoss(period=sys.maxsize if fixed else period, init_weight=init_weight, **extra)
     return None
 
 
-def compute_loss(kind: str, inputs: LossInputs, module: nn.Module | None) -> LossParts:
-    """The loss of ``kind`` ('alrp', 'ap' or 'focal') on one batch's inputs, in float32."""
+def compute_loss(
+    kind: str, inputs: LossInputs, module: nn.Module | None, *, collective: Any = None
+) -> LossParts:
+    """The loss of ``kind`` ('alrp', 'ap' or 'focal') on one batch's inputs, in float32.
+
+    ``collective`` (see ``alrp_cli.losses.collective``): the loss of the global batch of all
+    processes: aLRP and AP Loss rank the global batch, and sums divided by the number of
+    positives divide by the global number (see :class:`LossParts` for what is returned).
+    """
     if kind == "alrp":
         assert module is not None
         res = module(inputs.logits, inputs.targets, inputs.loc_errors)
@@ -136,12 +169,23 @@ def compute_loss(kind: str, inputs: LossInputs, module: nn.Module | None) -> Los
             cls=float(res.cls.detach()),
             loc=float(res.loc.detach()),
             sb_weight=float(res.weight),
+            value=float(res.total.detach()),
         )
-    num_pos = max(1, inputs.num_pos)
+    world = 1 if collective is None else collective.world_size
+    num_pos = float(inputs.num_pos)
+    if collective is not None:
+        count = torch.tensor([num_pos], dtype=torch.float64, device=inputs.logits.device)
+        num_pos = float(collective.all_reduce_sum(count).item())
+    num_pos = max(1.0, num_pos)
+    cls_world = world  # a sum over this rank's rows: its report value is world × its share
     if kind == "ap":
         from alrp_cli.losses import ap_loss
 
-        cls = ap_loss(inputs.logits, inputs.targets)
+        if collective is None:
+            cls = ap_loss(inputs.logits, inputs.targets)
+        else:
+            cls = ap_loss(inputs.logits, inputs.targets, collective=collective)
+            cls_world = 1  # already the global value
         loc = (
             F.smooth_l1_loss(
                 inputs.deltas, inputs.target_deltas, beta=SMOOTH_L1_BETA, reduction="sum"
@@ -153,6 +197,11 @@ def compute_loss(kind: str, inputs: LossInputs, module: nn.Module | None) -> Los
         loc = FOCAL_GIOU_WEIGHT * inputs.loc_errors.sum() / num_pos
     else:
         raise ValueError(f"loss must be one of {LOSSES}, got {kind!r}")
+    cls_value, loc_value = float(cls.detach()) * cls_world, float(loc.detach()) * world
     return LossParts(
-        total=cls + loc, cls=float(cls.detach()), loc=float(loc.detach()), sb_weight=None
+        total=cls + loc,
+        cls=cls_value,
+        loc=loc_value,
+        sb_weight=None,
+        value=cls_value + loc_value,
     )

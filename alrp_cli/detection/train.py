@@ -1,19 +1,20 @@
-"""Training orchestration: data, model, optimiser, schedule, run directory, resume, signals.
+"""Training orchestration: the epoch loop, checkpoints, evaluation, logging and signals.
 
-``train(config)`` is what ``alrp train`` calls. It reports progress through ``on_event``
-(dict events; the CLI draws them) and writes the run directory:
+``train(config)`` is what ``alrp train`` calls, in one process or in each of the processes
+``torchrun`` starts (one code path: :func:`alrp_cli.detection.build.setup` builds the run,
+:func:`fit` loops over epochs). It reports progress through ``on_event`` (dict events; the
+CLI draws them) and rank 0 alone writes the run directory:
 
-- ``config.json``: the resolved config (every option);
-- ``metrics.jsonl``: step, epoch and eval records;
+- ``config.json``: the resolved config (every option, plus ``world_size`` and ``backend``);
+- ``metrics.jsonl``: step, epoch and eval records (losses averaged over the processes);
 - ``last.pt`` every epoch (and on SIGINT/SIGTERM), ``best.pt`` by COCO AP;
 - ``eval/epoch_XXX/predictions.json`` and ``summary.json`` at each evaluation;
-- ``loss_inputs.pt`` with ``record_loss_inputs`` > 0.
+- ``loss_inputs.pt`` with ``record_loss_inputs`` > 0 (rank 0's share of each batch).
 """
 
 from __future__ import annotations
 
 import contextlib
-import random
 import shutil
 import signal
 import threading
@@ -23,36 +24,30 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 from alrp_cli.atomic import atomic_path, write_json
-from alrp_cli.detection.checkpoint import (
-    load_checkpoint,
-    load_weights,
-    save_checkpoint,
-    set_rng_state,
+from alrp_cli.detection.build import (
+    EventFn,
+    Run,
+    build_model,
+    lr_factor,
+    select_device,
+    setup,
+    train_loader,
+    val_loader,
 )
+from alrp_cli.detection.checkpoint import save_checkpoint
 from alrp_cli.detection.config import TrainConfig
-from alrp_cli.detection.data import CocoDataset, coco_layout, collate, resolve_data
-from alrp_cli.detection.data.coco import image_problem
-from alrp_cli.detection.engine import (
-    EpochSampler,
-    TrainState,
-    evaluate,
-    predict_loader,
-    train_one_epoch,
-)
-from alrp_cli.detection.head_losses import make_loss_module
-from alrp_cli.detection.metrics_log import MetricsLog
-from alrp_cli.detection.model import Detector
+from alrp_cli.detection.engine import evaluate, predict_loader, train_one_epoch
 from alrp_cli.detection.recording import loss_inputs_recorder
-from alrp_cli.detection.run_dir import check_new_run_dir, create_run_dir, resume_checkpoint
-from alrp_cli.device import resolve_device
-from alrp_cli.errors import UserError
 
-EventFn = Callable[[dict[str, Any]], None]
-CHOICES_DEVICE = ("auto", "cpu", "cuda")
+__all__ = [
+    "TrainResult",
+    "build_model",
+    "fit",
+    "lr_factor",
+    "select_device",
+    "train",
+]
 
 
 @dataclass
@@ -69,116 +64,25 @@ class TrainResult:
     seconds: float
 
 
-def select_device(name: str) -> torch.device:
-    """'auto' -> CUDA when available else CPU; 'cuda' without CUDA is a UserError."""
-    if name not in CHOICES_DEVICE:
-        raise UserError(f"--device: {name!r} is not one of {CHOICES_DEVICE}")
-    return resolve_device(name)
-
-
-def lr_factor(iteration: int, *, cfg: TrainConfig, iters_per_epoch: int) -> float:
-    """Multiplier of the base learning rate at a global ``iteration`` (0-based).
-
-    Linear warmup from ``warmup_ratio`` over ``warmup_iters``, then ×``lr_gamma`` at each
-    fraction in ``lr_steps`` of the epochs (the paper's 75/95 of 100 epochs, scaled).
-    """
-    assert cfg.epochs is not None and cfg.warmup_iters is not None
-    factor = 1.0
-    if iteration < cfg.warmup_iters:
-        factor = cfg.warmup_ratio + (1.0 - cfg.warmup_ratio) * iteration / cfg.warmup_iters
-    epoch = iteration // iters_per_epoch
-    for frac in cfg.lr_steps:
-        if epoch >= round(frac * cfg.epochs):
-            factor *= cfg.lr_gamma
-    return factor
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def build_model(cfg: TrainConfig, num_classes: int, *, load_pretrained: bool = True) -> Detector:
-    """The detector a (resolved) config describes."""
-    assert cfg.backbone is not None and cfg.head_channels is not None
-    return Detector(
-        num_classes,
-        backbone=cfg.backbone,
-        assigner=cfg.assigner,
-        head_channels=cfg.head_channels,
-        group_norm=cfg.group_norm,
-        pretrained=cfg.pretrained and load_pretrained,
-        frozen_bn=cfg.pretrained,
-    )
-
-
-def _datasets(cfg: TrainConfig, emit: EventFn) -> tuple[CocoDataset, CocoDataset]:
-    assert cfg.image_size is not None
-    paths = resolve_data(cfg.data, cfg.train_ann, cfg.train_images, cfg.val_ann, cfg.val_images)
-    if paths is None:
-        from alrp_cli.detection.data import synthetic_dataset_dir
-
-        emit({"type": "message", "text": "using the built-in synthetic shapes dataset"})
-        paths = coco_layout(synthetic_dataset_dir())
-    assert paths.train_ann and paths.train_images and paths.val_ann and paths.val_images
-    train_ds = CocoDataset(
-        paths.train_images, paths.train_ann, train=True, image_size=cfg.image_size
-    )
-    val_ds = CocoDataset(paths.val_images, paths.val_ann, train=False, image_size=cfg.image_size)
-    if train_ds.category_ids != val_ds.category_ids:
-        raise UserError(
-            f"{paths.val_ann}: categories differ from the training annotations {paths.train_ann}"
-        )
-    _check_images(train_ds, "train", skip=cfg.skip_bad_images, emit=emit)
-    _check_images(val_ds, "val", skip=False, emit=emit)
-    return train_ds, val_ds
-
-
-def _check_images(ds: CocoDataset, split: str, *, skip: bool, emit: EventFn) -> None:
-    """Check every image file before training starts (exists, header, not truncated).
-
-    A bad image is a UserError naming it; with ``skip`` (training images only: a validation
-    image left out would change the evaluation) bad images are dropped and counted.
-    """
-    paths = ds.image_paths()
-    emit({"type": "scan_start", "split": split, "images": len(paths)})
-    bad: list[tuple[int, Path, str]] = []
-    for image_id, path in paths.items():
-        problem = image_problem(path)
-        if problem is not None:
-            bad.append((image_id, path, problem))
-        emit({"type": "scan"})
-    emit({"type": "scan_end", "split": split})
-    if not bad:
-        return
-    _, path, problem = bad[0]
-    more = f" (and {len(bad) - 1} more of the {split} images)" if len(bad) > 1 else ""
-    if not skip:
-        hint = "; --skip-bad-images leaves bad training images out" if split == "train" else ""
-        raise UserError(f"{path}: {problem}{more}{hint}")
-    ds.exclude(i for i, _, _ in bad)
-    emit(
-        {
-            "type": "message",
-            "text": f"skipped {len(bad)} bad training images (first: {path}: {problem})",
-        }
-    )
-
-
 @contextlib.contextmanager
 def _stop_on_signals() -> Iterator[Callable[[], int | bool]]:
     """Turn the first SIGINT/SIGTERM into a stop request (checked after each iteration);
-    the callable returns the signal number once one arrived, else False."""
-    flag: dict[str, int | bool] = {"stop": False}
+    the callable returns the signal number once one arrived, else False.
+
+    A second signal stops at once, unless it comes within a second of the first: torchrun
+    forwards the Ctrl-C that the terminal already sent to every process.
+    """
+    flag: dict[str, Any] = {"stop": False, "at": 0.0}
     if threading.current_thread() is not threading.main_thread():
         yield lambda: flag["stop"]
         return
 
     def handler(signum: int, frame: Any) -> None:
-        if flag["stop"]:  # a second signal: stop now
-            raise KeyboardInterrupt
-        flag["stop"] = signum
+        if flag["stop"]:
+            if time.monotonic() - flag["at"] < 1.0:
+                return
+            raise KeyboardInterrupt  # a second signal: stop now
+        flag["stop"], flag["at"] = signum, time.monotonic()
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -188,114 +92,143 @@ def _stop_on_signals() -> Iterator[Callable[[], int | bool]]:
             signal.signal(s, h)
 
 
-def train(config: TrainConfig, *, on_event: EventFn | None = None) -> TrainResult:
-    """Train (or resume) a detector as ``config`` says; see the module docstring."""
-    started = time.perf_counter()
-    emit: EventFn = on_event or (lambda event: None)
-    checkpoint = None
-    if config.resume is not None:
-        run_dir, checkpoint_file = resume_checkpoint(config.resume)
-        checkpoint = load_checkpoint(checkpoint_file)
-        cfg = TrainConfig.from_dict(checkpoint["config"])
-        cfg.resume = str(run_dir)
-    else:
-        cfg = config.resolved()
-        check_new_run_dir(cfg.out)  # claimed below, once data and model are known good
-    assert cfg.batch_size and cfg.epochs and cfg.image_size
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = select_device(cfg.device)
-    amp = cfg.amp and device.type == "cuda"
-    _seed_everything(cfg.seed)
-
-    train_ds, val_ds = _datasets(cfg, emit)
-    iters_per_epoch = len(train_ds) // cfg.batch_size
-    if iters_per_epoch == 0:
-        raise UserError(
-            f"{train_ds.ann_file}: {len(train_ds)} training images, fewer than one batch "
-            f"(--batch-size {cfg.batch_size})"
-        )
-    model = build_model(cfg, train_ds.num_classes, load_pretrained=checkpoint is None).to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(
-        params, lr=cfg.scaled_lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda it: lr_factor(it, cfg=cfg, iters_per_epoch=iters_per_epoch)
-    )
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
-    loss_module = make_loss_module(
-        cfg.loss, period=iters_per_epoch, init_weight=cfg.sb_init, fixed=cfg.sb_fixed
-    )
-    if loss_module is not None:
-        loss_module.to(device)
-    meta = {
-        "num_classes": train_ds.num_classes,
-        "category_ids": train_ds.category_ids,
-        "category_names": train_ds.category_names,
-        "iters_per_epoch": iters_per_epoch,
+def checkpoint_state(run: Run) -> dict[str, Any]:
+    """What ``last.pt`` holds (plus the RNG states :func:`save_checkpoint` adds)."""
+    return {
+        "config": run.cfg.to_dict(),
+        "meta": run.meta,
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "loss": run.loss_module.state_dict() if run.loss_module is not None else {},
+        "train_state": asdict(run.state),
     }
-    state = TrainState()
-    if checkpoint is not None:
-        load_weights(model, checkpoint["model"], checkpoint_file)
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
-        if loss_module is not None:
-            loss_module.load_state_dict(checkpoint["loss"])
-        state = TrainState(**checkpoint["train_state"])
-        set_rng_state(checkpoint["rng"])
-        log = MetricsLog.resume(run_dir / "metrics.jsonl", up_to_iter=state.global_iter)
-        if state.epoch >= cfg.epochs:
-            emit(
-                {
-                    "type": "message",
-                    "text": f"{run_dir}: the run is complete "
-                    f"({state.epoch} of {cfg.epochs} epochs); nothing to train",
-                }
-            )
-    else:
-        run_dir = create_run_dir(cfg.out, cfg.loss)
-        cfg.out = str(run_dir)
-        write_json(run_dir / "config.json", cfg.to_dict())
-        log = MetricsLog(run_dir / "metrics.jsonl")
-        log.flush()
 
-    def checkpoint_state() -> dict[str, Any]:
-        return {
-            "config": cfg.to_dict(),
-            "meta": meta,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "loss": loss_module.state_dict() if loss_module is not None else {},
-            "train_state": asdict(state),
+
+def save_last(run: Run, *, best: bool = False) -> None:
+    """Rank 0 writes ``last.pt`` (and copies it to ``best.pt`` when ``best``)."""
+    if not run.dist.is_main:
+        return
+    save_checkpoint(run.run_dir / "last.pt", checkpoint_state(run))
+    if best:
+        with atomic_path(run.run_dir / "best.pt") as tmp:
+            shutil.copyfile(run.run_dir / "last.pt", tmp)
+
+
+def log_record(run: Run, record: dict[str, Any], emit: EventFn) -> None:
+    """Append to ``metrics.jsonl`` (rank 0) and report the record."""
+    if run.log is not None:
+        run.log.append(record)
+    emit(record)
+
+
+def evaluate_epoch(run: Run, emit: EventFn) -> dict[str, Any]:
+    """Each process predicts its shard of the validation set; rank 0 gathers the shards in
+    dataset order, writes ``predictions.json`` and ``summary.json`` and scores them; every
+    process returns the eval record."""
+    cfg, state, val_ds, dist = run.cfg, run.state, run.val_ds, run.dist
+    emit({"type": "eval_start", "epoch": state.epoch, "images": len(val_ds)})
+    shard = predict_loader(
+        run.model,
+        val_loader(run),
+        val_ds.category_ids,
+        device=run.device,
+        amp=run.amp_dtype is not None,
+        amp_dtype=run.amp_dtype,
+        pre_nms_topk=cfg.pre_nms_topk,
+        score_threshold=cfg.score_threshold,
+        nms_iou=cfg.nms_iou,
+        max_detections=cfg.max_detections,
+        on_batch=lambda n: emit({"type": "eval_batch", "images": n * dist.world_size}),
+    )
+    shards = dist.gather_objects(shard)
+    record = None
+    if shards is not None:
+        position = {image_id: i for i, image_id in enumerate(val_ds.image_paths())}
+        predictions = sorted(
+            (p for part in shards for p in part), key=lambda p: position[p["image_id"]]
+        )  # stable: each image's detections keep their order
+        folder = run.run_dir / "eval" / f"epoch_{state.epoch:03d}"
+        write_json(folder / "predictions.json", predictions, indent=None)
+        summary = {
+            "epoch": state.epoch,
+            "iter": state.global_iter,
+            "gt": str(val_ds.ann_file),
+            **evaluate(predictions, val_ds.ann_file),
         }
+        write_json(folder / "summary.json", summary)
+        record = {
+            "type": "eval",
+            **{k: v for k, v in summary.items() if k not in ("gt", "per_class_lrp")},
+        }
+    record = dist.broadcast_object(record)
+    emit(record)
+    return record
 
+
+def _end_epoch(run: Run, emit: EventFn) -> dict[str, Any] | None:
+    """Log the epoch, evaluate when due, save ``last.pt`` (and ``best.pt``)."""
+    state, cfg = run.state, run.cfg
+    n = max(1, state.epoch_iter)
+    log_record(
+        run,
+        {
+            "type": "epoch",
+            "epoch": state.epoch + 1,
+            "iter": state.global_iter,
+            "loss": state.sums["loss"] / n,
+            "cls": state.sums["cls"] / n,
+            "loc": state.sums["loc"] / n,
+            "sb_weight": float(run.loss_module.weight) if run.loss_module is not None else None,
+            "lr": state.last_lr,
+            "seconds": state.epoch_seconds,
+        },
+        emit,
+    )
+    state.epoch += 1
+    state.epoch_iter = 0
+    state.sums = {"loss": 0.0, "cls": 0.0, "loc": 0.0}
+    state.epoch_seconds = 0.0
+    last_eval = None
+    improved = False
+    if state.epoch % cfg.eval_every == 0 or state.epoch == cfg.epochs:
+        last_eval = evaluate_epoch(run, emit)
+        if run.log is not None:
+            run.log.append(last_eval)
+        improved = last_eval["AP"] > state.best_ap
+        if improved:
+            state.best_ap = last_eval["AP"]
+    save_last(run, best=improved)
+    return last_eval
+
+
+def fit(run: Run, emit: EventFn) -> TrainResult:
+    """Train ``run`` to its last epoch, or until a signal on any process stops it."""
+    started = time.perf_counter()
+    cfg, state, dist = run.cfg, run.state, run.dist
+    assert cfg.epochs is not None
     record_inputs, flush_inputs = loss_inputs_recorder(
-        run_dir / "loss_inputs.pt",
-        cfg.record_loss_inputs,
-        {**meta, "loss": cfg.loss, "assigner": cfg.assigner, "delta": 1.0},
+        run.run_dir / "loss_inputs.pt",
+        cfg.record_loss_inputs if dist.is_main else 0,
+        {**run.meta, "loss": cfg.loss, "assigner": cfg.assigner, "delta": 1.0},
         state.global_iter,
     )
 
     def on_step(record: dict[str, Any]) -> None:
-        if record["type"] == "step":
-            log.append(record)
+        if record["type"] == "step" and run.log is not None:
+            run.log.append(record)
         emit(record)
 
-    val_loader = torch.utils.data.DataLoader(
-        val_ds, batch_size=cfg.batch_size, collate_fn=collate, num_workers=cfg.workers
-    )
     emit(
         {
             "type": "start",
-            "run_dir": str(run_dir),
-            "device": str(device),
+            "run_dir": str(run.run_dir),
+            "device": str(run.device),
+            "world_size": dist.world_size,
             "epochs": cfg.epochs,
-            "iters_per_epoch": iters_per_epoch,
-            "total_iters": iters_per_epoch * cfg.epochs,
+            "iters_per_epoch": run.iters_per_epoch,
+            "total_iters": run.iters_per_epoch * cfg.epochs,
             "start_iter": state.global_iter,
             "config": cfg.to_dict(),
         }
@@ -304,83 +237,41 @@ def train(config: TrainConfig, *, on_event: EventFn | None = None) -> TrainResul
     interrupted = False
     with _stop_on_signals() as should_stop:
         while state.epoch < cfg.epochs:
-            sampler = EpochSampler(
-                len(train_ds),
-                seed=cfg.seed,
-                epoch=state.epoch,
-                start=state.epoch_iter * cfg.batch_size,
-            )
-            loader = torch.utils.data.DataLoader(
-                train_ds,
-                batch_size=cfg.batch_size,
-                sampler=sampler,
-                drop_last=True,
-                collate_fn=collate,
-                num_workers=cfg.workers,
-                # worker seeds from (seed, epoch), not from the global RNG
-                generator=torch.Generator().manual_seed(cfg.seed * 7919 + state.epoch),
-            )
             finished = train_one_epoch(
-                model,
-                loader,
-                optimizer,
-                scheduler,
-                scaler,
-                loss_module,
+                run.model,
+                train_loader(run),
+                run.optimizer,
+                run.scheduler,
+                run.scaler,
+                run.loss_module,
                 state,
                 loss=cfg.loss,
                 assigner=cfg.assigner,
-                device=device,
-                amp=amp,
+                device=run.device,
+                amp=run.amp_dtype is not None,
+                amp_dtype=run.amp_dtype,
                 grad_clip=cfg.grad_clip,
                 log_every=cfg.log_every,
                 on_step=on_step,
-                on_loss_inputs=record_inputs if cfg.record_loss_inputs else None,
+                on_loss_inputs=record_inputs if cfg.record_loss_inputs and dist.is_main else None,
                 should_stop=should_stop,
+                dist=dist,
+                forward=run.forward,
+                collective=run.collective,
             )
             if not finished:
                 interrupted = True
                 break
-            n = max(1, state.epoch_iter)
-            epoch_record = {
-                "type": "epoch",
-                "epoch": state.epoch + 1,
-                "iter": state.global_iter,
-                "loss": state.sums["loss"] / n,
-                "cls": state.sums["cls"] / n,
-                "loc": state.sums["loc"] / n,
-                "sb_weight": float(loss_module.weight) if loss_module is not None else None,
-                "lr": state.last_lr,
-                "seconds": state.epoch_seconds,
-            }
-            log.append(epoch_record)
-            emit(epoch_record)
-            state.epoch += 1
-            state.epoch_iter = 0
-            state.sums = {"loss": 0.0, "cls": 0.0, "loc": 0.0}
-            state.epoch_seconds = 0.0
-            improved = False
-            if state.epoch % cfg.eval_every == 0 or state.epoch == cfg.epochs:
-                last_eval = _evaluate_epoch(
-                    model, val_loader, val_ds, cfg, device, amp, state, run_dir, emit
-                )
-                log.append(last_eval)
-                improved = last_eval["AP"] > state.best_ap
-                if improved:
-                    state.best_ap = last_eval["AP"]
-            save_checkpoint(run_dir / "last.pt", checkpoint_state())
-            if improved:
-                with atomic_path(run_dir / "best.pt") as tmp:
-                    shutil.copyfile(run_dir / "last.pt", tmp)
-            if should_stop():
+            last_eval = _end_epoch(run, emit) or last_eval
+            if dist.any(should_stop()):
                 interrupted = state.epoch < cfg.epochs
                 break
         if interrupted and state.epoch_iter > 0:
-            save_checkpoint(run_dir / "last.pt", checkpoint_state())
+            save_last(run)
         flush_inputs()
-        stopped_by = int(should_stop()) if interrupted else None
+        stopped_by = int(should_stop() or signal.SIGTERM) if interrupted else None
     return TrainResult(
-        run_dir=run_dir,
+        run_dir=run.run_dir,
         epochs_done=state.epoch,
         global_iter=state.global_iter,
         interrupted=interrupted,
@@ -391,43 +282,20 @@ def train(config: TrainConfig, *, on_event: EventFn | None = None) -> TrainResul
     )
 
 
-def _evaluate_epoch(
-    model: Detector,
-    loader: torch.utils.data.DataLoader,
-    val_ds: CocoDataset,
-    cfg: TrainConfig,
-    device: torch.device,
-    amp: bool,
-    state: TrainState,
-    run_dir: Path,
-    emit: EventFn,
-) -> dict[str, Any]:
-    emit({"type": "eval_start", "epoch": state.epoch, "images": len(val_ds)})
-    predictions = predict_loader(
-        model,
-        loader,
-        val_ds.category_ids,
-        device=device,
-        amp=amp,
-        pre_nms_topk=cfg.pre_nms_topk,
-        score_threshold=cfg.score_threshold,
-        nms_iou=cfg.nms_iou,
-        max_detections=cfg.max_detections,
-        on_batch=lambda n: emit({"type": "eval_batch", "images": n}),
-    )
-    folder = run_dir / "eval" / f"epoch_{state.epoch:03d}"
-    write_json(folder / "predictions.json", predictions, indent=None)
-    summary = evaluate(predictions, val_ds.ann_file)
-    summary = {
-        "epoch": state.epoch,
-        "iter": state.global_iter,
-        "gt": str(val_ds.ann_file),
-        **summary,
-    }
-    write_json(folder / "summary.json", summary)
-    record = {
-        "type": "eval",
-        **{k: v for k, v in summary.items() if k not in ("gt", "per_class_lrp")},
-    }
-    emit(record)
-    return record
+def train(config: TrainConfig, *, on_event: EventFn | None = None) -> TrainResult:
+    """Train (or resume) a detector as ``config`` says; see the module docstring.
+
+    Under torchrun every process calls this; only rank 0 reports events and writes files.
+    """
+    started = time.perf_counter()
+    report: EventFn = on_event or (lambda event: None)
+    silent: EventFn = lambda event: None  # noqa: E731
+    from alrp_cli.detection.distributed import env_rank
+
+    run = setup(config, report if env_rank() == 0 else silent)
+    try:
+        result = fit(run, report if run.dist.is_main else silent)
+    finally:
+        run.dist.close()
+    result.seconds = time.perf_counter() - started
+    return result

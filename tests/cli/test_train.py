@@ -55,6 +55,9 @@ def test_tiny_run_writes_the_run_directory_and_json(tiny: Path, tmp_path: Path) 
         (["--loss", "hinge"], "--loss: 'hinge' is not one of"),
         (["--lr-steps", "0.5,x"], "--lr-steps"),
         (["--resume", "/nonexistent/run"], "/nonexistent/run: no such run directory to resume"),
+        (["--ranking", "ring"], "--ranking: 'ring' is not one of"),
+        (["--amp-dtype", "fp8"], "--amp-dtype: 'fp8' is not one of"),
+        (["--nproc", "0"], "--nproc: must be >= 1"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(extra: list[str], message: str, tmp_path: Path) -> None:
@@ -89,3 +92,45 @@ def test_an_interrupted_run_exits_128_plus_the_signal(
     result = runner.invoke(app, ["train", "--out", str(tmp_path / "run")])
     assert result.exit_code == 128 + signal.SIGTERM
     assert f"alrp train --resume {tmp_path / 'run'}" in result.stderr.replace("\n", "")
+
+
+def test_a_global_batch_that_does_not_split_over_the_processes_is_refused() -> None:
+    from alrp_cli.detection.config import TrainConfig
+    from alrp_cli.errors import UserError
+
+    TrainConfig(batch_size=6).check_world_size(3)
+    with pytest.raises(UserError, match=r"--batch-size 6 \(the global batch\) does not split"):
+        TrainConfig(batch_size=6).check_world_size(4)
+
+
+def test_a_diverging_alrp_run_exits_1_naming_where_and_keeps_last_pt(
+    tiny: Path, tmp_path: Path
+) -> None:
+    """The issue's reproduction: --lr 1e4 blows the weights up in epoch 2."""
+    out = tmp_path / "run"
+    args = ["train", "--data", str(tiny), "--epochs", "2", "--eval-every", "100"]
+    result = runner.invoke(app, [*args, *TINY_CLI_OPTIONS, "--lr", "1e4", "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: non-finite loss at epoch 2, iteration 3: loss=")
+    assert "ValueError" not in result.output and "Traceback" not in result.output
+    assert (out / "last.pt").is_file()
+
+
+@pytest.mark.slow
+def test_nproc_2_trains_with_two_processes(tiny: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "alrp_cli", "train", "--data", str(tiny), "--epochs", "1"]
+    cmd += [*TINY_CLI_OPTIONS, "--nproc", "2", "--ranking", "local", "--out", str(out)]
+    done = subprocess.run(
+        cmd, env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stderr.count("run directory:") == 1  # rank 0 alone prints
+    config = json.loads((out / "config.json").read_text())
+    assert config["world_size"] == 2 and config["ranking"] == "local" and config["nproc"] == 2

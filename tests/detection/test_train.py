@@ -120,12 +120,12 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     real = engine.compute_loss
     calls = {"n": 0}
 
-    def poisoned(kind, inputs, module):
+    def poisoned(kind, inputs, module, **kwargs):
         calls["n"] += 1
-        parts = real(kind, inputs, module)
+        parts = real(kind, inputs, module, **kwargs)
         if calls["n"] == 3:  # first step of epoch 2
             parts.total = parts.total * float("nan")
-            parts.cls = float("nan")
+            parts.cls = parts.value = float("nan")
         return parts
 
     monkeypatch.setattr(engine, "compute_loss", poisoned)
@@ -133,6 +133,75 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
         train(cfg)
     ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert ckpt["train_state"]["global_iter"] == 2  # the end of epoch 1
+
+
+@pytest.mark.parametrize("loss", ["alrp", "ap", "focal"])
+def test_non_finite_model_outputs_stop_every_loss_the_same_way(
+    loss: str, tiny_coco: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NaN logits (what --lr 1e4 produces) stop the run before the loss sees them: aLRP and
+    AP Loss would raise their own ValueError on non-finite logits."""
+    import alrp_cli.detection.engine as engine
+
+    real = engine.build_loss_inputs
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        inputs = real(*args, **kwargs)
+        if calls["n"] == 3:  # first step of epoch 2
+            inputs.logits = inputs.logits.clone()
+            inputs.logits[:5] = float("nan")
+        return inputs
+
+    monkeypatch.setattr(engine, "build_loss_inputs", poisoned)
+    message = r"epoch 2, iteration 3: loss=nan, cls=nan, loc=nan \(.* 5 non-finite logits"
+    with pytest.raises(NonFiniteLoss, match=message):
+        train(tiny_config(tiny_coco, tmp_path / "run", loss=loss))
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert ckpt["train_state"]["global_iter"] == 2  # the end of epoch 1
+
+
+def test_amp_on_cpu_trains_in_bfloat16_with_finite_losses(tiny_coco: Path, tmp_path: Path) -> None:
+    from alrp_cli.detection.build import resolve_amp_dtype
+    from alrp_cli.detection.config import TrainConfig
+
+    cpu = torch.device("cpu")
+    assert resolve_amp_dtype(TrainConfig(amp=True), cpu) == torch.bfloat16
+    assert resolve_amp_dtype(TrainConfig(amp=True, amp_dtype="float16"), cpu) == torch.float16
+    assert resolve_amp_dtype(TrainConfig(amp=False), cpu) is None
+
+    import alrp_cli.detection.engine as engine
+
+    seen: list[torch.dtype] = []
+    real = engine.build_loss_inputs
+
+    def spy(model, out, *args, **kwargs):
+        seen.append(out.cls.dtype)  # what autocast made of the head's output
+        inputs = real(model, out, *args, **kwargs)
+        assert inputs.logits.dtype == inputs.loc_errors.dtype == torch.float32
+        return inputs
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(engine, "build_loss_inputs", spy)
+        result = train(tiny_config(tiny_coco, tmp_path / "run", amp=True, epochs=1))
+    assert result.global_iter == 2 and seen == [torch.bfloat16] * 2
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if r["type"] == "step"]
+    assert len(steps) == 2
+    for r in steps:  # null in metrics.jsonl would mean non-finite
+        assert all(isinstance(r[k], float) for k in ("loss", "cls", "loc"))
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert all(t.dtype == torch.float32 for t in ckpt["model"].values() if t.is_floating_point())
+
+
+@pytest.mark.slow
+def test_amp_float16_trains_with_a_gradient_scaler_the_checkpoint_carries(
+    tiny_coco: Path, tmp_path: Path
+) -> None:
+    train(tiny_config(tiny_coco, tmp_path / "f16", amp=True, amp_dtype="float16", epochs=1))
+    scaler = torch.load(tmp_path / "f16" / "last.pt", weights_only=True)["scaler"]
+    assert "scale" in scaler and scaler["scale"] > 0
 
 
 def test_bad_options_and_occupied_run_directory(tiny_coco: Path, tmp_path: Path) -> None:

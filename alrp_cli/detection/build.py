@@ -1,0 +1,403 @@
+"""Setting up a training run: config, process group, run directory, data, model, optimiser,
+schedule, gradient scaler and loss, restored from the checkpoint on ``--resume``.
+
+:func:`setup` returns a :class:`Run`, everything the loop in :mod:`.train` needs; each piece
+is built by a small function here, the same way for one process and for several.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from alrp_cli.atomic import write_json
+from alrp_cli.detection.checkpoint import load_checkpoint, load_weights, set_rng_state
+from alrp_cli.detection.config import TrainConfig
+from alrp_cli.detection.data import CocoDataset, coco_layout, collate, resolve_data
+from alrp_cli.detection.data.coco import image_problem
+from alrp_cli.detection.distributed import Dist, init_distributed, sync_batch_norm
+from alrp_cli.detection.engine import TrainState
+from alrp_cli.detection.head_losses import make_loss_module
+from alrp_cli.detection.metrics_log import MetricsLog
+from alrp_cli.detection.model import Detector
+from alrp_cli.detection.run_dir import (
+    check_new_run_dir,
+    create_run_dir,
+    resume_checkpoint,
+)
+from alrp_cli.device import resolve_device
+from alrp_cli.errors import UserError
+
+EventFn = Callable[[dict[str, Any]], None]
+CHOICES_DEVICE = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class Run:
+    """A set-up training run. ``model`` is the detector, ``forward`` what the loop calls
+    (its DistributedDataParallel wrapper under several processes, else ``model``);
+    ``log`` is None on every process but rank 0; ``collective`` is the loss's (None for a
+    per-process loss)."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    dist: Dist
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    train_ds: CocoDataset
+    val_ds: CocoDataset
+    iters_per_epoch: int
+    model: Detector
+    forward: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    loss_module: nn.Module | None
+    collective: Any
+    state: TrainState
+    log: MetricsLog | None
+    meta: dict[str, Any]
+
+    @property
+    def batch_per_rank(self) -> int:
+        """Images per process and step: the global batch over the world size."""
+        assert self.cfg.batch_size is not None
+        return self.cfg.batch_size // self.dist.world_size
+
+
+def select_device(name: str) -> torch.device:
+    """'auto' -> CUDA when available else CPU; 'cuda' without CUDA is a UserError."""
+    if name not in CHOICES_DEVICE:
+        raise UserError(f"--device: {name!r} is not one of {CHOICES_DEVICE}")
+    return resolve_device(name)
+
+
+def lr_factor(iteration: int, *, cfg: TrainConfig, iters_per_epoch: int) -> float:
+    """Multiplier of the base learning rate at a global ``iteration`` (0-based).
+
+    Linear warmup from ``warmup_ratio`` over ``warmup_iters``, then ×``lr_gamma`` at each
+    fraction in ``lr_steps`` of the epochs (the paper's 75/95 of 100 epochs, scaled).
+    """
+    assert cfg.epochs is not None and cfg.warmup_iters is not None
+    factor = 1.0
+    if iteration < cfg.warmup_iters:
+        factor = cfg.warmup_ratio + (1.0 - cfg.warmup_ratio) * iteration / cfg.warmup_iters
+    epoch = iteration // iters_per_epoch
+    for frac in cfg.lr_steps:
+        if epoch >= round(frac * cfg.epochs):
+            factor *= cfg.lr_gamma
+    return factor
+
+
+def build_model(cfg: TrainConfig, num_classes: int, *, load_pretrained: bool = True) -> Detector:
+    """The detector a (resolved) config describes."""
+    assert cfg.backbone is not None and cfg.head_channels is not None
+    return Detector(
+        num_classes,
+        backbone=cfg.backbone,
+        assigner=cfg.assigner,
+        head_channels=cfg.head_channels,
+        group_norm=cfg.group_norm,
+        pretrained=cfg.pretrained and load_pretrained,
+        frozen_bn=cfg.pretrained,
+    )
+
+
+def resolve_amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``--amp`` (None without it): ``--amp-dtype``, or 'auto':
+    bfloat16 on a CPU and on a GPU that supports it, float16 otherwise."""
+    if not cfg.amp:
+        return None
+    if cfg.amp_dtype == "float16":
+        return torch.float16
+    bf16_ok = device.type != "cuda" or torch.cuda.is_bf16_supported()
+    if cfg.amp_dtype == "bfloat16":
+        if not bf16_ok:
+            raise UserError("--amp-dtype bfloat16: this GPU does not support bfloat16")
+        return torch.bfloat16
+    return torch.bfloat16 if bf16_ok else torch.float16
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _resolve_config(
+    config: TrainConfig,
+) -> tuple[TrainConfig, Path | None, Path | None, dict[str, Any] | None]:
+    """The run's config, its directory (None until a new one is created), and on
+    ``--resume`` the checkpoint file and its contents: every process reads it."""
+    if config.resume is None:
+        cfg = config.resolved()
+        check_new_run_dir(cfg.out)  # claimed later, once data and model are known good
+        return cfg, None, None, None
+    run_dir, checkpoint_file = resume_checkpoint(config.resume)
+    checkpoint = load_checkpoint(checkpoint_file)
+    cfg = TrainConfig.from_dict(checkpoint["config"])
+    cfg.resume = str(run_dir)
+    return cfg, run_dir, checkpoint_file, checkpoint
+
+
+def _join_world(cfg: TrainConfig, resumed: bool, emit: EventFn) -> tuple[Dist, torch.device]:
+    """Join the process group; record the world in ``cfg``; say what a new world size means."""
+    dist, device = init_distributed(cfg.device)
+    before = cfg.world_size
+    cfg.check_world_size(dist.world_size)
+    cfg.world_size, cfg.backend = dist.world_size, dist.backend
+    if resumed and before != dist.world_size:
+        text = (
+            f"resumed on {dist.world_size} processes (the run started on {before}): the "
+            f"global batch stays {cfg.batch_size} ({cfg.batch_size // dist.world_size} "
+            "per process)"
+        )
+        if cfg.ranking == "local":
+            text += (
+                "; with --ranking local the loss itself changes: each process now ranks "
+                f"{cfg.batch_size // dist.world_size} images instead of "
+                f"{cfg.batch_size // before}"
+            )
+        emit({"type": "message", "text": text})
+    return dist, device
+
+
+def _open_run_dir(cfg: TrainConfig, run_dir: Path | None, dist: Dist) -> Path:
+    """Rank 0 claims a new run directory (exclusively) and writes ``config.json``, again on a
+    resume, which may change the world size; every process learns the directory."""
+    if dist.is_main:
+        if run_dir is None:
+            run_dir = create_run_dir(cfg.out, cfg.loss)
+            cfg.out = str(run_dir)
+        write_json(run_dir / "config.json", cfg.to_dict())
+    run_dir = dist.broadcast_object(run_dir)
+    cfg.out = cfg.out if cfg.resume else str(run_dir)
+    return run_dir
+
+
+def _datasets(cfg: TrainConfig, emit: EventFn, dist: Dist) -> tuple[CocoDataset, CocoDataset]:
+    """Training and validation sets; rank 0 first (it may build the synthetic set's cache)."""
+    assert cfg.image_size is not None
+    if not dist.is_main:
+        dist.barrier()
+    paths = resolve_data(cfg.data, cfg.train_ann, cfg.train_images, cfg.val_ann, cfg.val_images)
+    if paths is None:
+        from alrp_cli.detection.data import synthetic_dataset_dir
+
+        emit({"type": "message", "text": "using the built-in synthetic shapes dataset"})
+        paths = coco_layout(synthetic_dataset_dir())
+    if dist.is_main:
+        dist.barrier()
+    assert paths.train_ann and paths.train_images and paths.val_ann and paths.val_images
+    train_ds = CocoDataset(
+        paths.train_images, paths.train_ann, train=True, image_size=cfg.image_size
+    )
+    val_ds = CocoDataset(paths.val_images, paths.val_ann, train=False, image_size=cfg.image_size)
+    if train_ds.category_ids != val_ds.category_ids:
+        raise UserError(
+            f"{paths.val_ann}: categories differ from the training annotations {paths.train_ann}"
+        )
+    _check_images(train_ds, "train", skip=cfg.skip_bad_images, emit=emit, dist=dist)
+    _check_images(val_ds, "val", skip=False, emit=emit, dist=dist)
+    return train_ds, val_ds
+
+
+def _check_images(ds: CocoDataset, split: str, *, skip: bool, emit: EventFn, dist: Dist) -> None:
+    """Check every image file before training starts (exists, header, not truncated).
+
+    Rank 0 reads the files and tells the others. A bad image is a UserError naming it;
+    with ``skip`` (training images only: a validation image left out would change the
+    evaluation) bad images are dropped and counted.
+    """
+    bad: list[tuple[int, Path, str]] = []
+    if dist.is_main:
+        paths = ds.image_paths()
+        emit({"type": "scan_start", "split": split, "images": len(paths)})
+        for image_id, path in paths.items():
+            problem = image_problem(path)
+            if problem is not None:
+                bad.append((image_id, path, problem))
+            emit({"type": "scan"})
+        emit({"type": "scan_end", "split": split})
+    bad = dist.broadcast_object(bad)
+    if not bad:
+        return
+    _, path, problem = bad[0]
+    more = f" (and {len(bad) - 1} more of the {split} images)" if len(bad) > 1 else ""
+    if not skip:
+        hint = "; --skip-bad-images leaves bad training images out" if split == "train" else ""
+        raise UserError(f"{path}: {problem}{more}{hint}")
+    ds.exclude(i for i, _, _ in bad)
+    emit(
+        {
+            "type": "message",
+            "text": f"skipped {len(bad)} bad training images (first: {path}: {problem})",
+        }
+    )
+
+
+def _wrap_model(model: Detector, dist: Dist, device: torch.device) -> nn.Module:
+    """DistributedDataParallel over several processes, with BatchNorm statistics of the global
+    batch where BatchNorm trains (so N processes × batch B compute what one process computes
+    at batch N·B); the model itself alone."""
+    if not dist.distributed:
+        return model
+    if any(type(m) is nn.BatchNorm2d for m in model.modules()):
+        sync_batch_norm(model, device)
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def setup(config: TrainConfig, emit: EventFn) -> Run:
+    """Everything a run needs, fresh or restored from ``config.resume``'s checkpoint."""
+    cfg, run_dir, checkpoint_file, checkpoint = _resolve_config(config)
+    dist, device = _join_world(cfg, checkpoint is not None, emit)
+    try:
+        return _setup(cfg, run_dir, checkpoint_file, checkpoint, dist, device, emit)
+    except BaseException:
+        dist.close()
+        raise
+
+
+def _setup(
+    cfg: TrainConfig,
+    run_dir: Path | None,
+    checkpoint_file: Path | None,
+    checkpoint: dict[str, Any] | None,
+    dist: Dist,
+    device: torch.device,
+    emit: EventFn,
+) -> Run:
+    assert cfg.batch_size and cfg.epochs and cfg.image_size
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    _seed_everything(cfg.seed)
+    train_ds, val_ds = _datasets(cfg, emit, dist)
+    iters_per_epoch = len(train_ds) // cfg.batch_size
+    if iters_per_epoch == 0:
+        raise UserError(
+            f"{train_ds.ann_file}: {len(train_ds)} training images, fewer than one batch "
+            f"(--batch-size {cfg.batch_size})"
+        )
+    model = build_model(cfg, train_ds.num_classes, load_pretrained=checkpoint is None).to(device)
+    if checkpoint is not None:
+        assert checkpoint_file is not None
+        load_weights(model, checkpoint["model"], checkpoint_file)
+    run_dir = _open_run_dir(cfg, run_dir, dist)
+    forward = _wrap_model(model, dist, device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(
+        params, lr=cfg.scaled_lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda it: lr_factor(it, cfg=cfg, iters_per_epoch=iters_per_epoch)
+    )
+    amp_dtype = resolve_amp_dtype(cfg, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    collective = dist.collective() if cfg.ranking == "global" else None
+    loss_module = make_loss_module(
+        cfg.loss,
+        period=iters_per_epoch,
+        init_weight=cfg.sb_init,
+        fixed=cfg.sb_fixed,
+        collective=collective,
+    )
+    if loss_module is not None:
+        loss_module.to(device)
+    state = TrainState()
+    if checkpoint is not None:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        scaler.load_state_dict(checkpoint["scaler"])
+        if loss_module is not None:
+            loss_module.load_state_dict(checkpoint["loss"])
+        state = TrainState(**checkpoint["train_state"])
+        set_rng_state(checkpoint["rng"])
+        if state.epoch >= cfg.epochs:
+            emit(
+                {
+                    "type": "message",
+                    "text": f"{run_dir}: the run is complete "
+                    f"({state.epoch} of {cfg.epochs} epochs); nothing to train",
+                }
+            )
+    log = None
+    if dist.is_main:
+        if checkpoint is not None:
+            log = MetricsLog.resume(run_dir / "metrics.jsonl", up_to_iter=state.global_iter)
+        else:
+            log = MetricsLog(run_dir / "metrics.jsonl")
+            log.flush()
+    meta = {
+        "num_classes": train_ds.num_classes,
+        "category_ids": train_ds.category_ids,
+        "category_names": train_ds.category_names,
+        "iters_per_epoch": iters_per_epoch,
+    }
+    return Run(
+        cfg=cfg,
+        run_dir=run_dir,
+        dist=dist,
+        device=device,
+        amp_dtype=amp_dtype,
+        train_ds=train_ds,
+        val_ds=val_ds,
+        iters_per_epoch=iters_per_epoch,
+        model=model,
+        forward=forward,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        loss_module=loss_module,
+        collective=collective,
+        state=state,
+        log=log,
+        meta=meta,
+    )
+
+
+def train_loader(run: Run) -> torch.utils.data.DataLoader:
+    """This process's batches for the rest of the current epoch: its share of each global
+    batch (see :class:`~alrp_cli.detection.engine.EpochSampler`), augmented as a function
+    of (seed, epoch, image)."""
+    from alrp_cli.detection.engine import EpochSampler, SeededSamples
+
+    cfg, state, dist = run.cfg, run.state, run.dist
+    assert cfg.batch_size is not None
+    sampler = EpochSampler(
+        len(run.train_ds),
+        seed=cfg.seed,
+        epoch=state.epoch,
+        start=state.epoch_iter * cfg.batch_size,
+        rank=dist.rank,
+        world_size=dist.world_size,
+        batch_size=run.batch_per_rank,
+    )
+    return torch.utils.data.DataLoader(
+        SeededSamples(run.train_ds, seed=cfg.seed, epoch=state.epoch),
+        batch_size=run.batch_per_rank,
+        sampler=sampler,
+        drop_last=True,
+        collate_fn=collate,
+        num_workers=cfg.workers,
+        # worker seeds from (seed, epoch), not from the global RNG
+        generator=torch.Generator().manual_seed(cfg.seed * 7919 + state.epoch),
+    )
+
+
+def val_loader(run: Run) -> torch.utils.data.DataLoader:
+    """This process's shard of the validation set: images rank, rank + W, rank + 2W, ...,
+    in batches of the global batch size (inference holds no gradients)."""
+    shard = torch.utils.data.Subset(
+        run.val_ds, range(run.dist.rank, len(run.val_ds), run.dist.world_size)
+    )
+    return torch.utils.data.DataLoader(
+        shard, batch_size=run.cfg.batch_size, collate_fn=collate, num_workers=run.cfg.workers
+    )
