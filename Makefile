@@ -6,8 +6,8 @@ BIN := $(VENV)/bin
 DEMO_OUT ?= demo-out
 # Extra `alrp train` options of the demo, e.g. DEMO_TRAIN="--epochs 2" for a quick look.
 DEMO_TRAIN ?=
-# Real COCO ground truth + a real detector's results (100 images), when present.
-SHARED_COCO ?= ../shared/data/coco-val2014-100
+# Real COCO ground truth + a real detector's results (100 images), shipped in data/.
+SHARED_COCO ?= data/coco-val2014-100
 PIP := $(BIN)/python -m pip install -q --disable-pip-version-check
 
 .PHONY: demo test lint docs clean
@@ -35,11 +35,9 @@ demo: $(VENV)/.installed-run
 	echo "$(BIN)/alrp analyze $$a/predictions.json $$f/predictions.json --gt $$gt"; \
 	$(BIN)/alrp analyze $$a/predictions.json $$f/predictions.json --gt $$gt --label alrp --label focal \
 	  --json $(DEMO_OUT)/analysis-train.json --csv-dir $(DEMO_OUT)/analysis-train
-	@if [ -f $(SHARED_COCO)/instances_val2014_100.json ]; then \
-	  $(BIN)/alrp analyze $(SHARED_COCO)/detections_fakebbox100.json \
-	    --gt $(SHARED_COCO)/instances_val2014_100.json --label fakebbox100 --top 10 \
-	    --json $(DEMO_OUT)/analysis.json --csv-dir $(DEMO_OUT)/analysis; \
-	else echo "demo: $(SHARED_COCO) not found; skipping alrp analyze on real COCO data"; fi
+	$(BIN)/alrp analyze $(SHARED_COCO)/detections_fakebbox100.json \
+	  --gt $(SHARED_COCO)/instances_val2014_100.json --label fakebbox100 --top 10 \
+	  --json $(DEMO_OUT)/analysis.json --csv-dir $(DEMO_OUT)/analysis
 	$(BIN)/alrp check-balance --json $(DEMO_OUT)/balance.json --plot $(DEMO_OUT)/balance.png
 	@for f in $(DEMO_OUT)/*/loss_inputs.pt; do [ -e "$$f" ] || continue; \
 	  run=$$(basename $$(dirname "$$f")); \
