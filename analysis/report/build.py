@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from matplotlib import rc_context
 from matplotlib.figure import Figure
 
 from alrp_cli.atomic import atomic_path
 from alrp_cli.errors import UserError
 from analysis import figures
+from analysis.figures.theme import THEME
 from analysis.report.inputs import ReportInputs
 
 FORMATS = ("png", "svg", "pdf")
@@ -319,7 +321,8 @@ def save_figure(fig: Figure, stem: Path, formats: Sequence[str], *, dpi: int) ->
     for fmt in formats:
         target = stem.with_suffix(f".{fmt}")
         metadata = {"png": {"Software": None}, "svg": {"Date": None}, "pdf": {"CreationDate": None}}
-        with atomic_path(target) as tmp:
+        # Inside the theme: font embedding (TrueType, not Type 3) is read when saving.
+        with atomic_path(target) as tmp, rc_context(THEME):
             fig.savefig(tmp, format=fmt, dpi=dpi, metadata=metadata[fmt])
         written[fmt] = target
     return written

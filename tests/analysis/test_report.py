@@ -386,7 +386,9 @@ def test_pdfs_embed_truetype_fonts_not_type3(tmp_path: Path) -> None:
     report = build_report(load_inputs([FIX / "balance.json"]), tmp_path, formats=("pdf",))
     pdf = (tmp_path / "figures" / "07_balance.pdf").read_bytes()
     assert report.figures[6].files["pdf"].is_file()
-    assert b"/Subtype /TrueType" in pdf and b"/Type3" not in pdf
+    # Type 42: a Type0 font over a CIDFontType2 (TrueType outlines), never Type 3.
+    assert b"/Subtype /CIDFontType2" in pdf and b"/FontFile2" in pdf
+    assert b"/Type3" not in pdf
 
 
 def test_in_figure_titles_match_the_index_titles(tmp_path: Path) -> None:
