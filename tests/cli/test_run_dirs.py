@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from alrp_cli.cli.app import app
@@ -44,6 +45,7 @@ def test_analyze_run_directories_without_gt(tmp_path: Path, shared_coco: Path) -
     assert bad.stderr == f"Error: {a}: no evaluation of epoch 7 (evaluated epochs: 1, 2)\n"
 
 
+@pytest.mark.slow  # draws every figure; tests/analysis/test_report.py covers it by default
 def test_report_of_run_directories_draws_the_analysis_figures(
     tmp_path: Path, shared_coco: Path
 ) -> None:
