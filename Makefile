@@ -6,8 +6,8 @@ BIN := $(VENV)/bin
 DEMO_OUT ?= demo-out
 # Extra `alrp train` options of the demo, e.g. DEMO_TRAIN="--epochs 2" for a quick look.
 DEMO_TRAIN ?=
-# Real COCO ground truth + a real detector's results (100 images), when present.
-SHARED_COCO ?= ../shared/data/coco-val2014-100
+# Real COCO ground truth + a real detector's results (100 images), shipped in data/.
+SHARED_COCO ?= data/coco-val2014-100
 PIP := $(BIN)/python -m pip install -q --disable-pip-version-check
 
 .PHONY: demo test lint docs clean
@@ -30,16 +30,11 @@ demo: $(VENV)/.installed-run
 	rm -rf $(DEMO_OUT)/train-alrp $(DEMO_OUT)/train-focal
 	$(BIN)/alrp train --out $(DEMO_OUT)/train-alrp --record-loss-inputs 2 $(DEMO_TRAIN) --json $(DEMO_OUT)/train-alrp.json
 	$(BIN)/alrp train --loss focal --out $(DEMO_OUT)/train-focal $(DEMO_TRAIN) --json $(DEMO_OUT)/train-focal.json
-	@a=$$(ls -d $(DEMO_OUT)/train-alrp/eval/epoch_* | tail -1); f=$$(ls -d $(DEMO_OUT)/train-focal/eval/epoch_* | tail -1); \
-	gt=$$($(BIN)/python -c "import json,sys; print(json.load(open(sys.argv[1]))['gt'])" $$a/summary.json); \
-	echo "$(BIN)/alrp analyze $$a/predictions.json $$f/predictions.json --gt $$gt"; \
-	$(BIN)/alrp analyze $$a/predictions.json $$f/predictions.json --gt $$gt --label alrp --label focal \
+	$(BIN)/alrp analyze $(DEMO_OUT)/train-alrp $(DEMO_OUT)/train-focal --label alrp --label focal \
 	  --json $(DEMO_OUT)/analysis-train.json --csv-dir $(DEMO_OUT)/analysis-train
-	@if [ -f $(SHARED_COCO)/instances_val2014_100.json ]; then \
-	  $(BIN)/alrp analyze $(SHARED_COCO)/detections_fakebbox100.json \
-	    --gt $(SHARED_COCO)/instances_val2014_100.json --label fakebbox100 --top 10 \
-	    --json $(DEMO_OUT)/analysis.json --csv-dir $(DEMO_OUT)/analysis; \
-	else echo "demo: $(SHARED_COCO) not found; skipping alrp analyze on real COCO data"; fi
+	$(BIN)/alrp analyze $(SHARED_COCO)/detections_fakebbox100.json \
+	  --gt $(SHARED_COCO)/instances_val2014_100.json --label fakebbox100 --top 10 \
+	  --json $(DEMO_OUT)/analysis.json --csv-dir $(DEMO_OUT)/analysis
 	$(BIN)/alrp check-balance --json $(DEMO_OUT)/balance.json --plot $(DEMO_OUT)/balance.png
 	@for f in $(DEMO_OUT)/*/loss_inputs.pt; do [ -e "$$f" ] || continue; \
 	  run=$$(basename $$(dirname "$$f")); \
@@ -47,7 +42,7 @@ demo: $(VENV)/.installed-run
 	  $(BIN)/alrp check-balance --from "$$f" --json $(DEMO_OUT)/balance-$$run.json || exit $$?; \
 	done
 	@inputs=""; labels=""; \
-	for f in $(DEMO_OUT)/analysis-train.json $(DEMO_OUT)/train-* $(DEMO_OUT)/balance*.json; do \
+	for f in $(DEMO_OUT)/train-* $(DEMO_OUT)/balance*.json; do \
 	  case "$$f" in */train-*.json) continue;; esac; \
 	  if [ -d "$$f" ]; then [ -f "$$f/metrics.jsonl" ] || continue; labels="$$labels --label=$${f##*/train-}"; \
 	  else [ -f "$$f" ] || continue; labels="$$labels --label="; fi; \

@@ -7,12 +7,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data" / "coco-val2014-100"
+#: Real COCO data shipped in the repository (data/coco-val2014-100/README.md: provenance).
+SHARED_DATA = REPO / "data" / "coco-val2014-100"
 
 
 @pytest.fixture
 def shared_coco() -> Path:
-    """The real COCO val2014 subset from ../shared/data, or skip when it is absent."""
-    if not (SHARED_DATA / "instances_val2014_100.json").exists():
-        pytest.skip("../shared/data/coco-val2014-100 is not present")
+    """The real COCO val2014 subset shipped in data/: 100 images' annotations + results."""
     return SHARED_DATA

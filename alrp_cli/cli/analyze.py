@@ -20,14 +20,29 @@ from alrp_cli.outputs import Outputs
 from analysis.io import load_gt, load_predictions
 from analysis.pipeline import AnalysisResult, analysis_document, check_options, resolve_classes
 from analysis.pipeline import analyze as run_analysis
+from analysis.rundir import resolve_predictions
 from analysis.tables import classes_table, safe_label, write_csvs
 
 
 def analyze(
     predictions: list[Path] = typer.Argument(
-        ..., help="COCO results JSON files: [{image_id, category_id, bbox, score}, ...]."
+        ...,
+        help="COCO results JSON files: [{image_id, category_id, bbox, score}, ...], or run "
+        "directories of alrp train (their best evaluation's predictions).",
     ),
-    gt: Path = typer.Option(..., "--gt", help="COCO instances JSON (the ground truth)."),
+    gt: Path | None = typer.Option(
+        None,
+        "--gt",
+        help="COCO instances JSON (the ground truth). Default for run directories: the one "
+        "their evaluation used.",
+        show_default=False,
+    ),
+    epoch: int | None = typer.Option(
+        None,
+        "--epoch",
+        help="Of run directories, analyse the evaluation of this epoch (default: best AP).",
+        show_default=False,
+    ),
     iou_threshold: float = typer.Option(
         0.5, "--iou-threshold", help="IoU threshold τ for matching, LRP and the loss values."
     ),
@@ -43,7 +58,9 @@ def analyze(
         None, "--classes", help="Restrict to these classes: names or ids, comma-separated."
     ),
     label: list[str] | None = typer.Option(
-        None, "--label", help="A label per predictions file, in order (default: file stem)."
+        None,
+        "--label",
+        help="A label per predictions file, in order (default: file stem; a run: its folder).",
     ),
     json_path: Path | None = typer.Option(
         None, "--json", help="Write every number at full precision to this JSON file."
@@ -59,7 +76,9 @@ def analyze(
     ),
 ) -> None:
     """Measure detectors' predictions: COCO AP, oLRP, aLRP/AP-loss values, ranking statistics."""
-    labels = _labels(predictions, label)
+    given = list(predictions)  # run directories as given: nothing in them may be overwritten
+    predictions, gt, names = resolve_predictions(predictions, gt, epoch=epoch)
+    labels = _labels(names, label)
     class_list = [c for item in classes or [] for c in item.split(",") if c.strip()] or None
     if top < 0:
         raise UserError(f"--top must be >= 0, got {top}")
@@ -68,7 +87,7 @@ def analyze(
 
     # Validate everything before any work (and before the progress display starts).
     check_options(iou_threshold=iou_threshold, max_dets=max_dets, delta=delta)
-    outputs = Outputs([*predictions, gt])
+    outputs = Outputs([*given, *predictions, gt])
     outputs.file(json_path, "--json")
     if outputs.folder(csv_dir, "--csv-dir") is not None:
         for lab in labels:
@@ -125,16 +144,16 @@ def analyze(
         err.print(f"wrote CSV tables to {csv_dir}/")
 
 
-def _labels(predictions: list[Path], given: list[str] | None) -> list[str]:
+def _labels(names: list[str], given: list[str] | None) -> list[str]:
     if given:
-        if len(given) != len(predictions):
+        if len(given) != len(names):
             raise UserError(
-                f"--label: {len(given)} labels for {len(predictions)} predictions files "
+                f"--label: {len(given)} labels for {len(names)} predictions files "
                 "(give one per file, in order)"
             )
         labels = list(given)
     else:
-        labels = [p.stem for p in predictions]
+        labels = list(names)
         seen: dict[str, int] = {}
         for i, lab in enumerate(labels):  # same stem in two folders: a/x.json, b/x.json
             seen[lab] = seen.get(lab, 0) + 1

@@ -19,8 +19,9 @@ from alrp_cli.outputs import Outputs
 def _rich(title: str, columns: list[str], rows: list[list[str]]) -> Table:
     """A Rich table; one too wide for a terminal is turned so models become columns."""
     if len(columns) > 8 and len(rows) <= 6:
+        # Models become columns; the corner stays blank (a run named "run" gave "run | run").
         columns, rows = (
-            [columns[0], *(row[0] for row in rows)],
+            ["", *(row[0] for row in rows)],
             [[name, *(row[k] for row in rows)] for k, name in enumerate(columns) if k],
         )
     table = Table(title=title)
@@ -34,8 +35,9 @@ def _rich(title: str, columns: list[str], rows: list[list[str]]) -> Table:
 def report(
     inputs: list[Path] = typer.Argument(
         ...,
-        help="Run directories (alrp train --out), analysis JSONs (alrp analyze --json) and "
-        "check-balance JSONs (alrp check-balance --json), in any mix.",
+        help="Run directories (alrp train --out; a run that has evaluated is analysed too), "
+        "analysis JSONs (alrp analyze --json) and check-balance JSONs (alrp check-balance "
+        "--json), in any mix.",
         show_default=False,
         metavar="INPUT",
     ),
@@ -59,6 +61,12 @@ def report(
     json_path: Path | None = typer.Option(
         None, "--json", help="Also write a manifest of the figures and tables as JSON here."
     ),
+    epoch: int | None = typer.Option(
+        None,
+        "--epoch",
+        help="Of run directories, analyse the evaluation of this epoch (default: best AP).",
+        show_default=False,
+    ),
     out_old: Path | None = typer.Option(None, "-o", hidden=True),
 ) -> None:
     """Write the report figures (PNG and vector) and index.md / index.html into --out.
@@ -77,7 +85,7 @@ def report(
     outputs.file(json_path, "--json")
     err = Console(stderr=True)
     with err.status("reading inputs"):
-        loaded = load_inputs(inputs, label)
+        loaded = load_inputs(inputs, label, epoch=epoch)
     for warning in loaded.warnings:
         err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     with outputs.undo_on_error():

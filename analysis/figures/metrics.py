@@ -144,18 +144,17 @@ def plot_pr_curves(
         precision = rows["precision"].to_numpy(dtype=float)
         reached = np.flatnonzero(precision > 0)
         end = int(reached[-1]) + 1 if len(reached) else 0
-        value = (ap50 or {}).get(label)
-        name = label if value is None or not math.isfinite(value) else f"{label} (AP50 {value:.3f})"
+        name = f"{label} (AP50 {_cell((ap50 or {}).get(label))})" if ap50 is not None else label
         ax.plot(recall[:end], precision[:end], color=palette[label], linewidth=1.3, label=name)
         if end:
             ax.plot(recall[end - 1], precision[end - 1], "o", color=palette[label], markersize=3)
-    ax.set_xlim(0.0, 1.0)
-    ax.set_ylim(0.0, 1.02)
+    # Padded, so a curve reaching recall 1 or precision 1 shows its end dot whole.
+    ax.set_xlim(-0.02, 1.03)
+    ax.set_ylim(-0.02, 1.04)
     ax.set_xlabel("recall")
     ax.set_ylabel("precision (interpolated)")
     ax.set_title(f"Precision–recall at IoU {iou:g}")
-    # Precision-recall curves leave the low-recall, low-precision corner empty.
-    ax.legend(loc="lower left")
+    ax.legend(loc="best")
     return fig
 
 

@@ -54,7 +54,11 @@ def _blend(color: Any, amount: float) -> tuple[float, float, float]:
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
-    return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+    return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+#: Hexagons across (IoU) and up (score) in figure 1.
+GRID = (24, 14)
 
 
 @themed
@@ -96,11 +100,11 @@ def plot_score_vs_iou(
         cmap = LinearSegmentedColormap.from_list(
             label, [_blend(palette[label], 0.25), palette[label], _blend(palette[label], 1.6)]
         )
-        counts = np.histogram2d(shown["iou"], shown["score"], bins=(24, 14))[0].max()
+        counts = np.histogram2d(shown["iou"], shown["score"], bins=GRID)[0].max()
         art = ax.hexbin(
             shown["iou"],
             shown["score"],
-            gridsize=(24, 14),  # about regular hexagons on a near-square panel
+            gridsize=GRID,  # about regular hexagons on a near-square panel
             extent=(x_lo, 1.0, y_lo, y_hi),
             mincnt=1,
             bins="log" if counts > 20 else None,
@@ -112,8 +116,11 @@ def plot_score_vs_iou(
         bar.ax.yaxis.set_minor_formatter(NullFormatter())
         if counts <= 20:
             bar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlim(x_lo, 1.0)
-        ax.set_ylim(y_lo, y_hi)
+        # Hexagons are centred on the extent's edges: pad by a little over half a hexagon
+        # (matplotlib's are sx/2 wide and sy/3 high either side of the centre) so none is cut.
+        pad_x, pad_y = 1.1 * (1.0 - x_lo) / GRID[0] / 2, 1.1 * (y_hi - y_lo) / GRID[1] / 3
+        ax.set_xlim(x_lo - pad_x, 1.0 + pad_x)
+        ax.set_ylim(y_lo - pad_y, y_hi + pad_y)
         ax.set_xlabel("IoU with matched ground truth")
         ax.set_ylabel("score" if ax.get_subplotspec().is_first_col() else "")
         text = f"{label}\nSpearman ρ = {_fmt(rho)}, n = {len(rows)}"
@@ -189,7 +196,7 @@ def plot_iou_by_score_decile(
             ax=ax,
         )
         ax.set_ylabel("mean IoU of true positives")
-        ax.set_title("Mean IoU by score decile (JSON summary)")
+        ax.set_title("Mean IoU by score decile")
     ax.set_xlabel("score decile of the TPs (1 = lowest)")
     handles, names = ax.get_legend_handles_labels()
     ax.get_legend().remove()
@@ -208,18 +215,27 @@ def plot_per_class_spearman(
 
     ``per_class`` has columns ``label`` (model), ``name`` (class), ``spearman`` and ``n_tp``.
     Points with fewer than ``min_tp`` true positives or no correlation are left out; classes
-    are sorted by their mean correlation over models, best on top.
+    are sorted by their mean correlation over models, best on top. The right axis gives each
+    drawn class's number of TPs per model (in legend order), the subtitle how many of the
+    classes are drawn.
     """
     data = per_class.dropna(subset=["spearman"])
     data = data[data["n_tp"] >= min_tp]
     labels = list(dict.fromkeys(per_class["label"]))
     palette = colors_for(labels, colors)
     classes = list(data.groupby("name")["spearman"].mean().sort_values(ascending=False).index)
-    fig = new_figure(COLUMN_WIDTH, max(2.4, 0.9 + 0.17 * len(classes)))
+    total = per_class["name"].nunique()
+    fig = new_figure(COLUMN_WIDTH, max(2.4, 1.1 + 0.17 * len(classes)))
     ax = fig.subplots()
+    fig.suptitle("Per-class Spearman ρ of score and IoU")
+    ax.set_title(
+        f"{len(classes)} of {total} classes drawn (≥ {min_tp} TPs)\nright: TPs"
+        + (" per model" if len(labels) > 1 else ""),
+        fontsize="medium",
+        fontweight="normal",
+    )
     if not classes:
         note(ax, f"no class has {min_tp} or more true positives")
-        fig.suptitle("Per-class Spearman ρ of score and IoU")
         return fig
     position = {name: i for i, name in enumerate(classes)}
     step = 0.6 / max(len(labels), 1)
@@ -242,6 +258,19 @@ def plot_per_class_spearman(
     ax.set_xlim(-1.05, 1.05)
     ax.set_xlabel("Spearman ρ of score and IoU")
     ax.grid(axis="y", linewidth=0.3)
-    fig.suptitle("Per-class Spearman ρ of score and IoU")
+    n_tp = per_class.pivot_table(index="name", columns="label", values="n_tp", aggfunc="sum")
+    right = ax.secondary_yaxis("right")
+    right.set_yticks(
+        range(len(classes)),
+        [
+            " · ".join(_count(n_tp.at[c, lb]) if lb in n_tp else "–" for lb in labels)
+            for c in classes
+        ],
+    )
+    right.tick_params(length=0, labelsize="small", labelcolor="0.35")
     fig.legend(loc="outside lower center", ncols=min(len(labels), 3))
     return fig
+
+
+def _count(value: Any) -> str:
+    return "–" if value is None or pd.isna(value) else f"{int(value)}"

@@ -34,6 +34,9 @@ THEME: dict[str, Any] = {
     "font.family": "DejaVu Sans",
     # Reproducible vector output: no random ids, no timestamps.
     "svg.hashsalt": "alrp-report",
+    # Embed TrueType (Type 42) fonts in PDF / PS, as publishers ask; not Type 3.
+    "pdf.fonttype": 42,
+    "ps.fonttype": 42,
 }
 
 #: Okabe-Ito-derived, the palette seaborn calls "colorblind".

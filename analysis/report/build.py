@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from matplotlib import rc_context
 from matplotlib.figure import Figure
 
 from alrp_cli.atomic import atomic_path
 from alrp_cli.errors import UserError
 from analysis import figures
+from analysis.figures.theme import THEME
 from analysis.report.inputs import ReportInputs
 
 FORMATS = ("png", "svg", "pdf")
@@ -26,7 +28,7 @@ FIGURES = [
     (
         "score_vs_iou",
         "Score against IoU of true positives",
-        "Each panel bins one model's true positives by IoU with their ground truth (x) and "
+        "The true positives of each model, binned by IoU with their ground truth (x) and "
         "score (y); darker cells hold more detections. A loss that ties the score to "
         "localisation quality, as aLRP Loss does, tilts the mass towards the top right: the "
         "better a box overlaps, the higher its score. The legend gives the pooled Spearman "
@@ -42,9 +44,10 @@ FIGURES = [
     ),
     (
         "per_class_spearman",
-        "Per-class Spearman correlation of score and IoU",
+        "Per-class Spearman ρ of score and IoU",
         "Spearman ρ of score and IoU among each class's true positives (classes with at least "
-        "5 TPs), best classes on top. Points right of zero: the class ranks better-localised "
+        "5 TPs; the subtitle says how many of all classes that is, the right axis gives each "
+        "class's TPs), best classes on top. Points right of zero: the class ranks better-localised "
         "boxes higher. Look for a model whose points sit consistently right of the others', "
         "and for classes where every model is negative.",
     ),
@@ -75,9 +78,11 @@ FIGURES = [
         "balance",
         "Balance of positive and negative updates",
         "One point per trial: the summed magnitude of the updates to the positives (y) "
-        "against that to the negatives (x), log-log. Theorem 2 of the aLRP paper puts aLRP "
-        "and AP Loss on the dashed diagonal to rounding; focal loss and BCE have no such "
-        "guarantee and usually lie off it (their ratio is the imbalance).",
+        "against that to the negatives (x), log-log over the same decades on both axes (at "
+        "most ten; a sum below them is drawn as an open marker on the edge and counted). "
+        "Theorem 2 of the aLRP paper puts aLRP and AP Loss on the dashed diagonal to "
+        "rounding; focal loss and BCE have no such guarantee and usually lie off it (their "
+        "ratio is the imbalance).",
     ),
     (
         "comparison",
@@ -100,6 +105,12 @@ class FigureResult:
     files: dict[str, Path] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     skipped: str | None = None
+    #: Width and height in inches (the PNG is this times the dpi).
+    size: tuple[float, float] | None = None
+    #: A variant laid out for narrow screens (index.html shows it below 600 px), by format.
+    narrow: dict[str, Path] = field(default_factory=dict)
+    narrow_size: tuple[float, float] | None = None
+    narrow_draw: Callable[[], Figure] | None = field(default=None, repr=False)
 
 
 def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
@@ -214,6 +225,7 @@ def _iou_by_score_decile(inputs: ReportInputs, result: FigureResult, colors: Col
         else "the per-detection CSVs hold no true positive"
     )
     result.notes.append(f"Mean IoU per decile from the analysis JSON, because {why}.")
+    result.title = "Mean IoU by score decile"
     return lambda: figures.plot_iou_by_score_decile(deciles=deciles, colors=colors)
 
 
@@ -244,6 +256,7 @@ def _training_curves(inputs: ReportInputs, result: FigureResult, colors: Colors)
         result.skipped = "no run directory among the inputs"
         return None
     metrics = pd.concat([r.metrics.assign(label=r.label) for r in inputs.runs], ignore_index=True)
+    result.narrow_draw = lambda: figures.plot_training_curves(metrics, colors=colors, ncols=2)
     return lambda: figures.plot_training_curves(metrics, colors=colors)
 
 
@@ -297,13 +310,19 @@ def _finite(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
+def _inches(fig: Figure) -> tuple[float, float]:
+    width, height = fig.get_size_inches()
+    return float(width), float(height)
+
+
 def save_figure(fig: Figure, stem: Path, formats: Sequence[str], *, dpi: int) -> dict[str, Path]:
     """Write ``fig`` as ``stem.<fmt>`` for each format, each file atomically."""
     written = {}
     for fmt in formats:
         target = stem.with_suffix(f".{fmt}")
         metadata = {"png": {"Software": None}, "svg": {"Date": None}, "pdf": {"CreationDate": None}}
-        with atomic_path(target) as tmp:
+        # Inside the theme: font embedding (TrueType, not Type 3) is read when saving.
+        with atomic_path(target) as tmp, rc_context(THEME):
             fig.savefig(tmp, format=fmt, dpi=dpi, metadata=metadata[fmt])
         written[fmt] = target
     return written
@@ -327,14 +346,25 @@ def make_figures(
         for number, (key, title, caption) in enumerate(FIGURES, start=1)
     ]
     draws = [_figure_data(inputs, result) for result in results]
+    # The narrow variant is only for the HTML page, in the format the page embeds.
+    shown = [f for f in ("png", "svg") if f in formats][:1]
     for result, draw in zip(results, draws, strict=True):
         stem = out / "figures" / f"{result.number:02d}_{result.key}"
+        narrow_stem = stem.with_name(f"{stem.name}-narrow")
         if draw is not None:
-            result.files = save_figure(draw(), stem, formats, dpi=dpi)
+            fig = draw()
+            result.size = _inches(fig)
+            result.files = save_figure(fig, stem, formats, dpi=dpi)
+            if result.narrow_draw is not None and shown:
+                fig = result.narrow_draw()
+                result.narrow_size = _inches(fig)
+                result.narrow = save_figure(fig, narrow_stem, shown, dpi=dpi)
         # A figure or format this run did not write must not linger from an earlier run.
         for fmt in FORMATS:
             if fmt not in result.files:
                 stem.with_suffix(f".{fmt}").unlink(missing_ok=True)
+            if fmt not in result.narrow:
+                narrow_stem.with_suffix(f".{fmt}").unlink(missing_ok=True)
         if on_figure is not None:
             on_figure(result)
     return results

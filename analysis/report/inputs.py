@@ -5,6 +5,10 @@ The kind of an input is read from its shape: a directory with ``metrics.jsonl`` 
 result; one with ``trials`` and ``losses`` is an ``alrp check-balance`` result. Anything
 else, or a file that does not parse, raises :class:`~alrp_cli.errors.UserError` naming the
 file and the problem.
+
+A run that has evaluated is also a model: its best evaluation (or that of ``epoch``) is
+analysed against the ground truth its ``summary.json`` names, as ``alrp analyze RUN``
+would, so one command goes from a run to every figure.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import numpy as np
 import pandas as pd
 
 from alrp_cli.errors import UserError
+from analysis.jsonl import read_jsonl
+from analysis.rundir import evaluation_gt, pick_evaluation, run_evaluations
 
 #: Columns of the per-detection CSV the figures read.
 DETECTION_COLUMNS = ["category", "score", "iou", "status"]
@@ -40,6 +46,10 @@ class ModelAnalysis:
     iou_threshold: float
     tps: pd.DataFrame | None = None
     tps_note: str | None = None
+    #: The ground truth the model was analysed against, as recorded (None: not recorded).
+    gt: str | None = None
+    #: For a run: which evaluation was analysed, e.g. "eval/epoch_012 (best AP 0.441)".
+    evaluation: str | None = None
 
 
 @dataclass
@@ -96,13 +106,16 @@ def input_kind(path: Path) -> tuple[str, Any]:
     )
 
 
-def load_inputs(paths: list[Path], labels: list[str] | None = None) -> ReportInputs:
+def load_inputs(
+    paths: list[Path], labels: list[str] | None = None, *, epoch: int | None = None
+) -> ReportInputs:
     """Read every input; ``labels`` (one per input, or None) override the default names.
 
     Default labels: a run's folder name, a check-balance file's stem, and for an analysis
     JSON the labels of its models. An empty label keeps the default. An override label
     replaces the model label of a one-model analysis and prefixes (``label/model``) those
-    of a several-model one.
+    of a several-model one. A run with evaluations adds a model of the same label: its
+    best evaluation, or that of ``epoch`` (then every run must have one).
     """
     if labels and len(labels) != len(paths):
         raise UserError(f"labels: {len(labels)} given for {len(paths)} inputs; give one per input")
@@ -112,15 +125,71 @@ def load_inputs(paths: list[Path], labels: list[str] | None = None) -> ReportInp
         override = labels[k] if labels and labels[k] else None  # "" keeps the default
         kind, doc = input_kind(path)
         if kind == "run":
-            inputs.runs.append(_load_run(path, override or path.resolve().name))
+            run = _load_run(path, override or path.resolve().name)
+            inputs.runs.append(run)
+            model = _analyse_run(run, epoch, inputs.warnings)
+            if model is not None:
+                inputs.models.append(model)
         elif kind == "balance":
             inputs.balances.append(_load_balance(path, doc, override or path.stem))
         else:
             inputs.models.extend(_load_analysis(path, doc, override, inputs.warnings))
+    if epoch is not None and not inputs.runs:
+        raise UserError(f"--epoch {epoch}: applies to run directories; none was given")
     _make_unique(inputs.models)
     _make_unique(inputs.runs)
     _make_unique(inputs.balances)
+    _warn_different_gts(inputs)
     return inputs
+
+
+def _warn_different_gts(inputs: ReportInputs) -> None:
+    """A warning when the models were analysed against different ground-truth files."""
+    groups: dict[str, list[str]] = {}
+    for model in inputs.models:
+        if model.gt is not None:
+            groups.setdefault(_same_file_key(model.gt), []).append(model.label)
+    if len(groups) > 1:
+        parts = "; ".join(f"{', '.join(labels)}: {gt}" for gt, labels in groups.items())
+        inputs.warnings.append(
+            f"the models were analysed against different ground truths ({parts}); "
+            "their numbers are not comparable"
+        )
+
+
+def _same_file_key(path: str) -> str:
+    """One key per file: the resolved path when it exists, else the path as written."""
+    p = Path(path)
+    return str(p.resolve()) if p.exists() else path
+
+
+def _analyse_run(run: TrainingRun, epoch: int | None, warnings: list[str]) -> ModelAnalysis | None:
+    """The model of a run: its best (or ``epoch``'s) evaluation analysed, or None if none."""
+    if epoch is None and not run_evaluations(run.source):
+        warnings.append(
+            f"{run.label}: no evaluation in {run.source / 'eval'}; only its training curves "
+            "are drawn"
+        )
+        return None
+    # Imported here: the analysis pipeline is only needed for runs.
+    from analysis.pipeline import analyze
+    from analysis.tables import detections_table
+
+    evaluation = pick_evaluation(run.source, epoch)
+    gt = evaluation_gt(evaluation)
+    result = analyze(evaluation.predictions, gt, label=run.label)
+    folder = evaluation.predictions.parent.relative_to(run.source).as_posix()
+    ap = "–" if evaluation.ap is None else f"{evaluation.ap:.3f}"
+    which = f"epoch {evaluation.epoch}" if epoch is not None else "best AP"
+    return ModelAnalysis(
+        label=run.label,
+        source=run.source,
+        record=result.to_dict(),
+        iou_threshold=0.5,
+        tps=_true_positives(detections_table(result), str(evaluation.predictions)),
+        gt=str(gt),
+        evaluation=f"{folder} ({which}; AP {ap})",
+    )
 
 
 def _make_unique(items: list[Any]) -> None:
@@ -173,7 +242,8 @@ def _load_analysis(
         label = str(entry["label"])
         if override is not None:
             label = override if len(files) == 1 else f"{override}/{label}"
-        model = ModelAnalysis(label=label, source=path, record=entry, iou_threshold=iou)
+        gt = doc.get("gt") if isinstance(doc.get("gt"), str) else None
+        model = ModelAnalysis(label=label, source=path, record=entry, iou_threshold=iou, gt=gt)
         csv_ref = (entry.get("csv") or {}).get("detections")
         if not csv_ref:
             model.tps_note = "the analysis JSON names no per-detection CSV"
@@ -217,6 +287,11 @@ def _load_tps(path: Path) -> pd.DataFrame:
     missing = [c for c in DETECTION_COLUMNS if c not in frame.columns]
     if missing:
         raise UserError(f"{path}: missing column(s) {', '.join(missing)}")
+    return _true_positives(frame, str(path))
+
+
+def _true_positives(frame: pd.DataFrame, path: str) -> pd.DataFrame:
+    """Rows of a per-detection table with status tp: columns category, score, iou."""
     tps = frame[frame["status"] == "tp"]
     values = tps[["score", "iou"]].apply(pd.to_numeric, errors="coerce")
     # IoUs of identical boxes come out a few ulps above 1; scores need not lie in [0, 1].
@@ -260,21 +335,11 @@ def _load_run(path: Path, label: str) -> TrainingRun:
     if not isinstance(config, dict):
         raise UserError(f"{path / 'config.json'}: expected a JSON object")
     metrics_path = path / "metrics.jsonl"
-    records = []
-    try:
-        lines = metrics_path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"{metrics_path}: cannot read ({err})") from None
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise UserError(f"{metrics_path}: line {n}: not valid JSON ({err.msg})") from None
-        if not isinstance(record, dict) or "type" not in record or "iter" not in record:
-            raise UserError(f"{metrics_path}: line {n}: expected an object with 'type' and 'iter'")
-        records.append(record)
+    # A run still training may have a torn last line; read_jsonl drops it.
+    records = read_jsonl(metrics_path)
+    for n, record in enumerate(records, start=1):
+        if "type" not in record or "iter" not in record:
+            raise UserError(f"{metrics_path}: record {n}: expected 'type' and 'iter'")
     metrics = pd.DataFrame(records, columns=None if records else ["type", "iter"])
     for column in metrics.columns:
         if column != "type":

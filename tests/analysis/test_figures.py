@@ -247,3 +247,111 @@ def test_model_colors_are_stable_and_colour_blind_safe() -> None:
     colors = figures.model_colors(["x", "y", "x", "z"])
     assert list(colors) == ["x", "y", "z"]
     assert list(colors.values()) == sns.color_palette("colorblind", 3)
+
+
+def _inside(ax, xs: np.ndarray, ys: np.ndarray) -> bool:
+    (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+    return bool((xs >= x0).all() and (xs <= x1).all() and (ys >= y0).all() and (ys <= y1).all())
+
+
+def test_score_vs_iou_hexagons_are_not_cut_at_the_edges() -> None:
+    # TPs on every corner of the extent: IoU 0.5 and 1.0, score 0 and 1.
+    tps = pd.DataFrame(
+        {"label": "a", "iou": [0.5, 1.0, 0.5, 1.0, 0.75], "score": [0, 0, 1, 1, 0.5]}
+    )
+    fig = figures.plot_score_vs_iou(tps)
+    ax = fig.axes[0]
+    hexes = next(c for c in ax.collections if isinstance(c, PolyCollection))
+    shape = hexes.get_paths()[0].vertices
+    drawn = hexes.get_offsets()[np.asarray(hexes.get_array()) > 0]
+    corners = drawn[:, None, :] + shape[None, :, :]
+    assert len(drawn) == 5 and _inside(ax, corners[..., 0].ravel(), corners[..., 1].ravel())
+
+
+def test_pr_curve_end_dot_at_recall_one_is_whole_and_undefined_ap50_is_a_dash() -> None:
+    recall = np.linspace(0, 1, 101)
+    curves = pd.DataFrame({"label": "a", "recall": recall, "precision": 1 - 0.3 * recall})
+    fig = figures.plot_pr_curves(curves, {"a": None})
+    ax = fig.axes[0]
+    dot = ax.lines[1]
+    assert dot.get_xdata()[0] == 1.0
+    # The dot's radius (3 pt at 72 pt/inch) in data units fits inside the padded axes.
+    radius = 1.5 / 72 * fig.dpi
+    x, y = ax.transData.transform((1.0, dot.get_ydata()[0]))
+    box = ax.get_window_extent()
+    assert x + radius < box.x1 and y + radius < box.y1
+    assert ax.get_legend().texts[0].get_text() == "a (AP50 –)"
+
+
+def test_per_class_spearman_shows_each_class_tps_and_how_many_classes() -> None:
+    per_class = pd.DataFrame(
+        {
+            "label": ["a", "a", "a", "b", "b", "b"],
+            "name": ["dog", "cat", "car", "dog", "cat", "car"],
+            "spearman": [0.8, 0.1, None, 0.6, -0.2, 0.9],
+            "n_tp": [10, 12, 10, 11, 13, 2],
+        }
+    )
+    fig = figures.plot_per_class_spearman(per_class, min_tp=3)
+    ax = fig.axes[0]
+    assert ax.get_title() == "2 of 3 classes drawn (≥ 3 TPs)\nright: TPs per model"
+    right = next(c for c in ax.child_axes)
+    assert [t.get_text() for t in right.get_yticklabels()] == ["10 · 11", "12 · 13"]
+
+
+def test_balance_axes_share_decades_and_far_outliers_sit_on_the_edge() -> None:
+    sums = np.logspace(-3, 2, 40)
+    trials = pd.DataFrame(
+        {
+            "source": "check",
+            "loss": ["alrp"] * 40 + ["focal", "focal"],
+            "sum_pos": [*sums, 1e-17, 0.1],
+            "sum_neg": [*sums, 3.0, 1e-19],
+        }
+    )
+    fig = figures.plot_balance(trials)
+    assert_renders(fig)
+    ax = fig.axes[0]
+    assert fig._suptitle.get_text() == "Balance of positive and negative updates"
+    assert ax.get_xlim() == ax.get_ylim() == pytest.approx((1e-3, 1e3))
+    assert list(ax.get_xticks()) == list(ax.get_yticks())
+    points = np.concatenate([c.get_offsets() for c in ax.collections])
+    assert len(points) == 42 and points.min() == pytest.approx(1e-3)  # clipped to the edge
+    note = " ".join(t.get_text() for t in ax.texts)
+    assert "2 trial(s) with a sum < 1e-03" in note
+    # Without outliers the axes cover every point, over at most MAX_DECADES decades.
+    from analysis.figures.balance import MAX_DECADES, balance_range
+
+    assert balance_range(np.array([0.02, 5.0])) == (1e-2, 1e1)
+    lo, hi = balance_range(np.r_[np.full(99, 1.0), 1e-30])
+    assert np.log10(hi / lo) <= MAX_DECADES
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi"), [(0.0075, 0.02), (0.01, 0.01), (1e-4, 1e-2), (0.009, 0.0101)]
+)
+def test_learning_rate_axis_labels_at_least_two_ticks(lo: float, hi: float) -> None:
+    metrics = _metrics("alrp", 50.0)
+    metrics["lr"] = np.geomspace(lo, hi, len(metrics))
+    fig = figures.plot_training_curves(metrics)
+    ax = {a.get_title(): a for a in fig.axes}["Learning rate"]
+    fig.canvas.draw()
+    y0, y1 = ax.get_ylim()
+    labelled = [
+        t for t in ax.yaxis.get_major_ticks() if y0 <= t.get_loc() <= y1 and t.label1.get_text()
+    ]
+    assert len(labelled) >= 2, [t.label1.get_text() for t in labelled]
+    assert all("10^" not in t.label1.get_text() for t in labelled)  # plain numbers
+
+
+def test_training_curves_narrow_layout() -> None:
+    from analysis.figures.theme import COLUMN_WIDTH
+
+    fig = figures.plot_training_curves(_metrics("alrp", 50.0), ncols=2)
+    assert_renders(fig)
+    assert fig.get_size_inches()[0] == COLUMN_WIDTH
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert len(panels) == 6
+    assert len({round(ax.get_position().x0, 3) for ax in panels}) == 2  # two columns
+    with pytest.raises(ValueError, match="ncols must be 1, 2 or 3"):
+        figures.plot_training_curves(_metrics("alrp", 50.0), ncols=4)

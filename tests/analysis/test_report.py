@@ -8,15 +8,19 @@ import html
 import json
 import re
 import shutil
+from datetime import datetime, timezone
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from matplotlib.image import imread
 
+from alrp_cli import __version__
 from alrp_cli.errors import UserError
 from analysis.report import FIGURES, build_report, input_kind, load_inputs, parse_formats
-from analysis.report.build import headline_table
+from analysis.report.build import FigureResult, _figure_data, headline_table
+from analysis.report.index import PX_PER_INCH
+from tests.analysis.test_rundir import make_run
 from tests.conftest import REPO
 
 FIX = REPO / "tests" / "fixtures" / "report"
@@ -191,7 +195,7 @@ def test_index_md_links_exist_and_tables_hold_the_json_numbers(full_report) -> N
     ap = doc["files"][0]["coco"]["AP"]
     assert f"| alrp | {ap:.3f} |" in text
     assert "## Balance checks" in text and "## Training runs" in text
-    assert f"- run_focal (run): `{FIX / 'run_focal'}`" in text
+    assert f"- run_focal (run): `{FIX / 'run_focal'}`\n  - loss: `focal`" in text
     for table in full_report.tables:
         assert all(len(row) == len(table.columns) for row in table.rows), table.title
     runs = full_report.tables[2]
@@ -251,3 +255,146 @@ def test_csvs_without_true_positives(tmp_path: Path) -> None:
     first, second = report.figures[0], report.figures[1]
     assert first.skipped == "the per-detection CSVs hold no true positive"
     assert second.files and "CSVs hold no true positive" in second.notes[0]
+
+
+def _coco_run(root: Path, coco: Path, name: str, tmp_path: Path) -> Path:
+    """A run whose epoch 1 evaluated half of cocoapi's fakebbox100 results, epoch 2 all."""
+    gt = coco / "instances_val2014_100.json"
+    half = tmp_path / "half.json"
+    half.write_text(json.dumps(json.loads((coco / "detections_fakebbox100.json").read_text())[::2]))
+    run = make_run(root / name, {1: 0.2}, str(gt), half)
+    two = run / "eval" / "epoch_002"
+    two.mkdir()
+    shutil.copy(coco / "detections_fakebbox100.json", two / "predictions.json")
+    (two / "summary.json").write_text(json.dumps({"epoch": 2, "gt": str(gt), "AP": 0.505}))
+    return run
+
+
+def test_a_run_directory_is_analysed_at_its_best_or_given_epoch(
+    tmp_path: Path, shared_coco: Path
+) -> None:
+    a = _coco_run(tmp_path, shared_coco, "first", tmp_path)
+    b = _coco_run(tmp_path, shared_coco, "second", tmp_path)
+    inputs = load_inputs([a, b])
+    assert [m.label for m in inputs.models] == [r.label for r in inputs.runs] == ["first", "second"]
+    model = inputs.models[0]
+    # cocoapi's own evaluation demo prints AP 0.505 for this pair (pycocotools' COCOeval).
+    assert model.record["coco"]["AP"] == pytest.approx(0.505, abs=5e-4)
+    assert len(model.tps) == model.record["ranking"]["pooled"]["n_tp"] > 0
+    assert model.evaluation == "eval/epoch_002 (best AP; AP 0.505)"
+    assert inputs.warnings == []  # same ground truth, both runs evaluated
+    report = build_report(inputs, tmp_path / "out", dpi=30)
+    assert [f.key for f in report.figures if f.skipped] == ["balance"]  # 1-6 and 8 drawn
+    text = report.index_md.read_text()
+    assert f"  - ground truth: `{shared_coco / 'instances_val2014_100.json'}`" in text
+    assert f"  - detections: `{a / 'eval' / 'epoch_002' / 'predictions.json'}`" in text
+    assert "  - IoU threshold: `0.5`" in text
+    first = load_inputs([a], epoch=1).models[0]
+    assert first.evaluation == "eval/epoch_001 (epoch 1; AP 0.200)"
+    assert first.record["n_detections"] == 367
+    assert first.record["coco"]["AP"] < model.record["coco"]["AP"]
+    with pytest.raises(
+        UserError, match=r"first: no evaluation of epoch 3 \(evaluated epochs: 1, 2\)"
+    ):
+        load_inputs([a], epoch=3)
+    with pytest.raises(UserError, match="--epoch 1: applies to run directories"):
+        load_inputs([FIX / "balance.json"], epoch=1)
+
+
+def test_a_run_without_evaluation_draws_its_curves_with_a_warning() -> None:
+    inputs = load_inputs([FIX / "run_alrp"])
+    assert inputs.models == [] and len(inputs.runs) == 1
+    assert inputs.warnings == [
+        f"run_alrp: no evaluation in {FIX / 'run_alrp' / 'eval'}; only its training curves "
+        "are drawn"
+    ]
+
+
+def test_different_ground_truths_are_warned_about(tmp_path: Path) -> None:
+    doc = json.loads((FIX / "analysis_nocsv.json").read_text())
+    doc["gt"] = "elsewhere/instances.json"
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(doc))
+    same = load_inputs([FIX / "analysis_nocsv.json", FIX / "analysis_nocsv.json"])
+    assert same.warnings == []
+    inputs = load_inputs([FIX / "analysis_nocsv.json", other])
+    assert len(inputs.warnings) == 1
+    warning = inputs.warnings[0]
+    assert (
+        "different ground truths" in warning and "retina (2): elsewhere/instances.json" in warning
+    )
+    report = build_report(inputs, tmp_path / "out", dpi=30)
+    assert f"- {warning}" in report.index_md.read_text()
+    assert html.escape(warning) in report.index_html.read_text()
+
+
+def test_manifest_tables_hold_numbers_and_the_index_says_when_and_how(full_report) -> None:
+    manifest = full_report.to_json()
+    models = manifest["tables"][0]
+    doc = json.loads((FIX / "analysis.json").read_text())
+    row = models["rows"][0]
+    assert row[0] == "alrp" and row[1] == doc["files"][0]["coco"]["AP"]  # full precision
+    assert row[models["columns"].index("TPs")] == doc["files"][0]["ranking"]["pooled"]["n_tp"]
+    assert isinstance(row[models["columns"].index("TPs")], int)
+    runs = manifest["tables"][2]
+    assert all(r[2] is None or isinstance(r[2], int) for r in runs["rows"])
+    json.dumps(manifest, allow_nan=False)  # NaN became null
+    assert manifest["made"]["alrp"] == __version__
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", manifest["made"]["date"])
+    kinds = [(s["kind"], s["label"]) for s in manifest["inputs"]]
+    assert ("analysis", "alrp") in kinds and ("check-balance", "balance") in kinds
+    alrp = next(s for s in manifest["inputs"] if s["label"] == "alrp")
+    assert alrp["ground truth"] == doc["gt"] and alrp["IoU threshold"] == "0.5"
+    assert alrp["detections"] == doc["files"][0]["path"]
+    text = full_report.index_md.read_text()
+    assert f"with alrp {__version__}." in text and f"`{doc['gt']}`" in text
+
+
+def test_the_index_date_is_the_given_time(tmp_path: Path) -> None:
+    when = datetime(2026, 1, 2, 3, 4, tzinfo=timezone.utc)
+    report = build_report(load_inputs([FIX / "balance.json"]), tmp_path, dpi=30, now=when)
+    assert f"Made on 2026-01-02 03:04 UTC with alrp {__version__}." in report.index_md.read_text()
+
+
+def test_undefined_numbers_show_as_a_dash(tmp_path: Path) -> None:
+    doc = json.loads((FIX / "analysis_nocsv.json").read_text())
+    doc["files"][0]["coco"]["AP50"] = None  # COCOeval's -1: undefined
+    doc["files"][0]["lrp"]["moLRP_loc"] = None
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(doc))
+    report = build_report(load_inputs([path]), tmp_path / "out", formats=("svg",), dpi=30)
+    models = report.tables[0]
+    cells = dict(zip(models.columns, models.rows[0], strict=True))
+    assert cells["AP50"] == "–" and cells["oLRP loc"] == "–" and cells["AP"] != "–"
+    assert report.to_json()["tables"][0]["rows"][0][2] is None
+    pr = next(f for f in report.figures if f.key == "pr_curve")
+    assert "retina (AP50 –)" in pr.files["svg"].read_text()
+
+
+def test_html_tables_scroll_and_figures_show_at_body_text_size(full_report) -> None:
+    page = full_report.index_html.read_text()
+    assert page.count('<div class="scroll"><table>') == len(full_report.tables) == 3
+    for fig in full_report.figures:
+        width, height = (round(v * PX_PER_INCH) for v in fig.size)
+        assert f'width="{width}" height="{height}"' in page, fig.key
+    curves = next(f for f in full_report.figures if f.key == "training_curves")
+    assert set(curves.narrow) == {"png"} and curves.narrow_size[0] < curves.size[0]
+    assert '<source media="(max-width: 600px)"' in page
+
+
+def test_pdfs_embed_truetype_fonts_not_type3(tmp_path: Path) -> None:
+    report = build_report(load_inputs([FIX / "balance.json"]), tmp_path, formats=("pdf",))
+    pdf = (tmp_path / "figures" / "07_balance.pdf").read_bytes()
+    assert report.figures[6].files["pdf"].is_file()
+    # Type 42: a Type0 font over a CIDFontType2 (TrueType outlines), never Type 3.
+    assert b"/Subtype /CIDFontType2" in pdf and b"/FontFile2" in pdf
+    assert b"/Type3" not in pdf
+
+
+def test_in_figure_titles_match_the_index_titles(tmp_path: Path) -> None:
+    inputs = load_inputs(ALL)
+    for number, (key, title, caption) in enumerate(FIGURES, start=1):
+        result = FigureResult(number, key, title, caption)
+        fig = _figure_data(inputs, result)()
+        shown = fig._suptitle.get_text() if fig._suptitle else fig.axes[0].get_title()
+        assert shown == result.title, key

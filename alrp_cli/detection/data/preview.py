@@ -18,23 +18,38 @@ from alrp_cli.errors import UserError
 PathLike = str | os.PathLike[str]
 # One colour per category (cycled): distinct, readable on light and dark backgrounds.
 _PALETTE = ["#ffffff", "#000000", "#ff1493", "#00e5ff", "#ffd700", "#7cfc00", "#ff4500"]
+#: Output suffix (lower case) -> the PIL format written.
+FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+
+
+def image_format(path: PathLike) -> str:
+    """The PIL format ``path``'s suffix names (PNG, JPEG or WEBP); UserError for any other."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        named = f"suffix {suffix!r}" if suffix else "no suffix"
+        raise UserError(
+            f"{path}: {named}; name the image .png, .jpg, .jpeg or .webp to choose its format"
+        )
+    return FORMATS[suffix]
 
 
 def render_preview(
     images_dir: PathLike,
     ann_file: PathLike,
-    out_png: PathLike,
+    out: PathLike,
     *,
     num_images: int = 12,
     cols: int = 4,
     cell: int = 256,
 ) -> list[int]:
-    """Draw the first ``num_images`` images with their boxes into a grid PNG; return their ids.
+    """Draw the first ``num_images`` images with their boxes into a grid image; return their ids.
 
     Each image is resized to ``cell`` x ``cell`` pixels (aspect not kept); boxes are drawn
-    in one colour per category with the category name; crowd boxes in grey.
-    The PNG is written atomically.
+    in one colour per category with the category name; crowd boxes in grey. The file is
+    written atomically in the format its suffix names (:func:`image_format`: PNG, JPEG at
+    quality 90, or lossless WebP); any other suffix is refused before any work.
     """
+    fmt = image_format(out)
     if num_images < 1 or cols < 1 or cell < 16:
         raise UserError(
             f"preview needs --num >= 1, --cols >= 1, --cell >= 16; got {num_images}, {cols}, {cell}"
@@ -69,6 +84,7 @@ def render_preview(
             draw.text((tx, ty), name, fill="black" if c != "#000000" else "white", font=font)
         r, col = divmod(n, cols)
         sheet.paste(tile, (4 + col * (cell + 4), 4 + r * (cell + 4)))
-    with atomic_path(out_png) as tmp:
-        sheet.save(tmp, format="PNG")
+    options = {"JPEG": {"quality": 90}, "WEBP": {"lossless": True}}.get(fmt, {})
+    with atomic_path(out) as tmp:
+        sheet.save(tmp, format=fmt, **options)
     return ids
