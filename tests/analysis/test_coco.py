@@ -14,7 +14,8 @@ from tests.analysis.cases import pycoco_eval, random_case
 
 def _check(gt, dets, result):
     e = pycoco_eval(gt, dets)
-    got = np.array([result.coco[k] for k in COCO_KEYS])
+    # COCOeval's -1 ("undefined") is None in ours
+    got = np.array([-1.0 if result.coco[k] is None else result.coco[k] for k in COCO_KEYS])
     np.testing.assert_allclose(got, e.stats, rtol=0, atol=1e-12)
     p = e.eval["precision"][0, :, :, 0, -1]
     exp = np.array([row[row > -1].mean() if (row > -1).any() else np.nan for row in p])

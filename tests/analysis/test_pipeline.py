@@ -29,7 +29,7 @@ def test_progress_reports_each_phase():
     seen = []
     analyze(dets, gt, progress=lambda phase, done, total: seen.append((phase, done, total)))
     phases = list(dict.fromkeys(p for p, _, _ in seen))
-    assert phases == ["loading", "COCO evaluation", "matching", "per-class metrics"]
+    assert phases == ["loading", "matching", "COCO evaluation", "per-class metrics"]
     assert all(0 <= done <= total for _, done, total in seen)
     assert seen[-1][1] == seen[-1][2]  # the last phase completes
 
