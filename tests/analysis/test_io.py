@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
 from alrp_cli.errors import UserError
 from analysis import analyze, load_gt, load_predictions
+from analysis import io as io_mod
 from analysis.io import SKIP_KINDS
 
 GT = {
@@ -117,3 +121,93 @@ def test_unreadable_paths(tmp_path):
         load_gt(tmp_path)
     with pytest.raises(UserError, match="no such file"):
         load_predictions(tmp_path / "none.json", GT)
+
+
+def _columns(p):
+    return {
+        k: getattr(p, k).tolist() for k in ("image_id", "category_id", "bbox", "score", "index")
+    }
+
+
+@pytest.mark.parametrize("indent", [None, 2])
+@pytest.mark.parametrize("block", [7, 64, 1 << 22])
+def test_streamed_file_equals_the_in_memory_list(tmp_path, monkeypatch, indent, block):
+    # Blocks smaller than a record, cuts next to "}," inside strings and nested objects,
+    # other keys, ints for floats: the columns equal those of the parsed list.
+    records = []
+    for i in range(40):
+        r = _rec(image_id=1 + i % 2, bbox=[i, 0.5, 1 + i, 2.25], score=round(i / 40, 3))
+        if i % 5 == 0:
+            r["note"] = 'tricky }, {"score": 1} ]'
+        if i % 7 == 0:
+            r["extra"] = {"nested": {"a": [1, {"b": 2}]}, "s": "},"}
+        records.append(r)
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(records, indent=indent))
+    monkeypatch.setattr(io_mod, "BLOCK_BYTES", block)
+
+    def no_whole_file_read(*args, **kwargs):
+        raise AssertionError("fell back to reading the whole file")
+
+    if indent is None and block > 64:  # a plain file in one block never needs the fallback
+        monkeypatch.setattr(io_mod, "read_json", no_whole_file_read)
+    streamed = load_predictions(path, GT)
+    assert _columns(streamed) == _columns(load_predictions(records, GT))
+    assert streamed.n_records == 40 and streamed.path == str(path)
+
+
+def test_streaming_reads_in_blocks_without_falling_back(tmp_path, monkeypatch):
+    records = [_rec(score=i / 100) for i in range(100)]
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(records))
+    monkeypatch.setattr(io_mod, "BLOCK_BYTES", 100)  # about one record per block
+    monkeypatch.setattr(io_mod, "read_json", lambda *a, **k: pytest.fail("whole-file read"))
+    assert load_predictions(path, GT).score.tolist() == [i / 100 for i in range(100)]
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (_rec(score=True), r"record 57: 'score' is a boolean"),
+        (_rec(image_id=9), r"record 57: image_id 9 is not in the ground truth"),
+        (_rec(bbox=[0, 0, 0, 1]), r"record 57: 'bbox' \[0, 0, 0, 1\] must be finite"),
+        ({"image_id": 1}, r"record 57: missing keys 'category_id', 'bbox', 'score'"),
+        (_rec(score=float("nan")), r"record 57: 'score' nan must be a finite number"),
+    ],
+)
+def test_bad_record_in_a_late_block_is_named_by_its_file_index(tmp_path, monkeypatch, bad, message):
+    records = [_rec() for _ in range(80)]
+    records[57] = bad
+    records[70] = _rec(category_id=4)  # a later bad record is not the one reported
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(records))  # NaN is written as the literal NaN
+    monkeypatch.setattr(io_mod, "BLOCK_BYTES", 256)
+    with pytest.raises(UserError, match=f"^{re.escape(str(path))}: {message}"):
+        load_predictions(path, GT)
+    p = load_predictions(path, GT, lenient=True)
+    q = load_predictions(json.loads(path.read_text()), GT, lenient=True)
+    assert _columns(p) == _columns(q) and p.skipped == q.skipped and len(p) == 78
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "not valid JSON"),
+        ("[", "not valid JSON"),
+        ('[{"image_id": 1}] x', "not valid JSON"),
+        ('{"images": [], "annotations": []}', "is a COCO instances (ground truth) file"),
+        ("  7 ", "top level is a number"),
+    ],
+)
+def test_malformed_files_give_the_whole_file_messages(tmp_path, content, message):
+    path = tmp_path / "p.json"
+    path.write_text(content)
+    with pytest.raises(UserError, match=re.escape(message)):
+        load_predictions(path, GT)
+
+
+def test_empty_list_file(tmp_path):
+    path = tmp_path / "p.json"
+    path.write_text(" [ \n ] \n")
+    p = load_predictions(path, GT)
+    assert len(p) == 0 and p.bbox.shape == (0, 4) and p.n_records == 0
