@@ -66,12 +66,10 @@ def coco_eval(preds: Predictions, gt: GroundTruth, mp: MatchPass) -> dict:
     )  # (K, A)
     # Evaluated detections (COCOeval keeps 100 per image and class) in accumulate's order:
     # class, descending score, then image id, then position in the image's sorted list.
-    ev = np.flatnonzero(mp.rank < COCO_MAX_DETS[-1])
-    cat = np.searchsorted(gt.cat_ids, preds.category_id[ev])
-    perm = np.lexsort((preds.index[ev], preds.image_id[ev], -preds.score[ev], cat))
-    order = ev[perm]
-    bounds = np.searchsorted(cat[perm], np.arange(n_k + 1))
-    del ev, cat, perm
+    order = mp.pooled[mp.rank[mp.pooled] < COCO_MAX_DETS[-1]]
+    bounds = np.searchsorted(
+        np.searchsorted(gt.cat_ids, preds.category_id[order]), np.arange(n_k + 1)
+    )
     # Only candidates (IoU ≥ 0.5 with some ground truth) can be TP; every other detection
     # is FP at all thresholds, or ignored at all of them (unmatched, area out of range).
     # Those are not visited one by one: the FPs enter as counts (FPs so far, at each

@@ -116,6 +116,7 @@ class MatchPass:
     rank: np.ndarray
     candidate: np.ndarray
     matches: Matches
+    pooled: np.ndarray  # int64 (D,): all detections in COCOeval's pooled order
 
 
 def match(
@@ -170,13 +171,13 @@ def match_all(
     candidate = np.zeros(n_det, dtype=bool)
     if n_det == 0:
         status = code[c_tau].copy()
-        return MatchPass(
-            code, rank, candidate, Matches(status, det_gt, det_iou, n_gt, iou_threshold, max_dets)
-        )
+        m = Matches(status, det_gt, det_iou, n_gt, iou_threshold, max_dets)
+        return MatchPass(code, rank, candidate, m, np.zeros(0, np.int64))
 
     # Detections grouped by (image, category), descending score, stable (file order on ties).
     dkey = _group_keys(preds.image_id, preds.category_id, gt)
-    dorder = np.lexsort((-preds.score, dkey))  # lexsort is stable
+    dorder = np.argsort(-preds.score, kind="stable")
+    dorder = dorder[np.argsort(dkey[dorder], kind="stable")]
     dkey_s = dkey[dorder]
     start = np.r_[0, np.flatnonzero(dkey_s[1:] != dkey_s[:-1]) + 1]
     rank[dorder] = np.arange(n_det) - np.repeat(start, np.diff(np.r_[start, n_det]))
@@ -257,8 +258,9 @@ def match_all(
             row[out & (row == FP)] = IGNORED
     status = code[c_tau].copy()
     status[rank >= max_dets] = CUT
+    m = Matches(status, det_gt, det_iou, n_gt, iou_threshold, max_dets)
     return MatchPass(
-        code, rank, candidate, Matches(status, det_gt, det_iou, n_gt, iou_threshold, max_dets)
+        code, rank, candidate, m, pooled_order(preds, gt) if coco else np.zeros(0, np.int64)
     )
 
 
@@ -276,14 +278,27 @@ def _last_argmax(values: np.ndarray, mask: np.ndarray, seg: np.ndarray) -> np.nd
     return np.maximum.reduceat(where, seg, axis=1)
 
 
-def pooled_order(preds: Predictions, gt: GroundTruth, matches: Matches) -> np.ndarray:
-    """Indices of the evaluated detections (not beyond max-dets), in COCOeval's pooled order.
+def pooled_order(preds: Predictions, gt: GroundTruth, matches: Matches | None = None) -> np.ndarray:
+    """Indices of the detections in COCOeval's pooled order (all, or not beyond max-dets).
 
     Sorted by class (as ``GroundTruth.cat_ids``), then descending score, ties by image id
     and then by position within the image: the order of ``COCOeval.accumulate``'s stable
-    mergesort of the concatenated per-image lists.
+    mergesort of the concatenated per-image lists. With ``matches``, the detections
+    beyond max-dets are left out. One float sort and one integer sort (the columns are in
+    file order, so the last tie-break is the sort's stability).
     """
-    ev = np.flatnonzero(matches.status != CUT)
-    cat = np.searchsorted(gt.cat_ids, preds.category_id[ev])
-    order = np.lexsort((preds.index[ev], preds.image_id[ev], -preds.score[ev], cat))
-    return ev[order]
+    n = len(preds)
+    by_score = np.argsort(-preds.score, kind="stable")
+    s_sorted = preds.score[by_score]
+    score_rank = np.empty(n, dtype=np.int64)  # dense rank of descending score
+    score_rank[by_score] = np.cumsum(np.r_[False, s_sorted[1:] != s_sorted[:-1]])
+    del by_score, s_sorted
+    n_img = len(gt.image_ids)
+    key = np.searchsorted(gt.cat_ids, preds.category_id) * (n + 1) + score_rank
+    key *= n_img
+    key += np.searchsorted(gt.image_ids, preds.image_id)
+    del score_rank
+    order = np.argsort(key, kind="stable")
+    if matches is not None:
+        order = order[matches.status[order] != CUT]
+    return order

@@ -22,7 +22,7 @@ from analysis.ground_truth import GroundTruth, load_gt
 from analysis.io import Predictions, load_predictions
 from analysis.loss_values import check_delta, class_losses, single_thread
 from analysis.lrp import ClassLRP, class_olrp, mean_defined
-from analysis.matching import FP, TP, Matches, match_all, pooled_order
+from analysis.matching import CUT, FP, TP, Matches, match_all
 from analysis.ranking import iou_by_score_decile, rank_correlations
 
 Progress = Callable[[str, int, int], None]
@@ -193,9 +193,9 @@ def analyze(
 
     progress("COCO evaluation", 0, 1)
     ce = coco_mod.coco_eval(preds, gt, mp)
+    order = mp.pooled[m.status[mp.pooled] != CUT]  # the detections LRP evaluates
     del mp  # the per-setting codes are not needed any more
     ap, ap50 = coco_mod.per_class_ap(ce["precision"])
-    order = pooled_order(preds, gt, m)
     progress("COCO evaluation", 1, 1)
 
     cat_idx = np.searchsorted(gt.cat_ids, preds.category_id[order])
