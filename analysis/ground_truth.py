@@ -21,9 +21,9 @@ from analysis.jsonio import is_int, is_num, json_type, read_json
 class GroundTruth:
     """A validated COCO instances file as columns.
 
-    Annotations keep file order. ``ann_id`` are the file's ids (reported in outputs);
-    evaluation engines get fresh ids 1..G, so a file with id 0 or duplicate ids still
-    evaluates correctly.
+    Annotations keep file order. ``ann_id`` are the file's ids (reported in outputs),
+    unique (checked); matching works on rows, so an id 0 (COCOeval's "unmatched" marker)
+    still evaluates correctly.
     """
 
     path: str
@@ -48,7 +48,7 @@ def load_gt(gt: Any) -> GroundTruth:
     ``gt`` is a path, an already-parsed dict, or a pycocotools / faster-coco-eval
     ``COCO`` object (its ``.dataset`` is used). Annotations need ``id``, ``image_id``,
     ``category_id`` and ``bbox`` [x, y, w, h]; ``area`` defaults to w*h and ``iscrowd``
-    to 0. Raises UserError naming the file and the problem.
+    to 0; annotation ids must be unique. Raises UserError naming the file and the problem.
     """
     if isinstance(gt, GroundTruth):
         return gt
@@ -131,6 +131,7 @@ def _validate_gt(name: str, data: Any) -> GroundTruth:
         area.append(ar)
         crowd.append(bool(ic))
 
+    _check_unique_ids(name, ann_id)
     return GroundTruth(
         path=name,
         image_ids=np.unique(image_ids),
@@ -143,4 +144,26 @@ def _validate_gt(name: str, data: Any) -> GroundTruth:
         area=np.array(area, dtype=np.float64),
         iscrowd=np.array(crowd, dtype=bool),
         images=[{"id": int(i)} for i in image_ids],
+    )
+
+
+def _check_unique_ids(name: str, ann_id: list[int]) -> None:
+    """UserError naming the first annotation whose id an earlier one already has.
+
+    pycocotools indexes annotations by id, so with a duplicate it evaluates the last
+    annotation of that id in place of every one (one box counted twice, the other never
+    seen) and gives a different AP without a word; refusing is the only honest answer.
+    """
+    ids = np.asarray(ann_id, dtype=np.int64)
+    order = np.argsort(ids, kind="stable")
+    same = np.flatnonzero(ids[order][1:] == ids[order][:-1])
+    if not len(same):
+        return
+    later = order[same + 1]
+    i = int(later.min())
+    first = int(np.flatnonzero(ids == ids[i])[0])
+    raise UserError(
+        f"{name}: annotations[{i}]: duplicate annotation id {int(ids[i])} (also "
+        f"annotations[{first}]); ids must be unique (pycocotools would evaluate one of the "
+        "two boxes twice and drop the other)"
     )

@@ -329,7 +329,8 @@ def train(config: TrainConfig, *, on_event: EventFn | None = None) -> TrainResul
                     model, val_loader, val_ds, cfg, device, amp, state, run_dir, emit
                 )
                 log.append(last_eval)
-                improved = last_eval["AP"] > state.best_ap
+                ap = last_eval["AP"]  # None when undefined (no ground truth to evaluate)
+                improved = ap is not None and ap > state.best_ap
                 if improved:
                     state.best_ap = last_eval["AP"]
             save_checkpoint(run_dir / "last.pt", checkpoint_state())

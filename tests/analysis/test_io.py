@@ -19,7 +19,7 @@ GT = {
     "categories": [{"id": 3, "name": "cat"}],
     "annotations": [
         {"id": 0, "image_id": 1, "category_id": 3, "bbox": [0, 0, 10, 10]},  # id 0, no area
-        {"id": 0, "image_id": 2, "category_id": 3, "bbox": [0, 0, 10, 10], "iscrowd": 0},
+        {"id": 5, "image_id": 2, "category_id": 3, "bbox": [0, 0, 10, 10], "iscrowd": 0},
     ],
 }
 
@@ -81,7 +81,7 @@ def test_numpy_values_are_accepted():
 def test_ground_truth_forms_and_defaults():
     g = load_gt(GT)
     assert g.area.tolist() == [100.0, 100.0]  # area defaults to w*h
-    assert g.ann_id.tolist() == [0, 0]  # the file's ids are kept for reporting
+    assert g.ann_id.tolist() == [0, 5]  # the file's ids are kept for reporting
     coco = COCO()
     coco.dataset = {k: list(v) for k, v in GT.items()}
     coco.createIndex()
@@ -114,6 +114,39 @@ def test_ground_truth_forms_and_defaults():
 def test_bad_ground_truth(gt, message):
     with pytest.raises(UserError, match=message):
         load_gt(gt)
+
+
+def test_duplicate_annotation_ids_are_refused(tmp_path):
+    anns = [
+        {"id": i, "image_id": 1, "category_id": 3, "bbox": [i, 0, 10, 10]} for i in (4, 9, 4, 9)
+    ]
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps({**GT, "annotations": anns}))
+    with pytest.raises(
+        UserError,
+        match=rf"^{re.escape(str(path))}: annotations\[2\]: duplicate annotation id 4 "
+        r"\(also annotations\[0\]\)",
+    ):
+        load_gt(path)
+
+
+def test_duplicate_ids_would_change_pycocotools_ap():
+    # Why they are refused: pycocotools evaluates the last box of an id in place of the
+    # first, so two perfect detections score AP 0.5 instead of 1 (unique ids: AP 1).
+    from tests.analysis.cases import pycoco_eval
+
+    anns = [
+        {"id": 1, "image_id": 1, "category_id": 3, "bbox": [0, 0, 10, 10], "area": 100, "iscrowd": 0},
+        {"id": 1, "image_id": 2, "category_id": 3, "bbox": [50, 50, 10, 10], "area": 100, "iscrowd": 0},
+    ]
+    dets = [_rec(), _rec(image_id=2, bbox=[50, 50, 10, 10])]
+    dup = {**GT, "annotations": anns}
+    assert pycoco_eval(dup, dets).stats[1] < 1.0  # AP50 with the duplicate: wrong
+    unique = {**GT, "annotations": [anns[0], {**anns[1], "id": 2}]}
+    assert pycoco_eval(unique, dets).stats[1] == pytest.approx(1.0)
+    assert analyze(dets, unique).coco["AP50"] == pytest.approx(1.0)
+    with pytest.raises(UserError, match="duplicate annotation id 1"):
+        load_gt(dup)
 
 
 def test_unreadable_paths(tmp_path):

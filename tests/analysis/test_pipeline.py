@@ -71,3 +71,17 @@ def test_to_dict_is_the_json_file_entry():
     ]
     assert d["csv"] == {"detections": None, "classes": None}
     json.dumps(d)  # plain Python types only
+
+
+def test_undefined_coco_numbers_reach_training_summaries_as_null(tmp_path):
+    # alrp train's evaluation (metrics.jsonl, summaries) goes through analyze(): an
+    # undefined number (here APl, ARl: no large boxes) is None, written as null.
+    from alrp_cli.detection.engine import evaluate
+
+    gt, dets = random_case(16)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    summary = evaluate(dets, tmp_path / "gt.json")
+    assert summary["APl"] is None and summary["ARl"] is None
+    assert isinstance(summary["AP"], float)
+    record = json.loads(json.dumps(summary))
+    assert record["APl"] is None

@@ -308,3 +308,11 @@ def test_second_file_bad_fails_before_any_output(case, tmp_path):
         app, ["analyze", str(dt_path), str(bad), "--gt", str(gt_path), "--json", str(out)]
     )
     assert result.exit_code == 2 and not out.exists()
+
+
+def test_undefined_numbers_show_as_dash_with_a_note(case):
+    _, _, gt_path, dt_path = case  # boxes under 40 x 40: APl and ARl are undefined
+    result = _ok([dt_path, "--gt", gt_path])
+    line = next(x for x in result.stdout.splitlines() if " APl " in f" {x} ")
+    assert "–" in line and "-1" not in line
+    assert "undefined" in result.stdout
