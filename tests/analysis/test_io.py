@@ -136,8 +136,22 @@ def test_duplicate_ids_would_change_pycocotools_ap():
     from tests.analysis.cases import pycoco_eval
 
     anns = [
-        {"id": 1, "image_id": 1, "category_id": 3, "bbox": [0, 0, 10, 10], "area": 100, "iscrowd": 0},
-        {"id": 1, "image_id": 2, "category_id": 3, "bbox": [50, 50, 10, 10], "area": 100, "iscrowd": 0},
+        {
+            "id": 1,
+            "image_id": 1,
+            "category_id": 3,
+            "bbox": [0, 0, 10, 10],
+            "area": 100,
+            "iscrowd": 0,
+        },
+        {
+            "id": 1,
+            "image_id": 2,
+            "category_id": 3,
+            "bbox": [50, 50, 10, 10],
+            "area": 100,
+            "iscrowd": 0,
+        },
     ]
     dets = [_rec(), _rec(image_id=2, bbox=[50, 50, 10, 10])]
     dup = {**GT, "annotations": anns}
