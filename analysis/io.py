@@ -202,7 +202,7 @@ def _read_columns(path: Path, name: str, gt: GroundTruth, lenient: bool) -> Pred
         for piece in _pieces(path, BLOCK_BYTES):
             try:
                 part = _typed_chunk(piece, gt, offset)
-            except msgspec.ValidationError:
+            except (msgspec.ValidationError, OverflowError):  # OverflowError: an id ≥ 2⁶³
                 part = None
             if part is None:  # a bad record: check this piece record by record
                 records = _DECODE_PLAIN(piece)
@@ -325,6 +325,16 @@ def _validate_records(
     flag(~bbox_ok, "bad_type")
     ok = kind == 0
 
+    # Ids beyond int64 cannot be in the ground truth: placeholders, flagged unknown below.
+    huge = {}
+    for k in ("image_id", "category_id"):
+        huge[k] = np.zeros(n, dtype=bool)
+        if ok.any() and not all(-(2**63) <= v < 2**63 for v in itertools.compress(cols[k], ok)):
+            huge[k] = ok & np.fromiter(
+                (is_int(v) and not -(2**63) <= v < 2**63 for v in cols[k]), bool, n
+            )
+            cols[k] = [0 if h else v for v, h in zip(cols[k], huge[k], strict=True)]
+
     # Values, on the records whose types are right (others get placeholders).
     if ok.all():
         img = np.array(cols["image_id"], dtype=np.int64) if n else np.zeros(0, np.int64)
@@ -348,8 +358,8 @@ def _validate_records(
     with np.errstate(invalid="ignore"):
         flag(~(np.isfinite(bbox).all(axis=1) & (bbox[:, 2] > 0) & (bbox[:, 3] > 0)), "bad_bbox")
         flag(~(np.isfinite(score) & (score >= 0) & (score <= 1)), "bad_score")
-    flag(~_isin_sorted(img, gt.image_ids), "unknown_image")
-    flag(~_isin_sorted(cat, gt.cat_ids), "unknown_category")
+    flag(~_isin_sorted(img, gt.image_ids) | huge["image_id"], "unknown_image")
+    flag(~_isin_sorted(cat, gt.cat_ids) | huge["category_id"], "unknown_category")
 
     bad = np.flatnonzero(kind)
     skipped: dict[str, int] = {}

@@ -253,6 +253,14 @@ def test_malformed_files_give_the_whole_file_messages(tmp_path, content, message
         load_predictions(path, GT)
 
 
+def test_ids_beyond_int64_are_unknown_not_a_crash(tmp_path):
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps([_rec(), _rec(image_id=2**70)]))
+    with pytest.raises(UserError, match=r"record 1: image_id 1180591620717411303424 is not in"):
+        load_predictions(path, GT)
+    assert load_predictions(path, GT, lenient=True).skipped == {"unknown_image": 1}
+
+
 def test_empty_list_file(tmp_path):
     path = tmp_path / "p.json"
     path.write_text(" [ \n ] \n")
