@@ -257,7 +257,10 @@ def match_all(
             row = code[c]
             row[out & (row == FP)] = IGNORED
     status = code[c_tau].copy()
-    status[rank >= max_dets] = CUT
+    cut = rank >= max_dets  # matched for COCO's 100 but beyond --max-dets: not evaluated
+    status[cut] = CUT
+    det_gt[cut] = -1
+    det_iou[cut] = np.nan
     m = Matches(status, det_gt, det_iou, n_gt, iou_threshold, max_dets)
     return MatchPass(
         code, rank, candidate, m, pooled_order(preds, gt) if coco else np.zeros(0, np.int64)
