@@ -85,3 +85,24 @@ def test_undefined_coco_numbers_reach_training_summaries_as_null(tmp_path):
     assert isinstance(summary["AP"], float)
     record = json.loads(json.dumps(summary))
     assert record["APl"] is None
+
+
+def test_several_files_parse_the_ground_truth_once(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import analysis.ground_truth as gt_mod
+    from alrp_cli.cli.app import app
+
+    gt, dets = random_case(17)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"m{i}.json")
+        paths[-1].write_text(json.dumps(dets[i:]))
+    calls = []
+    validate = gt_mod._validate_gt
+    monkeypatch.setattr(gt_mod, "_validate_gt", lambda *a: calls.append(1) or validate(*a))
+    args = ["analyze", *map(str, paths), "--gt", str(tmp_path / "gt.json")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert len(calls) == 1
