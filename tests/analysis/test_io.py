@@ -266,3 +266,24 @@ def test_empty_list_file(tmp_path):
     path.write_text(" [ \n ] \n")
     p = load_predictions(path, GT)
     assert len(p) == 0 and p.bbox.shape == (0, 4) and p.n_records == 0
+
+
+def test_ground_truth_file_fast_path_equals_the_checked_path(tmp_path, monkeypatch):
+    from analysis import ground_truth as gt_mod
+    from tests.analysis.cases import coco_case
+
+    gt, _ = coco_case(3)
+    for i, a in enumerate(gt["annotations"]):
+        a["segmentation"] = [[0, 0, 1, 1, 2, 2]]  # skipped by the decoder
+        if i % 3 == 0:
+            del a["area"]  # defaults to w * h
+    gt["categories"][0].pop("name")
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(gt))
+    monkeypatch.setattr(gt_mod, "read_json", lambda *a, **k: pytest.fail("plain path used"))
+    fast = load_gt(path)
+    slow = load_gt(gt)
+    for key in ("image_ids", "cat_ids", "ann_id", "image_id", "category_id", "bbox", "area"):
+        np.testing.assert_array_equal(getattr(fast, key), getattr(slow, key))
+    assert fast.iscrowd.tolist() == slow.iscrowd.tolist()
+    assert fast.cat_names == slow.cat_names and fast.images == slow.images
