@@ -100,9 +100,12 @@ def test_several_files_parse_the_ground_truth_once(tmp_path, monkeypatch):
         paths.append(tmp_path / f"m{i}.json")
         paths[-1].write_text(json.dumps(dets[i:]))
     calls = []
-    validate = gt_mod._validate_gt
-    monkeypatch.setattr(gt_mod, "_validate_gt", lambda *a: calls.append(1) or validate(*a))
+    for parser in ("_read_typed", "_validate_gt"):  # the fast path, the checked path
+        original = getattr(gt_mod, parser)
+        monkeypatch.setattr(
+            gt_mod, parser, lambda *a, f=original, p=parser: calls.append(p) or f(*a)
+        )
     args = ["analyze", *map(str, paths), "--gt", str(tmp_path / "gt.json")]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert len(calls) == 1
+    assert calls == ["_read_typed"]  # one parse of the file, for all three
