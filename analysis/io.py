@@ -1,10 +1,20 @@
 """Read and validate COCO results files (predictions) against their ground truth.
 
-Validation runs before any work and is column-wise (a few C-level passes over the
-records, no per-record Python checks), so half a million detections validate in about
-a second. A bad record gives a one-line :class:`~alrp_cli.errors.UserError` naming the
-file, the record index and the problem; with ``lenient=True`` bad records are dropped
-and counted per kind instead.
+A results file is read straight into numpy columns, never a dict per detection kept
+for the whole file: the file is read in blocks of a few MiB, each block is cut after its
+last complete record and decoded by msgspec into small typed structs (image_id,
+category_id, bbox, score; other keys skipped), whose values go into column chunks that
+are validated with a few numpy passes and then dropped. Peak memory is the columns
+(64 bytes per detection) plus one block. A cut is verified by the decoder itself: a
+piece ``[`` + records + ``]`` parses only when the cut falls between two top-level
+records. Anything unusual (a top level that is not a list, malformed JSON, NaN literals)
+falls back to reading the whole file with the standard library, which gives the
+messages of :func:`~analysis.jsonio.read_json`.
+
+Validation is column-wise. A block with a bad record is decoded again as plain
+dicts and checked record by record, so a bad record gives the same one-line
+:class:`~alrp_cli.errors.UserError` naming the file, the record index and the problem;
+with ``lenient=True`` bad records are dropped and counted per kind instead.
 
 The ground truth side lives in :mod:`analysis.ground_truth`; ``load_gt``,
 ``GroundTruth`` and ``read_json`` are re-exported here for callers of this module.
@@ -15,10 +25,12 @@ from __future__ import annotations
 import itertools
 import operator
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from alrp_cli.errors import UserError
@@ -65,10 +77,6 @@ class Predictions:
     index: np.ndarray  # int64 (D,): each detection's record index in the file
     n_records: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
-    # The parsed records of a file this module read itself (so they are ours to reuse as
-    # the COCO evaluator's annotation dicts, saving a second dict per detection); None
-    # for caller-owned lists.
-    records: list[dict] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.score)
@@ -96,6 +104,9 @@ def load_predictions(
     gt = load_gt(gt)
     if isinstance(predictions, str | os.PathLike):
         name = name or str(predictions)
+        streamed = _read_columns(Path(predictions), name, gt, lenient)
+        if streamed is not None:
+            return streamed
         records = read_json(predictions, "COCO results")
     else:
         name = name or "<predictions>"
@@ -110,13 +121,164 @@ def load_predictions(
             f"{name}: top level is {json_type(records)}, expected a list of "
             "{image_id, category_id, bbox, score} objects"
         )
-    preds = _validate_records(name, records, gt, lenient)
-    if isinstance(predictions, str | os.PathLike):
-        preds.records = records
-    return preds
+    return _validate_records(name, records, gt, lenient)
 
 
-def _validate_records(name: str, records: list, gt: GroundTruth, lenient: bool) -> Predictions:
+class _Det(msgspec.Struct, gc=False):
+    """One results record as the fast path decodes it (other keys are skipped)."""
+
+    image_id: int
+    category_id: int
+    bbox: tuple[float, float, float, float]
+    score: float
+
+
+_DECODE_TYPED = msgspec.json.Decoder(list[_Det]).decode
+_DECODE_PLAIN = msgspec.json.Decoder().decode
+BLOCK_BYTES = 1 << 22
+
+
+class _Fallback(Exception):
+    """The streaming reader cannot handle this file; read it whole instead."""
+
+
+def _pieces(path: Path, block_bytes: int) -> Iterator[bytes]:
+    """The file's top-level list as pieces ``[rec, rec, ...]``, each valid JSON on its own.
+
+    Raises _Fallback when the file does not start with ``[`` or a cut cannot be made.
+    A cut is placed after the last ``}`` followed by ``,`` in the bytes read so far; the
+    caller's decoder verifies it (a piece parses only when the cut is between records).
+    """
+    with open(path, "rb") as f:
+        pending = f.read(block_bytes).lstrip()
+        if not pending.startswith(b"["):
+            raise _Fallback
+        pending = pending[1:]
+        while True:
+            more = f.read(block_bytes)
+            if not more:
+                tail = pending.rstrip()
+                if not tail.endswith(b"]"):
+                    raise _Fallback
+                yield b"[" + tail
+                return
+            pending += more
+            cut = _last_cut(pending)
+            if cut is None:
+                continue
+            end, resume = cut
+            yield b"[" + pending[:end] + b"]"
+            pending = pending[resume:]
+
+
+def _last_cut(buf: bytes) -> tuple[int, int] | None:
+    """(end of the last record followed by a comma, start of what follows), or None."""
+    pos = len(buf)
+    while True:
+        pos = buf.rfind(b"}", 0, pos)
+        if pos < 0:
+            return None
+        j = pos + 1
+        while j < len(buf) and buf[j] in b" \t\r\n":
+            j += 1
+        if j < len(buf) and buf[j] == ord(","):
+            return pos + 1, j + 1
+        if j >= len(buf):  # the comma may be in the next block: cut earlier
+            continue
+        # "}" inside a record (a nested object) or a string: look further back
+
+
+def _read_columns(path: Path, name: str, gt: GroundTruth, lenient: bool) -> Predictions | None:
+    """Stream a results file into validated columns; None when it must be read whole."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return None  # read_json gives the message
+    if size == 0 or not path.is_file():
+        return None
+    parts: list[Predictions] = []
+    offset = 0
+    try:
+        for piece in _pieces(path, BLOCK_BYTES):
+            try:
+                part = _typed_chunk(piece, gt, offset)
+            except (msgspec.ValidationError, OverflowError):  # OverflowError: an id ≥ 2⁶³
+                part = None
+            if part is None:  # a bad record: check this piece record by record
+                records = _DECODE_PLAIN(piece)
+                part = _validate_records(name, records, gt, lenient, offset=offset)
+            parts.append(part)
+            offset += part.n_records
+    except (_Fallback, msgspec.DecodeError, OSError, OverflowError):
+        return None
+    skipped: dict[str, int] = {}
+    for p in parts:
+        for k, v in p.skipped.items():
+            skipped[k] = skipped.get(k, 0) + v
+    skipped = {k: skipped[k] for k in SKIP_KINDS if k in skipped}
+    cols = {}
+    shapes = {"image_id": (0,), "category_id": (0,), "bbox": (0, 4), "score": (0,)}
+    for key, empty in shapes.items():
+        dtype = np.float64 if key in ("bbox", "score") else np.int64
+        chunks = [getattr(p, key) for p in parts]
+        cols[key] = np.concatenate(chunks) if chunks else np.zeros(empty, dtype)
+        for p in parts:  # free each chunk as soon as it is copied
+            setattr(p, key, None)
+    index = [p.index for p in parts]
+    return Predictions(
+        path=name,
+        index=np.concatenate(index) if index else np.zeros(0, np.int64),
+        n_records=offset,
+        skipped=skipped,
+        **cols,
+    )
+
+
+def _typed_chunk(piece: bytes, gt: GroundTruth, offset: int) -> Predictions | None:
+    """Columns of one piece decoded as typed records; None when a record fails a check."""
+    dets = _DECODE_TYPED(piece)
+    n = len(dets)
+    img = np.fromiter(map(operator.attrgetter("image_id"), dets), np.int64, n)
+    cat = np.fromiter(map(operator.attrgetter("category_id"), dets), np.int64, n)
+    score = np.fromiter(map(operator.attrgetter("score"), dets), np.float64, n)
+    bbox = np.fromiter(
+        itertools.chain.from_iterable(map(operator.attrgetter("bbox"), dets)), np.float64, 4 * n
+    ).reshape(n, 4)
+    del dets
+    with np.errstate(invalid="ignore"):
+        ok = (
+            np.isfinite(bbox).all(axis=1)
+            & (bbox[:, 2] > 0)
+            & (bbox[:, 3] > 0)
+            & (score >= 0)
+            & (score <= 1)
+            & _isin_sorted(img, gt.image_ids)
+            & _isin_sorted(cat, gt.cat_ids)
+        )
+    if not ok.all():
+        return None
+    return Predictions(
+        path="",
+        image_id=img,
+        category_id=cat,
+        bbox=bbox,
+        score=score,
+        index=np.arange(offset, offset + n, dtype=np.int64),
+        n_records=n,
+    )
+
+
+def _isin_sorted(values: np.ndarray, sorted_unique: np.ndarray) -> np.ndarray:
+    """bool: each value is in ``sorted_unique`` (one binary search each)."""
+    if len(sorted_unique) == 0:
+        return np.zeros(len(values), dtype=bool)
+    i = np.minimum(np.searchsorted(sorted_unique, values), len(sorted_unique) - 1)
+    return sorted_unique[i] == values
+
+
+def _validate_records(
+    name: str, records: list, gt: GroundTruth, lenient: bool, *, offset: int = 0
+) -> Predictions:
     n = len(records)
     original = records
     # kind[i] = 1 + index into SKIP_KINDS of the first failed check, 0 when the record is good.
@@ -163,6 +325,16 @@ def _validate_records(name: str, records: list, gt: GroundTruth, lenient: bool) 
     flag(~bbox_ok, "bad_type")
     ok = kind == 0
 
+    # Ids beyond int64 cannot be in the ground truth: placeholders, flagged unknown below.
+    huge = {}
+    for k in ("image_id", "category_id"):
+        huge[k] = np.zeros(n, dtype=bool)
+        if ok.any() and not all(-(2**63) <= v < 2**63 for v in itertools.compress(cols[k], ok)):
+            huge[k] = ok & np.fromiter(
+                (is_int(v) and not -(2**63) <= v < 2**63 for v in cols[k]), bool, n
+            )
+            cols[k] = [0 if h else v for v, h in zip(cols[k], huge[k], strict=True)]
+
     # Values, on the records whose types are right (others get placeholders).
     if ok.all():
         img = np.array(cols["image_id"], dtype=np.int64) if n else np.zeros(0, np.int64)
@@ -186,8 +358,8 @@ def _validate_records(name: str, records: list, gt: GroundTruth, lenient: bool) 
     with np.errstate(invalid="ignore"):
         flag(~(np.isfinite(bbox).all(axis=1) & (bbox[:, 2] > 0) & (bbox[:, 3] > 0)), "bad_bbox")
         flag(~(np.isfinite(score) & (score >= 0) & (score <= 1)), "bad_score")
-    flag(~np.isin(img, gt.image_ids), "unknown_image")
-    flag(~np.isin(cat, gt.cat_ids), "unknown_category")
+    flag(~_isin_sorted(img, gt.image_ids) | huge["image_id"], "unknown_image")
+    flag(~_isin_sorted(cat, gt.cat_ids) | huge["category_id"], "unknown_category")
 
     bad = np.flatnonzero(kind)
     skipped: dict[str, int] = {}
@@ -195,7 +367,7 @@ def _validate_records(name: str, records: list, gt: GroundTruth, lenient: bool) 
         if not lenient:
             i = int(bad[0])
             k = SKIP_KINDS[kind[i] - 1]
-            raise UserError(f"{name}: record {i}: {_explain(k, original[i], gt)}")
+            raise UserError(f"{name}: record {offset + i}: {_explain(k, original[i], gt)}")
         counts = np.bincount(kind[bad], minlength=len(SKIP_KINDS) + 1)
         skipped = {k: int(counts[j + 1]) for j, k in enumerate(SKIP_KINDS) if counts[j + 1]}
     keep = kind == 0
@@ -205,7 +377,7 @@ def _validate_records(name: str, records: list, gt: GroundTruth, lenient: bool) 
         category_id=cat[keep],
         bbox=bbox[keep],
         score=score[keep],
-        index=np.flatnonzero(keep).astype(np.int64),
+        index=np.flatnonzero(keep).astype(np.int64) + offset,
         n_records=n,
         skipped=skipped,
     )

@@ -1,26 +1,28 @@
-"""COCOeval's greedy detection-to-ground-truth matching at one IoU threshold, vectorised.
+"""COCOeval's greedy detection-to-ground-truth matching, vectorised, in one pass for all settings.
 
-pycocotools matches in Python, one detection and one ground truth at a time, and
-faster-coco-eval does it in C++ but exposes only true-positive pairs at the first
-threshold. LRP, the loss values and the per-detection table need, at any threshold τ,
-every detection's status (TP, FP, ignored) with its matched ground truth and IoU, so
-this module re-implements ``COCOeval.evaluateImg`` for area "all" exactly (the tests
-compare it with pycocotools' own ``evalImgs``) and vectorises it across all
-(image, category) groups at once: step r handles the r-th best detection of every
-group together, so there are at most ``max_dets`` numpy steps, each touching only the
-(detection, ground truth) pairs of that step. Memory is proportional to the detections
-plus one step's pairs (at most one detection per group).
+One pass over the detections serves every number of ``alrp analyze``: the 40 settings
+COCOeval evaluates (10 IoU thresholds x 4 area ranges; its three max-dets are prefixes
+of the 100-detection matching) and the IoU threshold τ of LRP and the loss values (area
+all), which shares a setting when τ is one of COCO's thresholds. pycocotools matches in
+Python, one detection and one ground truth at a time, setting by setting;
+faster-coco-eval does the same in C++ and exposes only true-positive pairs. Here the
+IoU of each (detection, ground truth) pair of an image and class is computed once and
+the greedy rule runs for all settings at once, vectorised across all (image, category)
+groups: step r handles the r-th best detection of every group together, so there are at
+most ``max(100, max_dets)`` numpy steps, each touching only that step's pairs times the
+settings. Memory: one int8 code per detection and setting, plus one step's pairs.
 
-The rules reproduced (pycocotools ``evaluateImg``):
+The rules reproduced (pycocotools ``evaluateImg``; the tests compare every setting's
+result with pycocotools' own ``evalImgs``):
 - per image and category, detections sorted by descending score (stable), cut to
-  ``max_dets``; ground truths sorted non-ignored first (stable); a ground truth is
-  ignored when crowd or its ``area`` is outside [0, 1e10];
-- each detection takes, among unmatched non-ignored ground truths with IoU ≥ τ, the one
-  of highest IoU (the last such on ties); only when there is none, the best ignored one
-  (crowd ground truths may absorb any number of detections);
+  ``max_dets``; a ground truth is ignored in an area range when crowd or its ``area``
+  is outside the range (bounds included); non-ignored ground truths are searched first;
+- each detection takes, among unmatched non-ignored ground truths with IoU ≥ t, the one
+  of highest IoU (the last such in file order on ties); only when there is none, the
+  best ignored one (crowd ground truths may absorb any number of detections);
 - IoU as pycocotools' ``bbIou`` in float64; against crowd, intersection / detection area;
-- a detection matched to an ignored ground truth, or unmatched with area outside the
-  range, is ignored: neither TP nor FP.
+- a detection matched to an ignored ground truth, or unmatched with its area (w * h)
+  outside the range, is ignored: neither TP nor FP.
 """
 
 from __future__ import annotations
@@ -35,6 +37,12 @@ from analysis.io import Predictions
 FP, TP, IGNORED, CUT = 0, 1, 2, 3
 STATUS_NAMES = {FP: "fp", TP: "tp", IGNORED: "ignored", CUT: "ignored"}
 AREA_ALL = (0.0, 1e5**2)
+# COCOeval's parameters (pycocotools ``Params.setDetParams``), built the same way so the
+# thresholds are bit-identical.
+AREA_RANGES = ((0.0, 1e5**2), (0.0, 32.0**2), (32.0**2, 96.0**2), (96.0**2, 1e5**2))
+AREA_NAMES = ("all", "small", "medium", "large")
+IOU_THRS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
+COCO_MAX_DETS = (1, 10, 100)
 
 
 @dataclass
@@ -90,6 +98,27 @@ def _group_keys(image_id: np.ndarray, cat_id: np.ndarray, gt: GroundTruth) -> np
     return img.astype(np.int64) * len(gt.cat_ids) + cat
 
 
+@dataclass
+class MatchPass:
+    """Results of one matching pass: every COCO setting plus τ.
+
+    ``code`` int8 (C, D): per setting (area index ``a``, IoU threshold ``t``) and
+    detection, 0 FP, 1 TP, 2 ignored; meaningful for detections of ``rank`` < 100 (the
+    COCO settings ``c = a * 10 + t``, t indexing ``IOU_THRS``, a ``AREA_RANGES``).
+    ``rank`` int64 (D,): 0-based position of each detection in its image and class by
+    descending score (stable). ``candidate`` bool (D,): the detection has IoU ≥ the
+    lowest threshold with some ground truth of its image and class (only those can be
+    anything but FP, or ignored for their own area). ``matches``: the per-detection
+    results at τ, area all, cut at ``max_dets``.
+    """
+
+    code: np.ndarray
+    rank: np.ndarray
+    candidate: np.ndarray
+    matches: Matches
+    pooled: np.ndarray  # int64 (D,): all detections in COCOeval's pooled order
+
+
 def match(
     preds: Predictions, gt: GroundTruth, *, iou_threshold: float = 0.5, max_dets: int = 100
 ) -> Matches:
@@ -97,100 +126,182 @@ def match(
 
     Returns per-detection status, matched ground-truth row and IoU (see :class:`Matches`).
     """
+    return match_all(preds, gt, iou_threshold=iou_threshold, max_dets=max_dets, coco=False).matches
+
+
+def match_all(
+    preds: Predictions,
+    gt: GroundTruth,
+    *,
+    iou_threshold: float = 0.5,
+    max_dets: int = 100,
+    coco: bool = True,
+) -> MatchPass:
+    """One matching pass for the 40 COCO settings (when ``coco``) and for τ (area all).
+
+    The COCO settings use COCOeval's 100 detections per image and class, τ uses
+    ``max_dets``; see :class:`MatchPass` for what is returned.
+    """
     n_det = len(preds)
-    status = np.full(n_det, FP, dtype=np.int8)
-    det_gt = np.full(n_det, -1, dtype=np.int64)
-    det_iou = np.full(n_det, np.nan)
+    n_t = len(IOU_THRS)
+    # Settings: (area index, threshold); τ shares a COCO setting when it equals one.
+    s_area = [a for a in range(len(AREA_RANGES)) for _ in range(n_t)] if coco else []
+    s_thr = [float(t) for _ in AREA_RANGES for t in IOU_THRS] if coco else []
+    hit = np.flatnonzero(iou_threshold == IOU_THRS) if coco else np.zeros(0, np.int64)
+    if len(hit):
+        c_tau = int(hit[0])
+    else:
+        c_tau = len(s_thr)
+        s_area.append(0)
+        s_thr.append(float(iou_threshold))
+    n_set = len(s_thr)
+    area_of = np.array(s_area, dtype=np.int64)
+    thr = np.minimum(np.array(s_thr), 1 - 1e-10)
+    coco_steps = 100 if coco else 0
+    steps = max(coco_steps, max_dets)
+
     ign_all = gt_ignored(gt)
     n_gt = np.bincount(
         np.searchsorted(gt.cat_ids, gt.category_id[~ign_all]), minlength=len(gt.cat_ids)
     ).astype(np.int64)
+    code = np.zeros((n_set, n_det), dtype=np.int8)
+    det_gt = np.full(n_det, -1, dtype=np.int64)
+    det_iou = np.full(n_det, np.nan)
+    rank = np.zeros(n_det, dtype=np.int64)
+    candidate = np.zeros(n_det, dtype=bool)
     if n_det == 0:
-        return Matches(status, det_gt, det_iou, n_gt, iou_threshold, max_dets)
+        status = code[c_tau].copy()
+        m = Matches(status, det_gt, det_iou, n_gt, iou_threshold, max_dets)
+        return MatchPass(code, rank, candidate, m, np.zeros(0, np.int64))
 
     # Detections grouped by (image, category), descending score, stable (file order on ties).
     dkey = _group_keys(preds.image_id, preds.category_id, gt)
-    dorder = np.lexsort((-preds.score, dkey))  # lexsort is stable
+    dorder = np.argsort(-preds.score, kind="stable")
+    dorder = dorder[np.argsort(dkey[dorder], kind="stable")]
     dkey_s = dkey[dorder]
     start = np.r_[0, np.flatnonzero(dkey_s[1:] != dkey_s[:-1]) + 1]
-    sizes = np.diff(np.r_[start, n_det])
-    rank = np.arange(n_det) - np.repeat(start, sizes)
-    status[dorder[rank >= max_dets]] = CUT
-    kept = dorder[rank < max_dets]  # file-order indices, in (group, rank) order
-    kept_rank = rank[rank < max_dets]
+    rank[dorder] = np.arange(n_det) - np.repeat(start, np.diff(np.r_[start, n_det]))
+    del dkey_s, start, dorder
+    # Detections to match, by (rank, group): step r takes the r-th detection of every group.
+    by_rank = np.argsort(rank, kind="stable")
+    by_rank = by_rank[: np.searchsorted(rank[by_rank], steps)]
+    det = by_rank
+    det_rank = rank[det]
 
-    # Ground truths grouped the same way, non-ignored first, stable.
+    # Ground truths grouped the same way, file order within a group.
     gkey = _group_keys(gt.image_id, gt.category_id, gt)
-    gorder = np.lexsort((ign_all, gkey))
+    gorder = np.argsort(gkey, kind="stable")
     gkey_s = gkey[gorder]
-    g_ign = ign_all[gorder]
     g_crowd = gt.iscrowd[gorder]
     g_box = gt.bbox[gorder]
+    g_ign = np.stack([gt_ignored(gt, rng)[gorder] for rng in AREA_RANGES])  # (A, G)
 
-    # Process detections by (rank, group): step r takes the r-th detection of every group.
-    by_rank = np.argsort(kept_rank, kind="stable")
-    det = kept[by_rank]
-    det_rank = kept_rank[by_rank]
     g0 = np.searchsorted(gkey_s, dkey[det], side="left")
     ng = np.searchsorted(gkey_s, dkey[det], side="right") - g0
     has = ng > 0
     det, det_rank, g0, ng = det[has], det_rank[has], g0[has], ng[has]
+    del dkey
 
-    thr = min(iou_threshold, 1 - 1e-10)
-    matched = np.zeros(len(gkey_s), dtype=bool)
-    step_bounds = np.searchsorted(det_rank, np.arange(max_dets + 1))
-    for r in range(max_dets):
+    matched = np.zeros((n_set, len(gkey_s)), dtype=bool)
+    all_sets = np.arange(n_set)
+    tau_only = np.array([c_tau])
+    lowest = thr.min()
+    step_bounds = np.searchsorted(det_rank, np.arange(steps + 1))
+    for r in range(steps):
         d0, d1 = step_bounds[r], step_bounds[r + 1]
         if d0 == d1:
             continue
+        sets = all_sets if r < coco_steps else tau_only
         # This step's (detection, ground truth) pairs only: memory is per step.
         s_det, s_ng = det[d0:d1], ng[d0:d1]
         seg = np.r_[0, np.cumsum(s_ng)[:-1]]
         pair_det = np.repeat(np.arange(d1 - d0), s_ng)
         s_gt = g0[d0:d1][pair_det] + (np.arange(len(pair_det)) - seg[pair_det])
-        s_iou = box_iou_pairs(preds.bbox[s_det][pair_det], g_box[s_gt], g_crowd[s_gt])
-        s_ign = g_ign[s_gt]
-        elig = (s_iou >= thr) & (~matched[s_gt] | g_crowd[s_gt])
-        best = _last_argmax(s_iou, elig & ~s_ign, seg)
+        crowd = g_crowd[s_gt]
+        s_iou = box_iou_pairs(preds.bbox[s_det][pair_det], g_box[s_gt], crowd)
+        # Pairs below every threshold can never match: drop them before the (S, P) work.
+        near = s_iou >= lowest
+        if not near.any():
+            continue
+        if not near.all():
+            pair_det, s_gt, s_iou, crowd = pair_det[near], s_gt[near], s_iou[near], crowd[near]
+            s_det = s_det[np.unique(pair_det)]
+            first = np.r_[True, pair_det[1:] != pair_det[:-1]]
+            seg = np.flatnonzero(first)
+        candidate[s_det] = True
+        ign = g_ign[area_of[sets]][:, s_gt]  # (S, P)
+        elig = (s_iou >= thr[sets][:, None]) & (~matched[sets][:, s_gt] | crowd)
+        best = _last_argmax(s_iou, elig & ~ign, seg)  # (S, n): pair index or -1
         none = best < 0
         if none.any():
-            best = np.where(none, _last_argmax(s_iou, elig & s_ign, seg), best)
-        hit = best >= 0
-        if not hit.any():
+            best = np.where(none, _last_argmax(s_iou, elig & ign, seg), best)
+        si, di = np.nonzero(best >= 0)
+        if not len(si):
             continue
-        b = best[hit]
-        gts = s_gt[b]
-        matched[gts] = True
-        dets = s_det[hit]
-        det_gt[dets] = gorder[gts]
-        det_iou[dets] = s_iou[b]
-        status[dets] = np.where(s_ign[b], IGNORED, TP)
+        b = best[si, di]
+        c = sets[si]
+        matched[c, s_gt[b]] = True
+        dets = s_det[di]
+        code[c, dets] = np.where(ign[si, b], IGNORED, TP)
+        at_tau = c == c_tau
+        det_gt[dets[at_tau]] = gorder[s_gt[b[at_tau]]]
+        det_iou[dets[at_tau]] = s_iou[b[at_tau]]
 
-    # Unmatched detections whose own area is out of range are ignored too.
+    # Unmatched detections whose own area is out of the setting's range are ignored too.
     area = preds.bbox[:, 2] * preds.bbox[:, 3]
-    out = (status == FP) & ((area < AREA_ALL[0]) | (area > AREA_ALL[1]))
-    status[out] = IGNORED
-    return Matches(status, det_gt, det_iou, n_gt, iou_threshold, max_dets)
+    for a, (lo, hi) in enumerate(AREA_RANGES):
+        out = (area < lo) | (area > hi)
+        if not out.any():
+            continue
+        for c in np.flatnonzero(area_of == a):
+            row = code[c]
+            row[out & (row == FP)] = IGNORED
+    status = code[c_tau].copy()
+    cut = rank >= max_dets  # matched for COCO's 100 but beyond --max-dets: not evaluated
+    status[cut] = CUT
+    det_gt[cut] = -1
+    det_iou[cut] = np.nan
+    m = Matches(status, det_gt, det_iou, n_gt, iou_threshold, max_dets)
+    return MatchPass(
+        code, rank, candidate, m, pooled_order(preds, gt) if coco else np.zeros(0, np.int64)
+    )
 
 
 def _last_argmax(values: np.ndarray, mask: np.ndarray, seg: np.ndarray) -> np.ndarray:
-    """Per segment (starts ``seg``): position of the last maximum of values[mask], or -1."""
+    """Per row and segment (starts ``seg``): position of the last maximum of values[mask].
+
+    ``values`` (P,), ``mask`` bool (S, P); returns int64 (S, len(seg)), -1 where the
+    segment has no masked value.
+    """
     v = np.where(mask, values, -np.inf)
-    seg_max = np.maximum.reduceat(v, seg)
-    lengths = np.diff(np.r_[seg, len(v)])
-    at_max = mask & (v == np.repeat(seg_max, lengths))
-    where = np.where(at_max, np.arange(len(v)), -1)
-    return np.maximum.reduceat(where, seg)
+    seg_max = np.maximum.reduceat(v, seg, axis=1)
+    lengths = np.diff(np.r_[seg, v.shape[1]])
+    at_max = mask & (v == np.repeat(seg_max, lengths, axis=1))
+    where = np.where(at_max, np.arange(v.shape[1]), -1)
+    return np.maximum.reduceat(where, seg, axis=1)
 
 
-def pooled_order(preds: Predictions, gt: GroundTruth, matches: Matches) -> np.ndarray:
-    """Indices of the evaluated detections (not beyond max-dets), in COCOeval's pooled order.
+def pooled_order(preds: Predictions, gt: GroundTruth, matches: Matches | None = None) -> np.ndarray:
+    """Indices of the detections in COCOeval's pooled order (all, or not beyond max-dets).
 
     Sorted by class (as ``GroundTruth.cat_ids``), then descending score, ties by image id
     and then by position within the image: the order of ``COCOeval.accumulate``'s stable
-    mergesort of the concatenated per-image lists.
+    mergesort of the concatenated per-image lists. With ``matches``, the detections
+    beyond max-dets are left out. One float sort and one integer sort (the columns are in
+    file order, so the last tie-break is the sort's stability).
     """
-    ev = np.flatnonzero(matches.status != CUT)
-    cat = np.searchsorted(gt.cat_ids, preds.category_id[ev])
-    order = np.lexsort((preds.index[ev], preds.image_id[ev], -preds.score[ev], cat))
-    return ev[order]
+    n = len(preds)
+    by_score = np.argsort(-preds.score, kind="stable")
+    s_sorted = preds.score[by_score]
+    score_rank = np.empty(n, dtype=np.int64)  # dense rank of descending score
+    score_rank[by_score] = np.cumsum(np.r_[False, s_sorted[1:] != s_sorted[:-1]])
+    del by_score, s_sorted
+    n_img = len(gt.image_ids)
+    key = np.searchsorted(gt.cat_ids, preds.category_id) * (n + 1) + score_rank
+    key *= n_img
+    key += np.searchsorted(gt.image_ids, preds.image_id)
+    del score_rank
+    order = np.argsort(key, kind="stable")
+    if matches is not None:
+        order = order[matches.status[order] != CUT]
+    return order

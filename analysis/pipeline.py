@@ -1,8 +1,9 @@
 """``analyze()``: every number of ``alrp analyze`` for one predictions file.
 
-Pipeline: load + validate (analysis.io) -> COCO numbers (analysis.coco, faster-coco-eval)
--> COCOeval matching at τ (analysis.matching) -> per class: oLRP (analysis.lrp), loss
-values (analysis.loss_values), ranking statistics (analysis.ranking).
+Pipeline: load + validate into columns (analysis.io) -> one COCOeval-exact matching pass
+for the 40 COCO settings and τ (analysis.matching) -> the 12 COCO numbers from it
+(analysis.coco) -> per class: oLRP (analysis.lrp), loss values (analysis.loss_values),
+ranking statistics (analysis.ranking).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from analysis.ground_truth import GroundTruth, load_gt
 from analysis.io import Predictions, load_predictions
 from analysis.loss_values import check_delta, class_losses, single_thread
 from analysis.lrp import ClassLRP, class_olrp, mean_defined
-from analysis.matching import FP, TP, Matches, match, pooled_order
+from analysis.matching import CUT, FP, TP, Matches, match_all
 from analysis.ranking import iou_by_score_decile, rank_correlations
 
 Progress = Callable[[str, int, int], None]
@@ -185,15 +186,17 @@ def analyze(
         preds = _restrict_predictions(preds, cat_sel)
     progress("loading", 1, 1)
 
+    progress("matching", 0, 1)
+    mp = match_all(preds, gt, iou_threshold=iou_threshold, max_dets=max_dets)
+    m = mp.matches
+    progress("matching", 1, 1)
+
     progress("COCO evaluation", 0, 1)
-    ce = coco_mod.coco_eval(preds, gt)
+    ce = coco_mod.coco_eval(preds, gt, mp)
+    order = mp.pooled[m.status[mp.pooled] != CUT]  # the detections LRP evaluates
+    del mp  # the per-setting codes are not needed any more
     ap, ap50 = coco_mod.per_class_ap(ce["precision"])
     progress("COCO evaluation", 1, 1)
-
-    progress("matching", 0, 1)
-    m = match(preds, gt, iou_threshold=iou_threshold, max_dets=max_dets)
-    order = pooled_order(preds, gt, m)
-    progress("matching", 1, 1)
 
     cat_idx = np.searchsorted(gt.cat_ids, preds.category_id[order])
     bounds = np.searchsorted(cat_idx, np.arange(len(gt.cat_ids) + 1))

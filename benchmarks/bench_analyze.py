@@ -1,30 +1,30 @@
-"""Benchmark `alrp analyze` on a generated COCO-val-sized case against COCOeval alone.
+"""Benchmark `alrp analyze` on a generated COCO-val-like case against COCOeval.
 
-The case: 5,000 images, about 36,000 ground-truth boxes in 80 classes (about 1% crowd),
-100 detections per image (500,000 in all): jittered copies of the ground truth with
-scores loosely tied to their IoU, duplicates, and background boxes.
+The case: N images (default 5,000), about 7.2 ground-truth boxes per image in 80
+classes (about 1% crowd), D detections per image (default 100): one to three jittered
+copies of each ground truth with scores loosely tied to their IoU, then background
+boxes of random classes with low scores.
 
-Run:  .venv/bin/python benchmarks/bench_analyze.py [--images 5000] [--repeat 1] [--memory]
+Run:  .venv/bin/python benchmarks/bench_analyze.py [--images 5000] [--dets-per-image 100]
+          [--skip pycocotools,faster-coco-eval] [--out DIR]
 
-In one process and one run it times
-  1. pycocotools COCOeval: evaluate() + accumulate() (loading and loadRes not timed);
-  2. faster-coco-eval COCOeval_faster: evaluate() + accumulate() (for reference);
-  3. analysis.analyze(): the whole analysis of one file, from the JSON path to the
-     result (parse, validation, COCO numbers, matching, oLRP, loss values, ranking);
-and prints the figures as a Markdown table for docs/benchmarks.md. With --memory it also
-runs analyze() alone in fresh processes on 1/4, 1/2 and all of the images and reports
-their peak resident memory, to show that memory grows with the number of detections.
+Each of the three runs once, in its own fresh process, one after the other:
+  1. pycocotools: COCO(gt), loadRes(results), COCOeval evaluate() + accumulate() + summarize();
+  2. faster-coco-eval: the same with its COCO and COCOeval_faster;
+  3. `analysis.analyze()`: the whole analysis of the file (parse, validation, the 12 COCO
+     numbers, oLRP, loss values, ranking statistics), which is what `alrp analyze` runs.
+Reported per run: wall seconds of the timed part (for the two COCOeval engines their
+evaluate() + accumulate() alone, and separately their loading), CPU seconds of the
+whole process after its imports (user + system, all threads), and peak resident memory
+(VmHWM) after the imports and at the end. Prints Markdown for docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -33,154 +33,194 @@ from pathlib import Path
 
 import numpy as np
 
+REPO = Path(__file__).resolve().parent.parent
 
-def generate(n_images: int = 5000, dets_per_image: int = 100, seed: int = 0) -> tuple[dict, list]:
-    """Generate (ground truth dict, results list) of a COCO-val-like case."""
+
+def generate(
+    n_images: int = 5000, dets_per_image: int = 100, seed: int = 0
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """(ground truth dict, detection columns) of a COCO-val-like case, vectorised."""
     rng = np.random.default_rng(seed)
     n_cats = 80
     cat_ids = np.arange(1, 91)[np.sort(rng.choice(90, n_cats, replace=False))]
-    images = [{"id": int(i), "width": 640, "height": 480} for i in range(1, n_images + 1)]
-    categories = [{"id": int(c), "name": f"class{c}", "supercategory": "x"} for c in cat_ids]
-    # About 7.2 boxes per image; a few classes dominate, as in COCO.
-    cat_p = rng.dirichlet(np.full(n_cats, 0.6))
-    annotations = []
-    gt_per_image: list[list[tuple[int, list[float]]]] = []
-    ann_id = 1
-    for img in images:
-        k = int(rng.poisson(7.2))
-        cats = rng.choice(cat_ids, size=k, p=cat_p)
-        boxes = []
-        for c in cats:
-            w = float(np.exp(rng.uniform(np.log(4), np.log(400))))
-            h = float(np.clip(w * np.exp(rng.normal(0, 0.5)), 2, 470))
-            w = min(w, 630.0)
-            x = float(rng.uniform(0, 640 - w))
-            y = float(rng.uniform(0, 480 - h))
-            crowd = int(rng.random() < 0.01)
-            annotations.append(
-                {
-                    "id": ann_id,
-                    "image_id": img["id"],
-                    "category_id": int(c),
-                    "bbox": [x, y, w, h],
-                    "area": w * h * 0.8,
-                    "iscrowd": crowd,
-                }
+    cat_p = rng.dirichlet(np.full(n_cats, 0.6))  # a few classes dominate, as in COCO
+    per_image = rng.poisson(7.2, n_images)
+    n_gt = int(per_image.sum())
+    g_img = np.repeat(np.arange(1, n_images + 1), per_image)
+    g_cat = rng.choice(cat_ids, size=n_gt, p=cat_p)
+    w = np.exp(rng.uniform(np.log(4), np.log(400), n_gt))
+    h = np.clip(w * np.exp(rng.normal(0, 0.5, n_gt)), 2, 470)
+    w = np.minimum(w, 630.0)
+    x, y = rng.uniform(0, 640 - w), rng.uniform(0, 480 - h)
+    crowd = (rng.random(n_gt) < 0.01).astype(int)
+    annotations = [
+        {"id": i + 1, "image_id": a, "category_id": c, "bbox": b, "area": ar, "iscrowd": k}
+        for i, (a, c, b, ar, k) in enumerate(
+            zip(
+                g_img.tolist(),
+                g_cat.tolist(),
+                np.c_[x, y, w, h].tolist(),
+                (w * h * 0.8).tolist(),
+                crowd.tolist(),
+                strict=True,
             )
-            ann_id += 1
-            boxes.append((int(c), [x, y, w, h]))
-        gt_per_image.append(boxes)
-    results = []
-    for img, boxes in zip(images, gt_per_image, strict=True):
-        n = 0
-        for c, (x, y, w, h) in boxes:
-            for _ in range(int(rng.integers(1, 4))):  # one true hit, sometimes duplicates
-                if n >= dets_per_image:
-                    break
-                q = rng.uniform(0.0, 0.35)
-                nx, ny = x + rng.normal(0, q) * w, y + rng.normal(0, q) * h
-                nw, nh = w * np.exp(rng.normal(0, q)), h * np.exp(rng.normal(0, q))
-                score = float(np.clip(0.9 - q + rng.normal(0, 0.2), 0.001, 1.0))
-                results.append(_det(img["id"], c, nx, ny, nw, nh, score))
-                n += 1
-        while n < dets_per_image:  # background: random boxes, random classes, low scores
-            w = float(np.exp(rng.uniform(np.log(4), np.log(300))))
-            h = float(np.exp(rng.uniform(np.log(4), np.log(300))))
-            c = int(rng.choice(cat_ids, p=cat_p))
-            score = float(rng.beta(1.2, 6.0))
-            x, y = rng.uniform(0, 600), rng.uniform(0, 440)
-            results.append(_det(img["id"], c, x, y, w, h, score))
-            n += 1
-    gt = {"images": images, "annotations": annotations, "categories": categories}
-    return gt, results
-
-
-def _det(image_id: int, c: int, x: float, y: float, w: float, h: float, score: float) -> dict:
-    return {
-        "image_id": int(image_id),
-        "category_id": int(c),
-        "bbox": [round(float(x), 2), round(float(y), 2), round(float(w), 2), round(float(h), 2)],
-        "score": round(score, 5),
+        )
+    ]
+    gt = {
+        "images": [{"id": i, "width": 640, "height": 480} for i in range(1, n_images + 1)],
+        "annotations": annotations,
+        "categories": [{"id": int(c), "name": f"class{c}", "supercategory": "x"} for c in cat_ids],
     }
+    # Hits: one to three jittered copies of each ground truth, at most dets_per_image.
+    copies = rng.integers(1, 4, n_gt)
+    src = np.repeat(np.arange(n_gt), copies)
+    h_img = g_img[src]
+    first = np.searchsorted(h_img, h_img)  # position of the image's first hit
+    keep = np.arange(len(src)) - first < dets_per_image
+    src, h_img = src[keep], h_img[keep]
+    q = rng.uniform(0.0, 0.35, len(src))
+    gw, gh = w[src], h[src]
+    hit_box = np.c_[
+        x[src] + rng.normal(0, 1, len(src)) * q * gw,
+        y[src] + rng.normal(0, 1, len(src)) * q * gh,
+        gw * np.exp(rng.normal(0, 1, len(src)) * q),
+        gh * np.exp(rng.normal(0, 1, len(src)) * q),
+    ]
+    hit_score = np.clip(0.9 - q + rng.normal(0, 0.2, len(src)), 0.001, 1.0)
+    # Background: random boxes of random classes with low scores fill each image up.
+    n_hits = np.bincount(h_img, minlength=n_images + 1)[1:]
+    n_bg = dets_per_image - n_hits
+    b_img = np.repeat(np.arange(1, n_images + 1), n_bg)
+    nb = len(b_img)
+    bg_box = np.c_[
+        rng.uniform(0, 600, nb),
+        rng.uniform(0, 440, nb),
+        np.exp(rng.uniform(np.log(4), np.log(300), nb)),
+        np.exp(rng.uniform(np.log(4), np.log(300), nb)),
+    ]
+    image_id = np.r_[h_img, b_img]
+    order = np.argsort(image_id, kind="stable")  # hits first within each image
+    dets = {
+        "image_id": image_id[order],
+        "category_id": np.r_[g_cat[src], rng.choice(cat_ids, size=nb, p=cat_p)][order],
+        "bbox": np.round(np.r_[hit_box, bg_box][order], 2),
+        "score": np.round(np.r_[hit_score, rng.beta(1.2, 6.0, nb)][order], 5),
+    }
+    return gt, dets
 
 
-def time_pycocotools(gt_path: Path, dt_path: Path) -> float:
-    """Seconds of pycocotools COCOeval evaluate() + accumulate()."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
+def write_results(path: Path, dets: dict[str, np.ndarray], chunk: int = 200_000) -> None:
+    """Write detection columns as a COCO results JSON list, a chunk of records at a time."""
+    n = len(dets["score"])
+    with open(path, "w") as f:
+        f.write("[")
+        for s in range(0, n, chunk):
+            part = slice(s, min(s + chunk, n))
+            recs = (
+                f'{{"image_id": {i}, "category_id": {c}, "bbox": [{b[0]}, {b[1]}, {b[2]}, '
+                f'{b[3]}], "score": {sc}}}'
+                for i, c, b, sc in zip(
+                    dets["image_id"][part].tolist(),
+                    dets["category_id"][part].tolist(),
+                    dets["bbox"][part].tolist(),
+                    dets["score"][part].tolist(),
+                    strict=True,
+                )
+            )
+            f.write((", " if s else "") + ", ".join(recs))
+        f.write("]")
 
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(gt_path))
-        dt = gt.loadRes(str(dt_path))
-        ev = COCOeval(gt, dt, "bbox")
-        t0 = time.perf_counter()
-        ev.evaluate()
-        ev.accumulate()
-        elapsed = time.perf_counter() - t0
-        ev.summarize()
-    return elapsed
 
+_PRELUDE = """
+import json, resource, sys, time
+def hwm():
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) * 1024
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+gt_path, dt_path = sys.argv[1], sys.argv[2]
+"""
 
-def time_faster_coco_eval(gt_path: Path, dt_path: Path) -> float:
-    """Seconds of faster-coco-eval COCOeval_faster evaluate() + accumulate()."""
-    from faster_coco_eval import COCO, COCOeval_faster
-
-    gt = COCO(str(gt_path))
-    dt = gt.loadRes(str(dt_path))
-    ev = COCOeval_faster(gt, dt, "bbox", print_function=lambda *a, **k: None)
+CHILDREN = {
+    "pycocotools": _PRELUDE
+    + """
+import contextlib, io
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+m0, c0 = hwm(), cpu()
+with contextlib.redirect_stdout(io.StringIO()):
     t0 = time.perf_counter()
+    gt = COCO(gt_path)
+    dt = gt.loadRes(dt_path)
+    t1 = time.perf_counter()
+    ev = COCOeval(gt, dt, "bbox")
     ev.evaluate()
     ev.accumulate()
-    return time.perf_counter() - t0
+    t2 = time.perf_counter()
+    ev.summarize()
+print(json.dumps({"load": t1 - t0, "timed": t2 - t1, "cpu": cpu() - c0, "hwm0": m0,
+                  "hwm": hwm(), "AP": float(ev.stats[0])}))
+""",
+    "faster-coco-eval": _PRELUDE
+    + """
+from faster_coco_eval import COCO, COCOeval_faster
+m0, c0 = hwm(), cpu()
+t0 = time.perf_counter()
+gt = COCO(gt_path)
+dt = gt.loadRes(dt_path)
+t1 = time.perf_counter()
+ev = COCOeval_faster(gt, dt, "bbox", print_function=lambda *a, **k: None)
+ev.evaluate()
+ev.accumulate()
+t2 = time.perf_counter()
+ev.summarize()
+print(json.dumps({"load": t1 - t0, "timed": t2 - t1, "cpu": cpu() - c0, "hwm0": m0,
+                  "hwm": hwm(), "AP": float(ev.stats[0])}))
+""",
+    "alrp analyze": _PRELUDE
+    + """
+import analysis
+m0, c0 = hwm(), cpu()
+phases = {}
+t0 = time.perf_counter()
+def progress(phase, done, total):
+    phases.setdefault(phase, time.perf_counter() - t0)
+r = analysis.analyze(dt_path, gt_path, progress=progress)
+t1 = time.perf_counter()
+names = list(phases)
+starts = [phases[n] for n in names] + [t1 - t0]
+print(json.dumps({"load": 0.0, "timed": t1 - t0, "cpu": cpu() - c0, "hwm0": m0,
+                  "hwm": hwm(), "AP": r.coco["AP"], "moLRP": r.molrp,
+                  "phases": {n: starts[i + 1] - starts[i] for i, n in enumerate(names)}}))
+""",
+}
 
 
-def time_analyze(gt_path: Path, dt_path: Path) -> tuple[float, dict[str, float], object]:
-    """Seconds of the whole analysis of one file, with the time of each phase."""
-    from analysis import analyze
-
-    phases: dict[str, float] = {}
+def run_child(name: str, gt_path: Path, dt_path: Path) -> dict:
+    """Run one engine in a fresh process; its figures as a dict."""
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     t0 = time.perf_counter()
-
-    def progress(phase: str, done: int, total: int) -> None:
-        phases.setdefault(phase, time.perf_counter() - t0)
-
-    result = analyze(dt_path, gt_path, progress=progress)
-    elapsed = time.perf_counter() - t0
-    names = list(phases)
-    starts = [phases[n] for n in names] + [elapsed]
-    return elapsed, {n: starts[i + 1] - starts[i] for i, n in enumerate(names)}, result
-
-
-def _peak_rss_child(gt_path: Path, dt_path: Path) -> tuple[float, float]:
-    """(peak RSS MiB after imports, peak RSS MiB after analyze) of a fresh process."""
-    # VmHWM (peak RSS of this address space) rather than ru_maxrss, which Linux carries
-    # over from the parent across fork + exec.
-    code = (
-        "import sys, analysis\n"
-        "def hwm():\n"
-        "    for line in open('/proc/self/status'):\n"
-        "        if line.startswith('VmHWM:'):\n"
-        "            return int(line.split()[1]) / 1024\n"
-        "r0 = hwm()\n"
-        "analysis.analyze(sys.argv[1], sys.argv[2])\n"
-        "print(r0, hwm())\n"
-    )
     out = subprocess.run(
-        [sys.executable, "-c", code, str(dt_path), str(gt_path)],
+        [sys.executable, "-c", CHILDREN[name], str(gt_path), str(dt_path)],
         check=True,
         capture_output=True,
         text=True,
+        env=env,
     )
-    a, b = out.stdout.split()
-    return float(a), float(b)
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    res["process_wall"] = time.perf_counter() - t0
+    return res
 
 
 def main() -> None:
-    """Generate the case, time the three, print the Markdown table."""
+    """Generate the case, run the three engines, print the Markdown table."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=5000)
-    ap.add_argument("--repeat", type=int, default=1, help="timing rounds (best is reported)")
-    ap.add_argument("--memory", action="store_true", help="also measure peak RSS scaling")
+    ap.add_argument("--dets-per-image", type=int, default=100)
+    ap.add_argument("--skip", default="", help="comma-separated engines not to run")
     ap.add_argument("--out", type=Path, default=None, help="keep the generated files here")
     args = ap.parse_args()
 
@@ -188,73 +228,56 @@ def main() -> None:
     tmp.mkdir(parents=True, exist_ok=True)
     gt_path, dt_path = tmp / "gt.json", tmp / "detections.json"
     t0 = time.perf_counter()
-    gt, dets = generate(args.images)
+    gt, dets = generate(args.images, args.dets_per_image)
     gt_path.write_text(json.dumps(gt))
-    dt_path.write_text(json.dumps(dets))
-    n_gt, n_det = len(gt["annotations"]), len(dets)
+    write_results(dt_path, dets)
+    n_gt, n_det = len(gt["annotations"]), len(dets["score"])
     del gt, dets
     print(f"generated {n_gt} ground truths, {n_det} detections in {time.perf_counter() - t0:.1f}s")
+    load0 = os.getloadavg()[0]
 
-    py, fast, ours = [], [], []
-    phases: dict[str, float] = {}
-    result = None
-    for _ in range(args.repeat):
-        py.append(time_pycocotools(gt_path, dt_path))
-        print(f"pycocotools evaluate+accumulate: {py[-1]:.2f}s", flush=True)
-        fast.append(time_faster_coco_eval(gt_path, dt_path))
-        print(f"faster-coco-eval evaluate+accumulate: {fast[-1]:.2f}s", flush=True)
-        t, ph, result = time_analyze(gt_path, dt_path)
-        if not ours or t < min(ours):
-            phases = ph
-        ours.append(t)
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    results = {}
+    for name in CHILDREN:
+        if name in skip:
+            continue
+        results[name] = r = run_child(name, gt_path, dt_path)
+        print(f"{name}: {json.dumps(r)}", flush=True)
+
+    mib = 2**20
+    print()
+    print(
+        f"Machine: {platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores, "
+        f"Python {platform.python_version()}; load average {load0:.1f} at the start, "
+        f"{os.getloadavg()[0]:.1f} at the end"
+    )
+    cmd = f"python benchmarks/bench_analyze.py --images {args.images}"
+    if args.dets_per_image != 100:
+        cmd += f" --dets-per-image {args.dets_per_image}"
+    if skip:
+        cmd += f" --skip {','.join(sorted(skip))}"
+    print(f"Command: {cmd}")
+    print(
+        f"Case: {args.images} images, {n_gt} ground truths, 80 classes, {n_det} detections, "
+        f"results file {dt_path.stat().st_size / mib:.0f} MiB"
+    )
+    print()
+    print(
+        "| run | timed part | wall (s) | loading (s) | CPU, whole process (s) "
+        "| peak RSS after imports (MiB) | peak RSS (MiB) | growth per detection (bytes) | AP |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, r in results.items():
+        part = "whole analysis" if name == "alrp analyze" else "evaluate() + accumulate()"
+        growth = (r["hwm"] - r["hwm0"]) / n_det
         print(
-            f"analyze (whole): {t:.2f}s  phases: "
-            + ", ".join(f"{k} {v:.2f}s" for k, v in ph.items()),
-            flush=True,
+            f"| {name} | {part} | {r['timed']:.2f} | {r['load']:.2f} | {r['cpu']:.2f} | "
+            f"{r['hwm0'] / mib:.0f} | {r['hwm'] / mib:.0f} | {growth:.0f} | {r['AP']:.4f} |"
         )
-
-    cpu = platform.processor() or platform.machine()
-    print()
-    print(
-        f"Machine: {platform.system()} {cpu}, {os.cpu_count()} CPU cores, Python "
-        f"{platform.python_version()}; load average at start {os.getloadavg()[0]:.1f}"
-    )
-    print(
-        f"Command: python benchmarks/bench_analyze.py --images {args.images} "
-        f"--repeat {args.repeat}{' --memory' if args.memory else ''}"
-    )
-    print(f"Case: {args.images} images, {n_gt} ground truths, 80 classes, {n_det} detections")
-    print()
-    print(f"| what | seconds (best of {args.repeat}) | ratio to pycocotools |")
-    print("|---|---:|---:|")
-    for name, ts in (
-        ("pycocotools COCOeval evaluate() + accumulate()", py),
-        ("faster-coco-eval evaluate() + accumulate()", fast),
-        ("`analysis.analyze()` whole analysis (parse to result)", ours),
-    ):
-        print(f"| {name} | {min(ts):.2f} | {min(ts) / min(py):.2f} |")
-    print()
-    print("analyze() phases (best round): " + ", ".join(f"{k} {v:.2f}s" for k, v in phases.items()))
-    if result is not None:
-        print(f"AP {result.coco['AP']:.4f}, moLRP {result.molrp:.4f}")
-
-    if args.memory:
+    if "alrp analyze" in results:
+        ph = results["alrp analyze"]["phases"]
         print()
-        print(
-            "| images | detections | peak RSS after imports (MiB) | peak RSS after analyze (MiB) |"
-            " growth (MiB) |"
-        )
-        print("|---:|---:|---:|---:|---:|")
-        for frac in (4, 2, 1):
-            n_img = args.images // frac
-            g, d = generate(n_img)
-            gp, dp = tmp / f"gt_{n_img}.json", tmp / f"det_{n_img}.json"
-            gp.write_text(json.dumps(g))
-            dp.write_text(json.dumps(d))
-            r0, r1 = _peak_rss_child(gp, dp)
-            print(f"| {n_img} | {len(d)} | {r0:.0f} | {r1:.0f} | {r1 - r0:.0f} |", flush=True)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"(this process: peak RSS {peak:.0f} MiB)")
+        print("analyze() phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in ph.items()))
 
 
 if __name__ == "__main__":

@@ -164,6 +164,12 @@ def _labels(names: list[str], given: list[str] | None) -> list[str]:
     return labels
 
 
+UNDEFINED_NOTE = (
+    "– = undefined: no ground truth in that area range (or none at all) to measure it "
+    "against; COCOeval prints -1, the JSON has null"
+)
+
+
 def _fmt(x: Any, digits: int = 3) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
@@ -203,6 +209,8 @@ def _print_file(out: Console, r: AnalysisResult, top: int) -> None:
         a = lrp_rows[i] if i < len(lrp_rows) else ("", "")
         b = rank_rows[i] if i < len(rank_rows) else ("", "")
         summary.add_row(k, _fmt(v), a[0], _fmt(a[1]), b[0], _fmt(b[1]))
+    if any(v is None for v in r.coco.values()):
+        summary.caption = UNDEFINED_NOTE
     out.print(summary)
 
     table = classes_table(r).sort_values(["n_gt", "category_id"], ascending=[False, True])
@@ -278,4 +286,6 @@ def _comparison(results: list[AnalysisResult]) -> Table:
     ]
     for name, values in rows:
         table.add_row(name, *[_fmt(v) for v in values])
+    if any(v is None for r in results for v in r.coco.values()):
+        table.caption = UNDEFINED_NOTE
     return table

@@ -91,13 +91,18 @@ class _ProgressView:
             self.progress.remove_task(self.eval_task)
             molrp = event.get("moLRP")
             self.progress.console.print(
-                f"epoch {event['epoch']}: AP {event['AP']:.4f} AP50 {event['AP50']:.4f}"
+                f"epoch {event['epoch']}: AP {_num(event['AP'])} AP50 {_num(event['AP50'])}"
                 + (f" moLRP {molrp:.4f}" if molrp is not None else "")
             )
 
     def stop(self) -> None:
         if self.progress.live.is_started:
             self.progress.stop()
+
+
+def _num(value: float | None) -> str:
+    """A metric to 4 decimals; "–" when undefined (None: e.g. no ground truth to evaluate)."""
+    return "–" if value is None else f"{value:.4f}"
 
 
 def _summary_table(result: Any) -> Table:

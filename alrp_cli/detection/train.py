@@ -196,7 +196,8 @@ def _end_epoch(run: Run, emit: EventFn) -> dict[str, Any] | None:
         last_eval = evaluate_epoch(run, emit)
         if run.log is not None:
             run.log.append(last_eval)
-        improved = last_eval["AP"] > state.best_ap
+        ap = last_eval["AP"]  # None when undefined (no ground truth to evaluate)
+        improved = ap is not None and ap > state.best_ap
         if improved:
             state.best_ap = last_eval["AP"]
     save_last(run, best=improved)

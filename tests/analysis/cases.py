@@ -145,3 +145,86 @@ def n_gt_per_class(gt: dict) -> dict[int, int]:
         if not a.get("iscrowd", 0) and 0 <= a["area"] <= 1e10:
             out[a["category_id"]] += 1
     return out
+
+
+def coco_case(
+    seed: int,
+    *,
+    n_images: int = 10,
+    n_cats: int = 5,
+    crowd_p: float = 0.1,
+    crowded: int = 0,
+) -> tuple[dict, list[dict]]:
+    """A random (gt dict, results list) that reaches every corner of COCOeval.
+
+    Boxes of every area range (small, medium, large; some ground truths with ``area``
+    exactly 32² or 96², the range bounds, and detections of w * h exactly on a bound),
+    crowd boxes, a class with no ground truth at all (the last one), images without
+    ground truth, score ties (scores rounded to 0.1), and with ``crowded`` > 0 one
+    (image, class) with that many detections (beyond max-dets 100 when over 100).
+    """
+    rng = np.random.default_rng(seed)
+    cats = [{"id": int(c), "name": f"c{c}"} for c in (2 + 3 * np.arange(n_cats))]
+    cat_ids = [c["id"] for c in cats]
+    gt_cats = cat_ids[:-1]  # the last class never has ground truth
+    images = [{"id": int(i), "width": 300, "height": 300} for i in 5 + 7 * np.arange(n_images)]
+    anns, dets = [], []
+
+    def box() -> list[float]:
+        side = float(np.exp(rng.uniform(np.log(4), np.log(200))))
+        w, h = side, side * float(np.exp(rng.normal(0, 0.4)))
+        return [float(rng.uniform(0, 100)), float(rng.uniform(0, 100)), w, h]
+
+    def det(img: int, c: int, b: list[float]) -> None:
+        score = float(np.round(rng.uniform(0.0, 1.0), 1))  # coarse: many ties
+        dets.append({"image_id": img, "category_id": c, "bbox": b, "score": score})
+
+    for n, img in enumerate(images):
+        gts = []
+        n_gt = 0 if n % 4 == 3 else int(rng.integers(1, 8))  # every fourth image: no GT
+        for _ in range(n_gt):
+            b = box()
+            area = b[2] * b[3] * float(rng.uniform(0.5, 1.0))
+            if rng.random() < 0.1:  # exactly on a range bound
+                area = float(rng.choice([32.0**2, 96.0**2]))
+            c = int(rng.choice(gt_cats))
+            crowd = int(rng.random() < crowd_p)
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": img["id"],
+                    "category_id": c,
+                    "bbox": b,
+                    "area": area,
+                    "iscrowd": crowd,
+                }
+            )
+            gts.append((c, b))
+        for _ in range(int(rng.integers(0, 25))):
+            if gts and rng.random() < 0.6:
+                c, (x, y, w, h) = gts[int(rng.integers(len(gts)))]
+                j = rng.normal(0, 0.12, size=4)
+                b = [x + j[0] * w, y + j[1] * h, w * float(np.exp(j[2])), h * float(np.exp(j[3]))]
+                if rng.random() < 0.1:
+                    c = int(rng.choice(cat_ids))
+            else:
+                b, c = box(), int(rng.choice(cat_ids))
+            if rng.random() < 0.05:  # w * h exactly on a range bound
+                side = float(rng.choice([32.0, 96.0]))
+                b = [b[0], b[1], side, side]
+            det(img["id"], c, [float(v) for v in b])
+    if crowded:
+        img = images[0]["id"]
+        c = next((a["category_id"] for a in anns if a["image_id"] == img), gt_cats[0])
+        mine = [a["bbox"] for a in anns if a["image_id"] == img and a["category_id"] == c]
+        for _ in range(crowded):
+            if mine and rng.random() < 0.5:
+                x, y, w, h = mine[int(rng.integers(len(mine)))]
+                j = rng.normal(0, 0.1, size=4)
+                b = [x + j[0] * w, y + j[1] * h, w * float(np.exp(j[2])), h * float(np.exp(j[3]))]
+            else:
+                b = box()
+            det(img, c, [float(v) for v in b])
+        order = rng.permutation(len(dets))  # spread that group's records through the file
+        dets = [dets[i] for i in order]
+    return {"images": images, "annotations": anns, "categories": cats}, dets

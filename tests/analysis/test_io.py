@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
 from alrp_cli.errors import UserError
 from analysis import analyze, load_gt, load_predictions
+from analysis import io as io_mod
 from analysis.io import SKIP_KINDS
 
 GT = {
@@ -15,7 +19,7 @@ GT = {
     "categories": [{"id": 3, "name": "cat"}],
     "annotations": [
         {"id": 0, "image_id": 1, "category_id": 3, "bbox": [0, 0, 10, 10]},  # id 0, no area
-        {"id": 0, "image_id": 2, "category_id": 3, "bbox": [0, 0, 10, 10], "iscrowd": 0},
+        {"id": 5, "image_id": 2, "category_id": 3, "bbox": [0, 0, 10, 10], "iscrowd": 0},
     ],
 }
 
@@ -77,7 +81,7 @@ def test_numpy_values_are_accepted():
 def test_ground_truth_forms_and_defaults():
     g = load_gt(GT)
     assert g.area.tolist() == [100.0, 100.0]  # area defaults to w*h
-    assert g.ann_id.tolist() == [0, 0]  # the file's ids are kept for reporting
+    assert g.ann_id.tolist() == [0, 5]  # the file's ids are kept for reporting
     coco = COCO()
     coco.dataset = {k: list(v) for k, v in GT.items()}
     coco.createIndex()
@@ -112,8 +116,174 @@ def test_bad_ground_truth(gt, message):
         load_gt(gt)
 
 
+def test_duplicate_annotation_ids_are_refused(tmp_path):
+    anns = [
+        {"id": i, "image_id": 1, "category_id": 3, "bbox": [i, 0, 10, 10]} for i in (4, 9, 4, 9)
+    ]
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps({**GT, "annotations": anns}))
+    with pytest.raises(
+        UserError,
+        match=rf"^{re.escape(str(path))}: annotations\[2\]: duplicate annotation id 4 "
+        r"\(also annotations\[0\]\)",
+    ):
+        load_gt(path)
+
+
+def test_duplicate_ids_would_change_pycocotools_ap():
+    # Why they are refused: pycocotools evaluates the last box of an id in place of the
+    # first, so two perfect detections score AP 0.5 instead of 1 (unique ids: AP 1).
+    from tests.analysis.cases import pycoco_eval
+
+    anns = [
+        {
+            "id": 1,
+            "image_id": 1,
+            "category_id": 3,
+            "bbox": [0, 0, 10, 10],
+            "area": 100,
+            "iscrowd": 0,
+        },
+        {
+            "id": 1,
+            "image_id": 2,
+            "category_id": 3,
+            "bbox": [50, 50, 10, 10],
+            "area": 100,
+            "iscrowd": 0,
+        },
+    ]
+    dets = [_rec(), _rec(image_id=2, bbox=[50, 50, 10, 10])]
+    dup = {**GT, "annotations": anns}
+    assert pycoco_eval(dup, dets).stats[1] < 1.0  # AP50 with the duplicate: wrong
+    unique = {**GT, "annotations": [anns[0], {**anns[1], "id": 2}]}
+    assert pycoco_eval(unique, dets).stats[1] == pytest.approx(1.0)
+    assert analyze(dets, unique).coco["AP50"] == pytest.approx(1.0)
+    with pytest.raises(UserError, match="duplicate annotation id 1"):
+        load_gt(dup)
+
+
 def test_unreadable_paths(tmp_path):
     with pytest.raises(UserError, match="is a directory"):
         load_gt(tmp_path)
     with pytest.raises(UserError, match="no such file"):
         load_predictions(tmp_path / "none.json", GT)
+
+
+def _columns(p):
+    return {
+        k: getattr(p, k).tolist() for k in ("image_id", "category_id", "bbox", "score", "index")
+    }
+
+
+@pytest.mark.parametrize("indent", [None, 2])
+@pytest.mark.parametrize("block", [7, 64, 1 << 22])
+def test_streamed_file_equals_the_in_memory_list(tmp_path, monkeypatch, indent, block):
+    # Blocks smaller than a record, cuts next to "}," inside strings and nested objects,
+    # other keys, ints for floats: the columns equal those of the parsed list.
+    records = []
+    for i in range(40):
+        r = _rec(image_id=1 + i % 2, bbox=[i, 0.5, 1 + i, 2.25], score=round(i / 40, 3))
+        if i % 5 == 0:
+            r["note"] = 'tricky }, {"score": 1} ]'
+        if i % 7 == 0:
+            r["extra"] = {"nested": {"a": [1, {"b": 2}]}, "s": "},"}
+        records.append(r)
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(records, indent=indent))
+    monkeypatch.setattr(io_mod, "BLOCK_BYTES", block)
+
+    def no_whole_file_read(*args, **kwargs):
+        raise AssertionError("fell back to reading the whole file")
+
+    if indent is None and block > 64:  # a plain file in one block never needs the fallback
+        monkeypatch.setattr(io_mod, "read_json", no_whole_file_read)
+    streamed = load_predictions(path, GT)
+    assert _columns(streamed) == _columns(load_predictions(records, GT))
+    assert streamed.n_records == 40 and streamed.path == str(path)
+
+
+def test_streaming_reads_in_blocks_without_falling_back(tmp_path, monkeypatch):
+    records = [_rec(score=i / 100) for i in range(100)]
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(records))
+    monkeypatch.setattr(io_mod, "BLOCK_BYTES", 100)  # about one record per block
+    monkeypatch.setattr(io_mod, "read_json", lambda *a, **k: pytest.fail("whole-file read"))
+    assert load_predictions(path, GT).score.tolist() == [i / 100 for i in range(100)]
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (_rec(score=True), r"record 57: 'score' is a boolean"),
+        (_rec(image_id=9), r"record 57: image_id 9 is not in the ground truth"),
+        (_rec(bbox=[0, 0, 0, 1]), r"record 57: 'bbox' \[0, 0, 0, 1\] must be finite"),
+        ({"image_id": 1}, r"record 57: missing keys 'category_id', 'bbox', 'score'"),
+        (_rec(score=float("nan")), r"record 57: 'score' nan must be a finite number"),
+    ],
+)
+def test_bad_record_in_a_late_block_is_named_by_its_file_index(tmp_path, monkeypatch, bad, message):
+    records = [_rec() for _ in range(80)]
+    records[57] = bad
+    records[70] = _rec(category_id=4)  # a later bad record is not the one reported
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(records))  # NaN is written as the literal NaN
+    monkeypatch.setattr(io_mod, "BLOCK_BYTES", 256)
+    with pytest.raises(UserError, match=f"^{re.escape(str(path))}: {message}"):
+        load_predictions(path, GT)
+    p = load_predictions(path, GT, lenient=True)
+    q = load_predictions(json.loads(path.read_text()), GT, lenient=True)
+    assert _columns(p) == _columns(q) and p.skipped == q.skipped and len(p) == 78
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "not valid JSON"),
+        ("[", "not valid JSON"),
+        ('[{"image_id": 1}] x', "not valid JSON"),
+        ('{"images": [], "annotations": []}', "is a COCO instances (ground truth) file"),
+        ("  7 ", "top level is a number"),
+    ],
+)
+def test_malformed_files_give_the_whole_file_messages(tmp_path, content, message):
+    path = tmp_path / "p.json"
+    path.write_text(content)
+    with pytest.raises(UserError, match=re.escape(message)):
+        load_predictions(path, GT)
+
+
+def test_ids_beyond_int64_are_unknown_not_a_crash(tmp_path):
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps([_rec(), _rec(image_id=2**70)]))
+    with pytest.raises(UserError, match=r"record 1: image_id 1180591620717411303424 is not in"):
+        load_predictions(path, GT)
+    assert load_predictions(path, GT, lenient=True).skipped == {"unknown_image": 1}
+
+
+def test_empty_list_file(tmp_path):
+    path = tmp_path / "p.json"
+    path.write_text(" [ \n ] \n")
+    p = load_predictions(path, GT)
+    assert len(p) == 0 and p.bbox.shape == (0, 4) and p.n_records == 0
+
+
+def test_ground_truth_file_fast_path_equals_the_checked_path(tmp_path, monkeypatch):
+    from analysis import ground_truth as gt_mod
+    from tests.analysis.cases import coco_case
+
+    gt, _ = coco_case(3)
+    for i, a in enumerate(gt["annotations"]):
+        a["segmentation"] = [[0, 0, 1, 1, 2, 2]]  # skipped by the decoder
+        if i % 3 == 0:
+            del a["area"]  # defaults to w * h
+    gt["categories"][0].pop("name")
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(gt))
+    monkeypatch.setattr(gt_mod, "read_json", lambda *a, **k: pytest.fail("plain path used"))
+    fast = load_gt(path)
+    slow = load_gt(gt)
+    for key in ("image_ids", "cat_ids", "ann_id", "image_id", "category_id", "bbox", "area"):
+        np.testing.assert_array_equal(getattr(fast, key), getattr(slow, key))
+    assert fast.iscrowd.tolist() == slow.iscrowd.tolist()
+    assert fast.cat_names == slow.cat_names and fast.images == slow.images

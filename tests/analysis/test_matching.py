@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from analysis.io import load_gt, load_predictions
-from analysis.matching import CUT, STATUS_NAMES, box_iou_pairs, match
-from tests.analysis.cases import oracle_matches, pycoco_eval, random_case
+from analysis.matching import CUT, STATUS_NAMES, box_iou_pairs, match, match_all
+from tests.analysis.cases import coco_case, oracle_matches, pycoco_eval, random_case
 
 
 def _compare(gt_dict, dets, *, tau, max_dets):
@@ -39,6 +39,23 @@ def test_matches_pycocotools(seed, tau, max_dets):
     gt_dict, dets = random_case(seed)
     m = _compare(gt_dict, dets, tau=tau, max_dets=max_dets)
     assert (m.status == 1).any()
+
+
+@pytest.mark.parametrize("max_dets", [2, 100, 130])
+def test_the_shared_pass_gives_the_same_matches_at_tau(max_dets):
+    # match_all (COCO's 40 settings + τ, one pass) equals matching at τ alone, also when
+    # --max-dets is below or above COCO's 100
+    gt_dict, dets = coco_case(21, crowded=140)
+    gt = load_gt(gt_dict)
+    preds = load_predictions(dets, gt)
+    for tau in (0.5, 0.62):
+        alone = match(preds, gt, iou_threshold=tau, max_dets=max_dets)
+        shared = match_all(preds, gt, iou_threshold=tau, max_dets=max_dets).matches
+        np.testing.assert_array_equal(shared.status, alone.status)
+        np.testing.assert_array_equal(shared.gt, alone.gt)
+        np.testing.assert_array_equal(shared.iou, alone.iou)
+    if max_dets == 130:
+        _compare(gt_dict, dets, tau=0.5, max_dets=max_dets)
 
 
 def test_matches_pycocotools_on_real_data(shared_coco):

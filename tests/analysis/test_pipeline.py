@@ -29,7 +29,7 @@ def test_progress_reports_each_phase():
     seen = []
     analyze(dets, gt, progress=lambda phase, done, total: seen.append((phase, done, total)))
     phases = list(dict.fromkeys(p for p, _, _ in seen))
-    assert phases == ["loading", "COCO evaluation", "matching", "per-class metrics"]
+    assert phases == ["loading", "matching", "COCO evaluation", "per-class metrics"]
     assert all(0 <= done <= total for _, done, total in seen)
     assert seen[-1][1] == seen[-1][2]  # the last phase completes
 
@@ -71,3 +71,41 @@ def test_to_dict_is_the_json_file_entry():
     ]
     assert d["csv"] == {"detections": None, "classes": None}
     json.dumps(d)  # plain Python types only
+
+
+def test_undefined_coco_numbers_reach_training_summaries_as_null(tmp_path):
+    # alrp train's evaluation (metrics.jsonl, summaries) goes through analyze(): an
+    # undefined number (here APl, ARl: no large boxes) is None, written as null.
+    from alrp_cli.detection.engine import evaluate
+
+    gt, dets = random_case(16)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    summary = evaluate(dets, tmp_path / "gt.json")
+    assert summary["APl"] is None and summary["ARl"] is None
+    assert isinstance(summary["AP"], float)
+    record = json.loads(json.dumps(summary))
+    assert record["APl"] is None
+
+
+def test_several_files_parse_the_ground_truth_once(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import analysis.ground_truth as gt_mod
+    from alrp_cli.cli.app import app
+
+    gt, dets = random_case(17)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"m{i}.json")
+        paths[-1].write_text(json.dumps(dets[i:]))
+    calls = []
+    for parser in ("_read_typed", "_validate_gt"):  # the fast path, the checked path
+        original = getattr(gt_mod, parser)
+        monkeypatch.setattr(
+            gt_mod, parser, lambda *a, f=original, p=parser: calls.append(p) or f(*a)
+        )
+    args = ["analyze", *map(str, paths), "--gt", str(tmp_path / "gt.json")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert calls == ["_read_typed"]  # one parse of the file, for all three

@@ -55,7 +55,9 @@ def test_json_and_csv_contract(case, tmp_path):
     assert f["label"] == "model" and f["n_detections"] == len(dets) and f["skipped"] == {}
     assert list(f["coco"]) == COCO_KEYS
     e = pycoco_eval(gt, dets)
-    assert [f["coco"][k] for k in COCO_KEYS] == pytest.approx(list(e.stats), abs=1e-12)
+    # COCOeval's -1 ("undefined": no ground truth in that area range) is null in the JSON
+    expected = [None if v == -1 else v for v in e.stats]
+    assert [f["coco"][k] for k in COCO_KEYS] == pytest.approx(expected, abs=1e-12)
     lrp_row = {"category_id", "name", "n_gt", "n_tp", "n_fp", "oLRP", "oLRP_loc", "oLRP_FP"}
     assert lrp_row | {"oLRP_FN", "threshold"} == set(f["lrp"]["per_class"][0])
     assert {"moLRP", "moLRP_loc", "moLRP_FP", "moLRP_FN", "per_class"} == set(f["lrp"])
@@ -306,3 +308,11 @@ def test_second_file_bad_fails_before_any_output(case, tmp_path):
         app, ["analyze", str(dt_path), str(bad), "--gt", str(gt_path), "--json", str(out)]
     )
     assert result.exit_code == 2 and not out.exists()
+
+
+def test_undefined_numbers_show_as_dash_with_a_note(case):
+    _, _, gt_path, dt_path = case  # boxes under 40 x 40: APl and ARl are undefined
+    result = _ok([dt_path, "--gt", gt_path])
+    line = next(x for x in result.stdout.splitlines() if " APl " in f" {x} ")
+    assert "–" in line and "-1" not in line
+    assert "undefined" in result.stdout
