@@ -12,6 +12,7 @@ from rich.table import Table
 from alrp_cli.atomic import write_json
 from alrp_cli.cli.progress import progress_bar
 from alrp_cli.detection.data import (
+    HARD_CLASSES,
     SYNTH_CLASSES,
     coco_layout,
     coco_summary,
@@ -66,6 +67,12 @@ def synth(
         "--classes",
         help="Comma-separated shape names to use (ids 1..C in this order).",
     ),
+    preset: str = typer.Option(
+        "default",
+        "--preset",
+        help="default: 5 shapes; hard: 20 near-duplicate classes, small objects, distractors, "
+        "heavier occlusion (COCO-like; --classes does not apply).",
+    ),
     json_path: Path | None = typer.Option(
         None, "--json", help="Also write the summary as JSON here."
     ),
@@ -76,6 +83,8 @@ def synth(
     overlapping, on textured backgrounds. Pass the folder to `alrp train --data`.
     """
     names = tuple(c.strip() for c in classes.split(",") if c.strip())
+    if preset == "hard" and names == SYNTH_CLASSES:
+        names = HARD_CLASSES
     console = Console(stderr=True)
     with progress_bar(console) as progress:
         task = progress.add_task("synth", total=num_train + num_val)
@@ -86,6 +95,7 @@ def synth(
             num_val=num_val,
             image_size=image_size,
             classes=names,
+            preset=preset,
             progress=lambda done, total: progress.update(task, completed=done),
         )
     paths = coco_layout(out)
@@ -105,6 +115,7 @@ def synth(
                     "num_val": num_val,
                     "image_size": image_size,
                     "classes": list(names),
+                    "preset": preset,
                 },
                 "splits": summaries,
                 "layout": {k: str(v) for k, v in vars(paths).items()},

@@ -108,9 +108,13 @@ def build_model(cfg: TrainConfig, num_classes: int, *, load_pretrained: bool = T
         backbone=cfg.backbone,
         assigner=cfg.assigner,
         head_channels=cfg.head_channels,
-        group_norm=cfg.group_norm,
+        group_norm=bool(cfg.group_norm),
         pretrained=cfg.pretrained and load_pretrained,
         frozen_bn=cfg.pretrained,
+        p6_from=cfg.p6_from or "c5",
+        anchors=(cfg.anchor_scales_per_octave, tuple(cfg.anchor_ratios))
+        if cfg.anchor_scales_per_octave and cfg.anchor_ratios
+        else None,
     )
 
 
@@ -198,7 +202,10 @@ def train(config: TrainConfig, *, on_event: EventFn | None = None) -> TrainResul
     )
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
     loss_module = make_loss_module(
-        cfg.loss, period=iters_per_epoch, init_weight=cfg.sb_init, fixed=cfg.sb_fixed
+        cfg.loss,
+        period=iters_per_epoch * cfg.sb_period_epochs,
+        init_weight=cfg.sb_init,
+        fixed=cfg.sb_fixed,
     )
     if loss_module is not None:
         loss_module.to(device)
@@ -284,6 +291,8 @@ def train(config: TrainConfig, *, on_event: EventFn | None = None) -> TrainResul
                 # worker seeds from (seed, epoch), not from the global RNG
                 generator=torch.Generator().manual_seed(cfg.seed * 7919 + state.epoch),
             )
+            # SB updates fall on epoch ends (period = K epochs): this weight is the epoch's.
+            sb_used = float(loss_module.weight) if loss_module is not None else None
             finished = train_one_epoch(
                 model,
                 loader,
@@ -313,7 +322,8 @@ def train(config: TrainConfig, *, on_event: EventFn | None = None) -> TrainResul
                 "loss": state.sums["loss"] / n,
                 "cls": state.sums["cls"] / n,
                 "loc": state.sums["loc"] / n,
-                "sb_weight": float(loss_module.weight) if loss_module is not None else None,
+                "sb_weight": sb_used,
+                "sb_weight_next": float(loss_module.weight) if loss_module is not None else None,
                 "lr": state.last_lr,
                 "seconds": state.epoch_seconds,
             }

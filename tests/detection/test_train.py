@@ -151,7 +151,7 @@ def test_bad_options_and_occupied_run_directory(tiny_coco: Path, tmp_path: Path)
 def test_schedule_warmup_and_steps() -> None:
     from alrp_cli.detection.config import TrainConfig
 
-    cfg = TrainConfig(epochs=100, warmup_iters=500, warmup_ratio=1 / 3)
+    cfg = TrainConfig(epochs=100, warmup_iters=500, warmup_ratio=1 / 3, lr_steps=[0.75, 0.95])
     assert lr_factor(0, cfg=cfg, iters_per_epoch=1000) == pytest.approx(1 / 3)
     assert lr_factor(250, cfg=cfg, iters_per_epoch=1000) == pytest.approx(2 / 3)
     assert lr_factor(74_999, cfg=cfg, iters_per_epoch=1000) == 1.0
