@@ -159,13 +159,14 @@ def run_one(run: dict[str, Any], args: argparse.Namespace, data: Path) -> dict[s
     return out
 
 
-def _mean_std(values: list[float]) -> str:
+def _mean_std(values: list[float], digits: int = 3) -> str:
+    """'mean ± std' of the defined values ('-' when none; the value alone when one)."""
     values = [v for v in values if v is not None and not math.isnan(v)]
     if not values:
         return "-"
     if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def tables(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
@@ -208,7 +209,7 @@ def tables(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
             if not mine:
                 continue
             cells = [_mean_std([r[m] for r in mine]) for m in METRICS]
-            secs = _mean_std([r["train_seconds"] for r in mine])
+            secs = _mean_std([r["train_seconds"] for r in mine], digits=0)
             lines.append(
                 f"| {loss} | {mine[0]['lr']:g} | {len(mine)} | "
                 + " | ".join(cells)
