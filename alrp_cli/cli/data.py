@@ -13,6 +13,7 @@ from alrp_cli.atomic import write_json
 from alrp_cli.cli.options import SEED_MAX, renamed
 from alrp_cli.cli.progress import progress_bar
 from alrp_cli.detection.data import (
+    HARD_CLASSES,
     SYNTH_CLASSES,
     coco_layout,
     coco_summary,
@@ -70,6 +71,12 @@ def synth(
         "--classes",
         help="Comma-separated shape names to use (ids 1..C in this order).",
     ),
+    preset: str = typer.Option(
+        "default",
+        "--preset",
+        help="default: 5 shapes; hard: 20 near-duplicate classes, small objects, distractors, "
+        "heavier occlusion (COCO-like; --classes does not apply).",
+    ),
     json_path: Path | None = typer.Option(
         None, "--json", help="Also write the summary as JSON here."
     ),
@@ -80,6 +87,8 @@ def synth(
     overlapping, on textured backgrounds. Pass the folder to `alrp train --data`.
     """
     names = tuple(c.strip() for c in classes.split(",") if c.strip())
+    if preset == "hard" and names == SYNTH_CLASSES:
+        names = HARD_CLASSES
     outputs = Outputs()
     outputs.folder(out, "--out")
     outputs.file(json_path, "--json")
@@ -93,6 +102,7 @@ def synth(
             num_val=num_val,
             image_size=image_size,
             classes=names,
+            preset=preset,
             progress=lambda done, total: progress.update(task, completed=done),
         )
     paths = coco_layout(out)
@@ -112,6 +122,7 @@ def synth(
                     "num_val": num_val,
                     "image_size": image_size,
                     "classes": list(names),
+                    "preset": preset,
                 },
                 "splits": summaries,
                 "layout": {k: str(v) for k, v in vars(paths).items()},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -121,6 +122,18 @@ def _summary_table(result: Any) -> Table:
     return table
 
 
+def resolved_config(config: Any) -> dict[str, Any]:
+    """What ``config.json`` would hold: the resolved options (a resumed run's own config);
+    ``out`` stays null when not given (the run would pick ``runs/<timestamp>-<loss>``)."""
+    from alrp_cli.detection.checkpoint import load_checkpoint
+    from alrp_cli.detection.config import TrainConfig
+
+    if config.resume is not None:
+        stored = TrainConfig.from_dict(load_checkpoint(Path(config.resume) / "last.pt")["config"])
+        return stored.to_dict()
+    return config.resolved().to_dict()
+
+
 def _parse_steps(text: str) -> list[float]:
     try:
         steps = [float(part) for part in text.split(",") if part.strip()]
@@ -162,7 +175,9 @@ def train(
         help="Leave unreadable or truncated training images out (counted) instead of stopping.",
     ),
     loss: str = typer.Option("alrp", "--loss", help="alrp | ap | focal."),
-    assigner: str = typer.Option("atss", "--assigner", help="atss | maxiou."),
+    assigner: str | None = typer.Option(
+        None, "--assigner", help="atss | maxiou [synthetic: atss; COCO: per loss, see docs]."
+    ),
     backbone: str | None = typer.Option(
         None, "--backbone", help="resnet18|34|50|101 [synthetic: resnet18, COCO: resnet50]."
     ),
@@ -172,8 +187,13 @@ def train(
     head_channels: int | None = typer.Option(
         None, "--head-channels", help="FPN/head width [synthetic: 64, COCO: 256]."
     ),
-    group_norm: bool = typer.Option(
-        True, "--group-norm/--no-group-norm", help="GroupNorm in the head towers."
+    group_norm: bool | None = typer.Option(
+        None,
+        "--group-norm/--no-group-norm",
+        help="GroupNorm in the head towers [synthetic: on; COCO: off, as the official heads].",
+    ),
+    p6_from: str | None = typer.Option(
+        None, "--p6-from", help="c5 | p5: input of the P6 conv [c5, as the official FPN]."
     ),
     image_size: int | None = typer.Option(
         None, "--image-size", help="Square input size, multiple of 32 [synthetic: 128, COCO: 512]."
@@ -188,19 +208,26 @@ def train(
     lr: float | None = typer.Option(
         None, "--lr", help="Learning rate at batch --lr-batch [synthetic: 0.04, COCO: 0.008]."
     ),
-    lr_batch: int = typer.Option(32, "--lr-batch", help="Batch size --lr refers to (linear rule)."),
+    lr_batch: int | None = typer.Option(
+        None, "--lr-batch", help="Batch size --lr refers to (linear rule) [32; COCO focal: 16]."
+    ),
     momentum: float = typer.Option(0.9, "--momentum", help="SGD momentum."),
     weight_decay: float = typer.Option(1e-4, "--weight-decay", help="SGD weight decay."),
     warmup_iters: int | None = typer.Option(
         None, "--warmup-iters", help="Linear warmup iterations [synthetic: 100, COCO: 500]."
     ),
-    lr_steps: str = typer.Option(
-        "0.75,0.95", "--lr-steps", help="Fractions of the epochs where lr drops ×0.1."
+    lr_steps: str | None = typer.Option(
+        None,
+        "--lr-steps",
+        help="Fractions of the epochs where lr drops ×0.1 [0.75,0.95; COCO: per loss].",
     ),
     grad_clip: float | None = typer.Option(None, "--grad-clip", help="Max gradient L2 norm."),
     sb_init: float = typer.Option(50.0, "--sb-init", help="Initial self-balance weight (aLRP)."),
     sb_fixed: bool = typer.Option(
         False, "--sb-fixed", help="Hold the aLRP loc weight at --sb-init (no self-balance)."
+    ),
+    sb_period_epochs: int = typer.Option(
+        1, "--sb-period-epochs", help="Epochs per self-balance update (aLRP; official: 1)."
     ),
     pre_nms_topk: int = typer.Option(1000, "--pre-nms-topk", help="Top-k per level before NMS."),
     score_threshold: float = typer.Option(
@@ -245,6 +272,11 @@ def train(
         None, "--resume", help="Continue the run in this directory exactly (other options ignored)."
     ),
     json_path: Path | None = typer.Option(None, "--json", help="Write the result as JSON here."),
+    print_config: bool = typer.Option(
+        False,
+        "--print-config",
+        help="Print the resolved configuration (config.json) as JSON and exit; no training.",
+    ),
 ) -> None:
     """Train a RetinaNet-style detector with aLRP Loss (or AP / Focal Loss baselines)."""
     from alrp_cli.detection.config import TrainConfig
@@ -263,6 +295,7 @@ def train(
         pretrained=pretrained,
         head_channels=head_channels,
         group_norm=group_norm,
+        p6_from=p6_from,
         image_size=image_size,
         batch_size=batch_size,
         epochs=epochs,
@@ -271,10 +304,11 @@ def train(
         momentum=momentum,
         weight_decay=weight_decay,
         warmup_iters=warmup_iters,
-        lr_steps=_parse_steps(lr_steps),
+        lr_steps=None if lr_steps is None else _parse_steps(lr_steps),
         grad_clip=grad_clip,
         sb_init=sb_init,
         sb_fixed=sb_fixed,
+        sb_period_epochs=sb_period_epochs,
         pre_nms_topk=pre_nms_topk,
         score_threshold=score_threshold,
         nms_iou=nms_iou,
@@ -293,6 +327,9 @@ def train(
         out=None if out is None else str(out),
         resume=None if resume is None else str(resume),
     )
+    if print_config:
+        typer.echo(json.dumps(resolved_config(config), indent=2))
+        return
     outputs = Outputs([data, train_ann, train_images, val_ann, val_images, resume])
     if resume is None:
         outputs.folder(out, "--out")

@@ -104,9 +104,13 @@ def build_model(cfg: TrainConfig, num_classes: int, *, load_pretrained: bool = T
         backbone=cfg.backbone,
         assigner=cfg.assigner,
         head_channels=cfg.head_channels,
-        group_norm=cfg.group_norm,
+        group_norm=bool(cfg.group_norm),
         pretrained=cfg.pretrained and load_pretrained,
         frozen_bn=cfg.pretrained,
+        p6_from=cfg.p6_from or "c5",
+        anchors=(cfg.anchor_scales_per_octave, tuple(cfg.anchor_ratios))
+        if cfg.anchor_scales_per_octave and cfg.anchor_ratios
+        else None,
     )
 
 
@@ -304,7 +308,7 @@ def _setup(
     collective = dist.collective() if cfg.ranking == "global" else None
     loss_module = make_loss_module(
         cfg.loss,
-        period=iters_per_epoch,
+        period=iters_per_epoch * cfg.sb_period_epochs,
         init_weight=cfg.sb_init,
         fixed=cfg.sb_fixed,
         collective=collective,

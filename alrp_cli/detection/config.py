@@ -3,43 +3,107 @@
 Options left ``None`` resolve by preset: with no dataset given (or a folder written by
 ``alrp data synth``) the run trains on the synthetic shapes dataset with a small
 configuration that finishes on a laptop CPU; with any other COCO-format dataset the
-defaults are the paper's configuration (ResNet-50, 512 px, ATSS, 100 epochs, learning rate
-0.008 at batch 32). ``config.json`` in the run directory holds the resolved values.
+defaults are the official configuration of the chosen loss (:data:`LOSS_RECIPES`; for aLRP:
+ResNet-50, 512 px, ATSS, no head normalisation, 100 epochs, learning rate 0.008 at batch 32).
+``config.json`` in the run directory and ``alrp train --print-config`` show the resolved values.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from alrp_cli.errors import UserError
 
-# Paper (COCO) configuration and the small CPU configuration for the synthetic dataset.
+# Sources: the official aLRP repository, github.com/kemaloksuz/aLRPLoss at commit 2cfaa8e
+# (mmdetection 2.x); docs/training.md has the table. Abbreviations:
+# "ATSS cfg"    configs/alrp_loss/alrp_loss_retinanet_r50_fpn_ATSS_100e_coco500.py
+# "max-IoU cfg" configs/alrp_loss/alrp_loss_retinanet_r50_fpn_100e_coco500.py
+# "AP cfg"      configs/alrp_loss/ap_loss_retinanet_r50_fpn_100e_coco500.py
+# "RetinaNet base" configs/_base_/models/retinanet_r50_fpn.py
+# "schedule_1x" configs/_base_/schedules/schedule_1x.py
+# "coco500"     configs/_base_/datasets/coco500_detection_augm.py
 PRESETS: dict[str, dict[str, Any]] = {
     "coco": {
-        "backbone": "resnet50",
-        "head_channels": 256,
-        "image_size": 512,
-        "batch_size": 32,
-        "epochs": 100,
-        "lr": 0.008,
-        "warmup_iters": 500,
+        "assigner": "atss",  # ATSS cfg:42 (aLRP's headline model); per loss below
+        "backbone": "resnet50",  # ATSS cfg:10
+        "head_channels": 256,  # ATSS cfg:20, 29
+        "group_norm": False,  # no norm_cfg in the towers: alrp_loss_retina_head.py:40
+        "p6_from": "c5",  # add_extra_convs='on_input': ATSS cfg:22, RetinaNet base:19
+        "image_size": 512,  # coco500:23 (training resize 512 x 512)
+        "batch_size": 32,  # coco500:45 (8 per GPU) x 4 GPUs (README.md, "on 4 GPUs as we did")
+        "lr_batch": 32,
+        "epochs": 100,  # ATSS cfg:58
+        "lr": 0.008,  # ATSS cfg:54
+        "lr_steps": [0.75, 0.95],  # ATSS cfg:57 (epochs 75, 95)
+        "warmup_iters": 500,  # schedule_1x:8
+        "warmup_ratio": 0.001,  # schedule_1x:9
     },
+    # The small CPU configuration: one recipe for every loss so that a comparison on it
+    # varies the loss only. It differs from the official one where a 2-core CPU needs it
+    # (ResNet-18, 64 channels, 128 px, 8 epochs, batch 16) and where training from scratch
+    # at that budget needs it: GroupNorm in the towers and a gentler warmup (ratio 1/3) keep
+    # a randomly initialised head stable at lr 0.04. Anchors and P6 are the official ones.
     "synthetic": {
+        "assigner": "atss",
         "backbone": "resnet18",
         "head_channels": 64,
+        "group_norm": True,
+        "p6_from": "c5",
         "image_size": 128,
         "batch_size": 16,
+        "lr_batch": 32,
         "epochs": 8,
         "lr": 0.04,
+        "lr_steps": [0.75, 0.95],
         "warmup_iters": 100,
+        "warmup_ratio": 1.0 / 3.0,
     },
 }
+# Per-loss recipes of the COCO preset (override PRESETS["coco"]); see docs/training.md.
+LOSS_RECIPES: dict[str, dict[str, Any]] = {
+    "alrp": {},  # the ATSS cfg above; with --assigner maxiou the max-IoU cfg's schedule
+    "ap": {
+        "assigner": "maxiou",  # AP cfg:2 inherits RetinaNet base:47 (MaxIoUAssigner)
+        "lr": 0.002,  # AP cfg:15, at batch 32 (coco500:45, 8 per GPU x 4 GPUs)
+        "lr_steps": [0.6, 0.8],  # AP cfg:18 (epochs 60, 80 of 100, AP cfg:19)
+    },
+    "focal": {  # mmdetection's RetinaNet 1x, the focal-loss baseline
+        "assigner": "maxiou",  # RetinaNet base:47
+        "batch_size": 16,  # docs/getting_started.md:261 (8 GPUs x 2 images)
+        "lr_batch": 16,
+        "lr": 0.01,  # configs/retinanet/retinanet_r50_fpn_1x_coco.py:7
+        "epochs": 12,  # schedule_1x:11
+        "lr_steps": [8 / 12, 11 / 12],  # schedule_1x:10 (epochs 8, 11)
+    },
+}
+# With the max-IoU assigner the aLRP schedule is the max-IoU cfg's: steps at 60, 80 of 100
+# (max-IoU cfg:18-19; README.md: "decreasing learning rate in 60th and 80th epochs").
+ALRP_MAXIOU_STEPS = [0.6, 0.8]
+# Values an older config.json lacks: what those runs were built with (so they resume).
+LEGACY: dict[str, Any] = {"p6_from": "p5", "sb_period_epochs": 1}
+
+
+def default_anchors(loss: str, assigner: str) -> tuple[int, list[float]]:
+    """(scales per octave, aspect ratios) of the official anchors for ``loss`` and ``assigner``.
+
+    aLRP and AP Loss: 2 scales per octave (ATSS cfg:33, max-IoU cfg:8, AP cfg:8) with ratio 1
+    (ATSS cfg:34) or ratios 0.5, 1, 2 (RetinaNet base:31) — 2 or 6 anchors per location;
+    focal loss with max-IoU: RetinaNet's 3 scales per octave × 3 ratios (RetinaNet base:30-31).
+    """
+    if assigner == "atss":
+        return 2, [1.0]
+    if loss == "focal":
+        return 3, [0.5, 1.0, 2.0]
+    return 2, [0.5, 1.0, 2.0]
+
+
 CHOICES = {
     "loss": ("alrp", "ap", "focal"),
     "assigner": ("atss", "maxiou"),
+    "p6_from": ("c5", "p5"),
     "backbone": ("resnet18", "resnet34", "resnet50", "resnet101"),
     "device": ("auto", "cpu", "cuda"),
     "ranking": ("global", "local"),
@@ -60,26 +124,30 @@ class TrainConfig:
     skip_bad_images: bool = False
     # model
     loss: str = "alrp"
-    assigner: str = "atss"
+    assigner: str | None = None
     backbone: str | None = None
     pretrained: bool = False
     head_channels: int | None = None
-    group_norm: bool = True
+    group_norm: bool | None = None
+    p6_from: str | None = None
+    anchor_scales_per_octave: int | None = None
+    anchor_ratios: list[float] | None = None
     image_size: int | None = None
     # optimisation
     batch_size: int | None = None
     epochs: int | None = None
     lr: float | None = None
-    lr_batch: int = 32
+    lr_batch: int | None = None
     momentum: float = 0.9
     weight_decay: float = 1e-4
     warmup_iters: int | None = None
-    warmup_ratio: float = 1.0 / 3.0
-    lr_steps: list[float] = field(default_factory=lambda: [0.75, 0.95])
+    warmup_ratio: float | None = None
+    lr_steps: list[float] | None = None
     lr_gamma: float = 0.1
     grad_clip: float | None = None
     sb_init: float = 50.0
     sb_fixed: bool = False
+    sb_period_epochs: int = 1
     # inference
     pre_nms_topk: int = 1000
     score_threshold: float = 0.05
@@ -115,11 +183,29 @@ class TrainConfig:
         return "coco" if any(v is not None for v in given) else "synthetic"
 
     def resolved(self) -> TrainConfig:
-        """A copy with every ``None`` preset option filled in, validated."""
+        """A copy with every ``None`` preset option filled in, validated.
+
+        COCO preset: the official recipe of ``loss`` (:data:`LOSS_RECIPES` over
+        :data:`PRESETS`); synthetic preset: one recipe for every loss. Anchors follow the
+        loss and assigner (:func:`default_anchors`).
+        """
         values = dataclasses.asdict(self)
-        for key, value in PRESETS[self.preset].items():
+        if values["loss"] not in LOSS_RECIPES:
+            raise UserError(f"--loss: {values['loss']!r} is not one of {CHOICES['loss']}")
+        recipe = dict(PRESETS[self.preset])
+        if self.preset == "coco":
+            recipe.update(LOSS_RECIPES[values["loss"]])
+            assigner = values["assigner"] or recipe["assigner"]
+            if values["loss"] == "alrp" and assigner == "maxiou":
+                recipe["lr_steps"] = list(ALRP_MAXIOU_STEPS)
+        for key, value in recipe.items():
             if values[key] is None:
-                values[key] = value
+                values[key] = list(value) if isinstance(value, list) else value
+        scales, ratios = default_anchors(values["loss"], values["assigner"])
+        if values["anchor_scales_per_octave"] is None:
+            values["anchor_scales_per_octave"] = scales
+        if values["anchor_ratios"] is None:
+            values["anchor_ratios"] = ratios
         cfg = TrainConfig(**values)
         cfg.validate()
         return cfg
@@ -157,6 +243,16 @@ class TrainConfig:
             raise UserError(f"--seed: must be >= 0, got {self.seed}")
         if self.nproc < 1:
             raise UserError(f"--nproc: must be >= 1, got {self.nproc}")
+        if self.sb_period_epochs < 1:
+            raise UserError(f"--sb-period-epochs: must be >= 1, got {self.sb_period_epochs}")
+        if self.anchor_scales_per_octave is not None and self.anchor_scales_per_octave < 1:
+            raise UserError("--anchor-scales-per-octave: must be >= 1")
+        if self.anchor_ratios is not None and (
+            not self.anchor_ratios or any(r <= 0 for r in self.anchor_ratios)
+        ):
+            raise UserError(f"anchor_ratios: must be positive numbers, got {self.anchor_ratios}")
+        if self.warmup_ratio is not None and not 0 < self.warmup_ratio <= 1:
+            raise UserError(f"warmup_ratio: must be in (0, 1], got {self.warmup_ratio}")
         self.check_world_size(self.world_size)
 
     def check_world_size(self, world_size: int) -> None:
@@ -179,9 +275,17 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        """Inverse of :meth:`to_dict`; unknown keys are an error. A resolved config written
+        before an option existed gets the value those runs were built with (:data:`LEGACY`;
+        the anchors they had: 3 scales per octave × 3 ratios with max-IoU)."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
             raise UserError(f"config: unknown options {unknown}")
+        values = dict(values)
+        if values.get("backbone") is not None and "p6_from" not in values:  # a resolved old one
+            values.update(LEGACY)
+            maxiou = values.get("assigner") == "maxiou"
+            values["anchor_scales_per_octave"] = 3 if maxiou else 2
+            values["anchor_ratios"] = [0.5, 1.0, 2.0] if maxiou else [1.0]
         return cls(**values)

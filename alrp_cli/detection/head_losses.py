@@ -6,7 +6,10 @@ comparisons between them are fair: only the loss differs.
 - ``alrp``: logits flattened over (image, anchor, class) with one-hot targets (ignored anchors
   -1 on every class); localisation error of each positive e = 1 − GIoU of its decoded box;
   :class:`~alrp_cli.losses.ALRPLoss` (self-balance per epoch) combines the two parts.
-- ``ap``: AP Loss on the same logits + smooth L1 (β = 0.11) on the encoded box deltas.
+- ``ap``: AP Loss on the same logits + smooth L1 (β = 1, mean over the positives' 4 encoded
+  box deltas) as the official AP-Loss configuration (configs/alrp_loss/
+  ap_loss_retinanet_r50_fpn_100e_coco500.py:13; mmdet/models/dense_heads/
+  ap_loss_retina_head.py:206-209 calls it with mmdetection's default reduction, the mean).
 - ``focal``: torchvision's sigmoid focal loss (α = 0.25, γ = 2) + GIoU loss (weight 2, as
   mmdetection's ATSS), both normalised by the number of positives.
 """
@@ -27,7 +30,7 @@ from alrp_cli.detection.model import Detector, HeadOutput
 
 LOSSES = ("alrp", "ap", "focal")
 FOCAL_GIOU_WEIGHT = 2.0
-SMOOTH_L1_BETA = 0.11
+SMOOTH_L1_BETA = 1.0  # AP cfg:13 (SmoothL1Loss, beta=1.0, loss_weight=1.0)
 
 
 @dataclass
@@ -139,8 +142,11 @@ def make_loss_module(
     collective: Any = None,
 ) -> nn.Module | None:
     """The stateful loss module of ``kind``: :class:`ALRPLoss` for 'alrp' (self-balance with
-    ``period`` steps per update; ``fixed=True`` holds the weight at ``init_weight``), ``None``
-    for the stateless baselines. ``collective`` makes it rank the global batch."""
+    ``period`` steps per update — the training loop passes iterations per epoch ×
+    ``sb_period_epochs``; the official period is one epoch, 3665 iterations of batch 32,
+    mmdet/models/dense_heads/alrp_loss_retina_head.py:59; ``fixed=True`` holds the weight at
+    ``init_weight``), ``None`` for the stateless baselines. ``collective`` makes it rank
+    the global batch."""
     if kind not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {kind!r}")
     if kind == "alrp":
@@ -186,12 +192,10 @@ def compute_loss(
         else:
             cls = ap_loss(inputs.logits, inputs.targets, collective=collective)
             cls_world = 1  # already the global value
-        loc = (
-            F.smooth_l1_loss(
-                inputs.deltas, inputs.target_deltas, beta=SMOOTH_L1_BETA, reduction="sum"
-            )
-            / num_pos
-        )
+        # The official mean over the positives' 4 deltas (of the global batch under DDP).
+        loc = F.smooth_l1_loss(
+            inputs.deltas, inputs.target_deltas, beta=SMOOTH_L1_BETA, reduction="sum"
+        ) / (4.0 * num_pos)
     elif kind == "focal":
         cls = sigmoid_focal_loss(inputs.cls_logits, inputs.onehot, reduction="sum") / num_pos
         loc = FOCAL_GIOU_WEIGHT * inputs.loc_errors.sum() / num_pos

@@ -2,7 +2,8 @@
 
 Only what torchvision lacks is written here: anchors at the fixed FPN strides (torchvision's
 ``AnchorGenerator`` infers strides from image/feature sizes, which is wrong for sizes that are
-not multiples of 128) and the glue that returns flat per-anchor outputs.
+not multiples of 128) and unrounded (:mod:`.anchors`), P6/P7 as the official FPN makes them
+(:class:`ExtraLevels`), and the glue that returns flat per-anchor outputs.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ import torch
 import torchvision
 from torch import Tensor, nn
 from torchvision.models.detection import _utils as det_utils
-from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.retinanet import (
     RetinaNetClassificationHead,
     RetinaNetRegressionHead,
 )
-from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
 
+from alrp_cli.detection.anchors import STRIDES, ExactAnchorGenerator, anchor_sizes
 from alrp_cli.errors import UserError
 
 BACKBONES = {
@@ -32,42 +33,38 @@ BACKBONES = {
     "resnet50": ("resnet50", [512, 1024, 2048], "ResNet50_Weights"),
     "resnet101": ("resnet101", [512, 1024, 2048], "ResNet101_Weights"),
 }
-STRIDES = (8, 16, 32, 64, 128)  # P3–P7
-OCTAVE_BASE_SCALE = 4
+P6_SOURCES = ("c5", "p5")
 # Box coder of the published aLRP configuration: target stds (0.1, 0.1, 0.2, 0.2).
 BOX_CODER_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
 
 
-def anchor_shapes(assigner: str) -> tuple[tuple[tuple[float, ...], ...], tuple[float, ...]]:
-    """Anchor sizes per level and aspect ratios of the published aLRP configurations.
+def anchor_shapes(assigner: str) -> tuple[int, tuple[float, ...]]:
+    """Scales per octave and aspect ratios of the official aLRP anchors for ``assigner``.
 
-    ATSS: 2 scales per octave, ratio 1.0; max-IoU: 3 scales per octave, ratios 0.5, 1, 2.
-    Octave base scale 4 (the smallest anchor of a level is 4 × its stride).
+    ATSS: 2 scales per octave, ratio 1.0
+    (configs/alrp_loss/alrp_loss_retinanet_r50_fpn_ATSS_100e_coco500.py:33-34); max-IoU:
+    2 scales per octave (configs/alrp_loss/alrp_loss_retinanet_r50_fpn_100e_coco500.py:8)
+    × ratios 0.5, 1, 2 (configs/_base_/models/retinanet_r50_fpn.py:31) = 6 per location.
     """
     if assigner == "atss":
-        per_octave, ratios = 2, (1.0,)
-    elif assigner == "maxiou":
-        per_octave, ratios = 3, (0.5, 1.0, 2.0)
-    else:
-        raise ValueError(f"assigner must be 'atss' or 'maxiou', got {assigner!r}")
-    sizes = tuple(
-        tuple(OCTAVE_BASE_SCALE * s * 2 ** (k / per_octave) for k in range(per_octave))
-        for s in STRIDES
-    )
-    return sizes, ratios
+        return 2, (1.0,)
+    if assigner == "maxiou":
+        return 2, (0.5, 1.0, 2.0)
+    raise ValueError(f"assigner must be 'atss' or 'maxiou', got {assigner!r}")
 
 
 class Anchors(nn.Module):
     """Anchors for a square-or-not input of a given size, cached per (size, device).
 
+    ``scales_per_octave`` sizes per level (octave base scale 4, unrounded) × ``ratios``.
     Returns XYXY anchors Tensor[A, 4] float32 ordered (level, y, x, anchor) like the head's
     outputs, and the number of anchors per level.
     """
 
-    def __init__(self, assigner: str) -> None:
+    def __init__(self, scales_per_octave: int, ratios: tuple[float, ...]) -> None:
         super().__init__()
-        sizes, ratios = anchor_shapes(assigner)
-        self.generator = AnchorGenerator(sizes, (ratios,) * len(sizes))
+        sizes = anchor_sizes(scales_per_octave)
+        self.generator = ExactAnchorGenerator(sizes, (tuple(ratios),) * len(sizes))
         self.num_per_location = self.generator.num_anchors_per_location()[0]
         self._cache: dict[tuple, tuple[Tensor, list[int]]] = {}
 
@@ -85,6 +82,32 @@ class Anchors(nn.Module):
         """Anchors per level for these feature sizes."""
         self(feature_sizes, device)
         return self._cache[(tuple(feature_sizes), str(device))][1]
+
+
+class ExtraLevels(ExtraFPNBlock):
+    """P6 and P7 as mmdetection's FPN with ``add_extra_convs``: P6 = conv3x3/2 of C5
+    (``'on_input'``, the official configs, e.g. configs/_base_/models/retinanet_r50_fpn.py:19)
+    or of P5 (``'on_output'``); P7 = conv3x3/2 of P6, no ReLU between
+    (``relu_before_extra_convs=False``, mmdet/models/necks/fpn.py:73, 213-216)."""
+
+    def __init__(self, c5_channels: int, channels: int, *, source: str = "c5") -> None:
+        super().__init__()
+        if source not in P6_SOURCES:
+            raise ValueError(f"source must be one of {P6_SOURCES}, got {source!r}")
+        self.source = source
+        self.p6 = nn.Conv2d(c5_channels if source == "c5" else channels, channels, 3, 2, 1)
+        self.p7 = nn.Conv2d(channels, channels, 3, 2, 1)
+        for module in (self.p6, self.p7):  # as the other FPN convs of torchvision
+            nn.init.kaiming_uniform_(module.weight, a=1)
+            nn.init.constant_(module.bias, 0)
+
+    def forward(
+        self, p: list[Tensor], c: list[Tensor], names: list[str]
+    ) -> tuple[list[Tensor], list[str]]:
+        p6 = self.p6(c[-1] if self.source == "c5" else p[-1])
+        p.extend([p6, self.p7(p6)])
+        names.extend(["p6", "p7"])
+        return p, names
 
 
 def weights_path(weights: torchvision.models.WeightsEnum) -> Path:
@@ -115,6 +138,11 @@ class HeadOutput:
 class Detector(nn.Module):
     """ResNet + FPN P3–P7 + RetinaNet head (4 convs per tower, optional GroupNorm, prior bias).
 
+    Defaults are the official aLRP head: no normalisation in the towers, conv weights
+    N(0, 0.01²), classification prior 0.01 (mmdet/models/dense_heads/alrp_loss_retina_head.py:
+    40, 102-110; torchvision's heads initialise the same way), P6 from C5. ``anchors`` =
+    (scales per octave, ratios) overrides the assigner's official anchors.
+
     ``forward(images Tensor[B, 3, H, W] float in [0, 1])`` returns a :class:`HeadOutput`.
     Images are normalised with the ImageNet mean/std inside the model.
     """
@@ -126,10 +154,12 @@ class Detector(nn.Module):
         backbone: str = "resnet50",
         assigner: str = "atss",
         head_channels: int = 256,
-        group_norm: bool = True,
+        group_norm: bool = False,
         pretrained: bool = False,
         frozen_bn: bool | None = None,
         prior_probability: float = 0.01,
+        p6_from: str = "c5",
+        anchors: tuple[int, tuple[float, ...]] | None = None,
     ) -> None:
         super().__init__()
         if backbone not in BACKBONES:
@@ -155,9 +185,9 @@ class Detector(nn.Module):
             {"layer2": "c3", "layer3": "c4", "layer4": "c5"},
             in_channels,
             head_channels,
-            extra_blocks=LastLevelP6P7(head_channels, head_channels),
+            extra_blocks=ExtraLevels(in_channels[-1], head_channels, source=p6_from),
         )
-        self.anchors = Anchors(assigner)
+        self.anchors = Anchors(*(anchors or anchor_shapes(assigner)))
         a = self.anchors.num_per_location
         norm_layer = partial(nn.GroupNorm, min(32, head_channels)) if group_norm else None
         self.cls_head = RetinaNetClassificationHead(

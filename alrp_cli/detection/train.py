@@ -167,8 +167,13 @@ def evaluate_epoch(run: Run, emit: EventFn) -> dict[str, Any]:
     return record
 
 
-def _end_epoch(run: Run, emit: EventFn) -> dict[str, Any] | None:
-    """Log the epoch, evaluate when due, save ``last.pt`` (and ``best.pt``)."""
+def _sb_weight(run: Run) -> float | None:
+    return float(run.loss_module.weight) if run.loss_module is not None else None
+
+
+def _end_epoch(run: Run, emit: EventFn, sb_used: float | None) -> dict[str, Any] | None:
+    """Log the epoch (with the self-balance weight it trained with, ``sb_used``, and the one
+    the next epoch gets), evaluate when due, save ``last.pt`` (and ``best.pt``)."""
     state, cfg = run.state, run.cfg
     n = max(1, state.epoch_iter)
     log_record(
@@ -180,7 +185,8 @@ def _end_epoch(run: Run, emit: EventFn) -> dict[str, Any] | None:
             "loss": state.sums["loss"] / n,
             "cls": state.sums["cls"] / n,
             "loc": state.sums["loc"] / n,
-            "sb_weight": float(run.loss_module.weight) if run.loss_module is not None else None,
+            "sb_weight": sb_used,
+            "sb_weight_next": _sb_weight(run),
             "lr": state.last_lr,
             "seconds": state.epoch_seconds,
         },
@@ -238,6 +244,8 @@ def fit(run: Run, emit: EventFn) -> TrainResult:
     interrupted = False
     with _stop_on_signals() as should_stop:
         while state.epoch < cfg.epochs:
+            # SB updates fall on epoch ends (period = K epochs): this weight is the epoch's.
+            sb_used = _sb_weight(run)
             finished = train_one_epoch(
                 run.model,
                 train_loader(run),
@@ -263,7 +271,7 @@ def fit(run: Run, emit: EventFn) -> TrainResult:
             if not finished:
                 interrupted = True
                 break
-            last_eval = _end_epoch(run, emit) or last_eval
+            last_eval = _end_epoch(run, emit, sb_used) or last_eval
             if dist.any(should_stop()):
                 interrupted = state.epoch < cfg.epochs
                 break

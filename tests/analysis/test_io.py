@@ -239,7 +239,7 @@ def test_bad_record_in_a_late_block_is_named_by_its_file_index(tmp_path, monkeyp
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("", "not valid JSON"),
+        ("", "empty file"),
         ("[", "not valid JSON"),
         ('[{"image_id": 1}] x', "not valid JSON"),
         ('{"images": [], "annotations": []}', "is a COCO instances (ground truth) file"),

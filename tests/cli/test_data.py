@@ -60,6 +60,18 @@ def test_synth_classes_option(tmp_path: Path) -> None:
     assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == ["triangle", "square"]
 
 
+def test_synth_hard_preset(tmp_path: Path) -> None:
+    from alrp_cli.detection.data import HARD_CLASSES
+
+    result = _synth(tmp_path / "hard", "--preset", "hard", "--json", str(tmp_path / "s.json"))
+    assert result.exit_code == 0, result.output
+    coco = _coco(tmp_path / "hard" / "annotations" / "instances_val2017.json")
+    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == list(HARD_CLASSES)
+    assert json.loads((tmp_path / "s.json").read_text())["params"]["preset"] == "hard"
+    _assert_user_error(_synth(tmp_path / "x", "--preset", "hard", "--classes", "ring"), "--preset")
+    _assert_user_error(_synth(tmp_path / "y", "--preset", "harder"), "--preset")
+
+
 def _assert_user_error(result, *fragments: str) -> None:
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()

@@ -219,3 +219,48 @@ def test_unwritable_places_are_user_errors(tmp_path: Path, monkeypatch: pytest.M
     with pytest.raises(UserError, match="set ALRP_CACHE to a writable folder"):
         synth.synthetic_dataset_dir(num_train=2, num_val=1, image_size=32)
     assert a_file.read_text() == "x"
+
+
+def test_hard_preset_is_deterministic_and_as_documented(tmp_path: Path) -> None:
+    import colorsys
+
+    from alrp_cli.detection.data import HARD_CLASSES
+    from alrp_cli.detection.data.shapes_hard import (
+        HARD_COLOURS,
+        MIN_VISIBLE_HARD,
+        OBJECTS,
+        render_image_hard,
+    )
+
+    assert len(HARD_CLASSES) == 20 and len(set(HARD_CLASSES)) == 20
+    assert "circle-red-wide" in HARD_CLASSES and "ring-amber-tall" in HARD_CLASSES
+    for index in range(6):
+        a = render_image_hard(np.random.default_rng([0, 0, index]), 128)
+        b = render_image_hard(np.random.default_rng([0, 0, index]), 128)
+        assert np.array_equal(a[0], b[0]) and len(a[1]) == len(b[1])
+        pixels, objects = a
+        # At most OBJECTS[1] annotated (a placement may fail after 20 tries: not more).
+        assert 1 <= len(objects) <= OBJECTS[1]
+        owner = np.full((128, 128), -1)
+        for k, (cls, mask) in enumerate(objects):
+            assert mask.any() and not (owner[mask] >= 0).any()  # visible masks are disjoint
+            owner[mask] = k
+            # The visible pixels carry the class colour: their median hue is in its family.
+            r, g, bl = np.median(pixels[mask].astype(float), axis=0) / 255
+            hue = colorsys.rgb_to_hsv(r, g, bl)[0]
+            lo, hi = HARD_COLOURS[HARD_CLASSES[cls].split("-")[1]]
+            assert lo - 0.03 <= hue <= hi + 0.03 or lo - 0.03 <= hue - 1 <= hi + 0.03
+    assert MIN_VISIBLE_HARD < shapes.MIN_VISIBLE  # heavier occlusion than the default set
+
+    out = make_synthetic_coco(tmp_path / "hard", num_train=6, num_val=2, preset="hard")
+    again = make_synthetic_coco(tmp_path / "again", num_train=6, num_val=2, preset="hard")
+    ann = out / "annotations" / "instances_train2017.json"
+    assert ann.read_bytes() == (again / "annotations" / ann.name).read_bytes()
+    coco = json.loads(ann.read_text())
+    assert [c["name"] for c in coco["categories"]] == list(HARD_CLASSES)
+    params = json.loads((out / "alrp-synth.json").read_text())
+    assert params["preset"] == "hard" and params["classes"] == list(HARD_CLASSES)
+    with pytest.raises(UserError, match="--preset hard"):
+        make_synthetic_coco(tmp_path / "x", num_train=1, num_val=1, preset="hard", classes=["ring"])
+    with pytest.raises(UserError, match="--preset"):
+        make_synthetic_coco(tmp_path / "y", num_train=1, num_val=1, preset="hardest")

@@ -96,7 +96,9 @@ def test_unknown_loss_is_rejected() -> None:
         make_loss_module("hinge", period=1)
 
 
-def test_ap_loss_adds_smooth_l1_per_positive(model: Detector) -> None:
+def test_ap_loss_adds_the_official_smooth_l1(model: Detector) -> None:
+    # Official AP Loss: SmoothL1Loss(beta=1.0) with mmdetection's default mean over the
+    # positives' 4 deltas (ap_loss_retinanet_r50_fpn_100e_coco500.py:13).
     from alrp_cli.losses import ap_loss
 
     out, targets = _case()
@@ -104,8 +106,8 @@ def test_ap_loss_adds_smooth_l1_per_positive(model: Detector) -> None:
     parts = compute_loss("ap", inputs, None)
     assert parts.cls == pytest.approx(ap_loss(inputs.logits, inputs.targets).item())
     diff = (inputs.deltas - inputs.target_deltas).abs()
-    smooth = torch.where(diff < 0.11, 0.5 * diff**2 / 0.11, diff - 0.5 * 0.11)
-    assert parts.loc == pytest.approx(smooth.sum().item() / 2, rel=1e-5)
+    smooth = torch.where(diff < 1.0, 0.5 * diff**2, diff - 0.5)
+    assert parts.loc == pytest.approx(smooth.sum().item() / (4 * inputs.num_pos), rel=1e-5)
     assert parts.sb_weight is None
 
 

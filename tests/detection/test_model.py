@@ -7,22 +7,23 @@ import math
 import pytest
 import torch
 
-from alrp_cli.detection.model import STRIDES, Detector, anchor_shapes
+from alrp_cli.detection.anchors import STRIDES, anchor_sizes
+from alrp_cli.detection.model import Detector, anchor_shapes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_anchor_sizes_follow_the_published_configuration() -> None:
-    sizes, ratios = anchor_shapes("atss")
-    assert ratios == (1.0,)
+    # 2 scales per octave for both assigners (ATSS cfg:33, max-IoU cfg:8); ratios 1 or 3.
+    assert anchor_shapes("atss") == (2, (1.0,))
+    assert anchor_shapes("maxiou") == (2, (0.5, 1.0, 2.0))
+    sizes = anchor_sizes(2)
     assert sizes[0] == pytest.approx((32.0, 32.0 * math.sqrt(2)))  # 4 × stride 8, 2 per octave
     assert sizes[-1] == pytest.approx((512.0, 512.0 * math.sqrt(2)))
-    sizes, ratios = anchor_shapes("maxiou")
-    assert ratios == (0.5, 1.0, 2.0)
-    assert sizes[1] == pytest.approx(tuple(64.0 * 2 ** (k / 3) for k in range(3)))
+    assert anchor_sizes(3)[1] == pytest.approx(tuple(64.0 * 2 ** (k / 3) for k in range(3)))
 
 
-@pytest.mark.parametrize(("assigner", "per_location"), [("atss", 2), ("maxiou", 9)])
+@pytest.mark.parametrize(("assigner", "per_location"), [("atss", 2), ("maxiou", 6)])
 def test_outputs_cover_every_anchor_of_p3_to_p7(assigner: str, per_location: int) -> None:
     torch.manual_seed(0)
     model = Detector(3, backbone="resnet18", assigner=assigner, head_channels=32).eval()
@@ -41,6 +42,19 @@ def test_outputs_cover_every_anchor_of_p3_to_p7(assigner: str, per_location: int
     assert out.anchors[per_location, 0] - out.anchors[0, 0] == 8.0
     # Prior-probability bias: every initial score is about 0.01.
     assert torch.sigmoid(out.cls).mean().item() == pytest.approx(0.01, rel=0.2)
+
+
+def test_p6_comes_from_c5_by_default_and_from_p5_on_request() -> None:
+    torch.manual_seed(0)
+    c5 = Detector(2, backbone="resnet18", head_channels=32)
+    p5 = Detector(2, backbone="resnet18", head_channels=32, p6_from="p5")
+    extra_c5, extra_p5 = c5.backbone.fpn.extra_blocks, p5.backbone.fpn.extra_blocks
+    assert extra_c5.p6.in_channels == 512 and extra_p5.p6.in_channels == 32  # C5 of ResNet-18
+    # P7 = conv(P6) without a ReLU between (mmdetection's relu_before_extra_convs=False).
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        feats = list(c5.backbone(x).values())
+        assert torch.allclose(feats[-1], extra_c5.p7(feats[-2]), atol=1e-6)
 
 
 def test_decode_inverts_the_box_coder_with_the_published_stds() -> None:

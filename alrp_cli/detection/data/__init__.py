@@ -12,6 +12,7 @@
 from alrp_cli.detection.data.coco import CocoDataset, coco_summary, collate, load_coco
 from alrp_cli.detection.data.layout import DataPaths, coco_layout, resolve_data
 from alrp_cli.detection.data.synthetic import (
+    HARD_CLASSES,
     SYNTH_CLASSES,
     make_synthetic_coco,
     synthetic_dataset_dir,
@@ -19,6 +20,7 @@ from alrp_cli.detection.data.synthetic import (
 from alrp_cli.detection.data.transforms import build_transforms
 
 __all__ = [
+    "HARD_CLASSES",
     "SYNTH_CLASSES",
     "CocoDataset",
     "DataPaths",

@@ -30,14 +30,29 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from alrp_cli.detection.data.shapes import GENERATOR_VERSION, SYNTH_CLASSES, render_image
+from alrp_cli.detection.data.shapes_hard import (
+    HARD_CLASSES,
+    HARD_GENERATOR_VERSION,
+    render_image_hard,
+)
 from alrp_cli.errors import UserError
 
-__all__ = ["SYNTH_CLASSES", "cache_root", "make_synthetic_coco", "synthetic_dataset_dir"]
+__all__ = [
+    "HARD_CLASSES",
+    "SYNTH_CLASSES",
+    "SYNTH_PRESETS",
+    "cache_root",
+    "make_synthetic_coco",
+    "synthetic_dataset_dir",
+]
 
 MARKER = "alrp-synth.json"
 """Written last into every synthetic dataset folder: its parameters; marks the folder as ours."""
 MIN_IMAGE_SIZE = 32
 _SPLITS = (("train", 0), ("val", 1))
+SYNTH_PRESETS = ("default", "hard")
+"""``default``: 5 shapes (:mod:`.shapes`); ``hard``: 20 near-duplicate classes, small objects,
+distractors, heavier occlusion (:mod:`.shapes_hard`)."""
 
 ProgressFn = Callable[[int, int], None]
 
@@ -56,11 +71,16 @@ def _annotation(mask: np.ndarray, category_id: int) -> dict:
     }
 
 
-def _make_image(job: tuple[Path, int, int, int, int, tuple[str, ...]]) -> tuple[dict, list[dict]]:
+def _make_image(
+    job: tuple[Path, int, int, int, int, tuple[str, ...], str],
+) -> tuple[dict, list[dict]]:
     """Render image ``index`` of a split, save it as PNG; return its image and annotation dicts."""
-    image_dir, seed, code, index, image_size, classes = job
+    image_dir, seed, code, index, image_size, classes, preset = job
     rng = np.random.default_rng([seed, code, index])
-    pixels, objects = render_image(rng, image_size, classes)
+    if preset == "hard":
+        pixels, objects = render_image_hard(rng, image_size)
+    else:
+        pixels, objects = render_image(rng, image_size, classes)
     image_id = index + 1
     name = f"{image_id:06d}.png"
     Image.fromarray(pixels).save(image_dir / name, compress_level=1)
@@ -70,8 +90,19 @@ def _make_image(job: tuple[Path, int, int, int, int, tuple[str, ...]]) -> tuple[
 
 
 def _check_params(
-    seed: int, num_train: int, num_val: int, image_size: int, classes: Sequence[str]
+    seed: int,
+    num_train: int,
+    num_val: int,
+    image_size: int,
+    classes: Sequence[str],
+    preset: str = "default",
 ) -> None:
+    if preset not in SYNTH_PRESETS:
+        raise UserError(f"--preset must be one of {', '.join(SYNTH_PRESETS)}, got {preset!r}")
+    if preset == "hard":
+        if tuple(classes) != HARD_CLASSES:
+            raise UserError("--classes cannot be combined with --preset hard (its 20 are fixed)")
+        classes = SYNTH_CLASSES  # checked above; the shape-name check below does not apply
     if seed < 0:
         raise UserError(f"--seed must be >= 0, got {seed}")
     if num_train < 1 or num_val < 1:
@@ -95,13 +126,14 @@ def _write_split(
     seed: int,
     image_size: int,
     classes: tuple[str, ...],
+    preset: str,
     params: dict,
     pool: Executor | None,
     tick: Callable[[], None],
 ) -> None:
     image_dir = root / f"{split}2017"
     image_dir.mkdir(parents=True)
-    jobs = [(image_dir, seed, code, index, image_size, classes) for index in range(count)]
+    jobs = [(image_dir, seed, code, index, image_size, classes, preset) for index in range(count)]
     results = pool.map(_make_image, jobs, chunksize=16) if pool else map(_make_image, jobs)
     images, annotations = [], []
     for image, anns in results:  # in index order whatever the pool does: deterministic ids
@@ -143,19 +175,20 @@ def make_synthetic_coco(
     num_val: int = 300,
     image_size: int = 128,
     classes: Sequence[str] | None = None,
+    preset: str = "default",
     progress: ProgressFn | None = None,
 ) -> Path:
     """Write the synthetic shapes dataset in the COCO layout to ``out_dir``; return it.
 
     Images are ``image_size`` x ``image_size`` RGB PNGs; categories are ``classes`` (default
-    :data:`SYNTH_CLASSES`) with ids 1..C. The folder is built under a temporary name beside
-    ``out_dir`` and renamed into place, so it is either complete or absent. An existing
-    ``out_dir`` must be empty or an earlier synthetic dataset (which is replaced); anything
-    else raises :class:`~alrp_cli.errors.UserError`. ``progress(done, total)`` is called
-    after each image.
+    :data:`SYNTH_CLASSES`; with ``preset="hard"`` always :data:`HARD_CLASSES`) with ids 1..C.
+    The folder is built under a temporary name beside ``out_dir`` and renamed into place, so
+    it is either complete or absent. An existing ``out_dir`` must be empty or an earlier
+    synthetic dataset (which is replaced); anything else raises
+    :class:`~alrp_cli.errors.UserError`. ``progress(done, total)`` is called after each image.
     """
-    classes = tuple(SYNTH_CLASSES if classes is None else classes)
-    _check_params(seed, num_train, num_val, image_size, classes)
+    classes = _default_classes(classes, preset)
+    _check_params(seed, num_train, num_val, image_size, classes, preset)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a directory")
@@ -165,13 +198,15 @@ def make_synthetic_coco(
             "choose a new or empty directory"
         )
     params = {
-        "generator_version": GENERATOR_VERSION,
+        "generator_version": HARD_GENERATOR_VERSION if preset == "hard" else GENERATOR_VERSION,
         "seed": seed,
         "num_train": num_train,
         "num_val": num_val,
         "image_size": image_size,
         "classes": list(classes),
     }
+    if preset != "default":  # the default set's files stay byte-identical to earlier versions
+        params["preset"] = preset
     total, done = num_train + num_val, 0
 
     def tick() -> None:
@@ -194,6 +229,7 @@ def make_synthetic_coco(
                 seed=seed,
                 image_size=image_size,
                 classes=classes,
+                preset=preset,
                 params=params,
                 pool=pool,
                 tick=tick,
@@ -210,6 +246,12 @@ def make_synthetic_coco(
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     return out
+
+
+def _default_classes(classes: Sequence[str] | None, preset: str) -> tuple[str, ...]:
+    if classes is not None:
+        return tuple(classes)
+    return HARD_CLASSES if preset == "hard" else SYNTH_CLASSES
 
 
 def _make_tmpdir(parent: Path, prefix: str, hint: str = "") -> Path:
@@ -256,6 +298,7 @@ def synthetic_dataset_dir(
     num_val: int = 300,
     image_size: int = 128,
     classes: Sequence[str] | None = None,
+    preset: str = "default",
     progress: ProgressFn | None = None,
 ) -> Path:
     """The cached synthetic dataset for these parameters, built on first use.
@@ -264,10 +307,14 @@ def synthetic_dataset_dir(
     parameters; it appears atomically (see :func:`make_synthetic_coco`), so a crash never
     leaves a half-built dataset that a later run would trust.
     """
-    classes = tuple(SYNTH_CLASSES if classes is None else classes)
-    _check_params(seed, num_train, num_val, image_size, classes)
+    classes = _default_classes(classes, preset)
+    _check_params(seed, num_train, num_val, image_size, classes, preset)
     key = f"synth-v{GENERATOR_VERSION}-seed{seed}-n{num_train}-{num_val}-s{image_size}"
-    if classes != SYNTH_CLASSES:
+    if preset == "hard":
+        key = (
+            f"synth-hard-v{HARD_GENERATOR_VERSION}-seed{seed}-n{num_train}-{num_val}-s{image_size}"
+        )
+    elif classes != SYNTH_CLASSES:
         key += "-c" + hashlib.sha1(",".join(classes).encode()).hexdigest()[:8]
     out = cache_root() / key
     if not (out / MARKER).is_file():
@@ -281,6 +328,7 @@ def synthetic_dataset_dir(
                 num_val=num_val,
                 image_size=image_size,
                 classes=classes,
+                preset=preset,
                 progress=progress,
             )
             try:

@@ -1,0 +1,179 @@
+"""Presets resolve to the official recipes (source lines in the comments), the max-IoU
+schedule, anchors against hand-computed official values, and ``--print-config``.
+
+Sources: github.com/kemaloksuz/aLRPLoss at commit 2cfaa8e. ATSS cfg =
+configs/alrp_loss/alrp_loss_retinanet_r50_fpn_ATSS_100e_coco500.py; max-IoU cfg =
+configs/alrp_loss/alrp_loss_retinanet_r50_fpn_100e_coco500.py; AP cfg =
+configs/alrp_loss/ap_loss_retinanet_r50_fpn_100e_coco500.py; RetinaNet base =
+configs/_base_/models/retinanet_r50_fpn.py; schedule_1x = configs/_base_/schedules/schedule_1x.py.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from alrp_cli.cli.app import app
+from alrp_cli.detection.anchors import ExactAnchorGenerator, anchor_sizes
+from alrp_cli.detection.config import TrainConfig
+from alrp_cli.detection.model import Anchors
+from alrp_cli.detection.train import lr_factor
+from alrp_cli.errors import UserError
+
+COCO = {"train_ann": "a.json"}  # any dataset option that is not a synthetic folder
+
+
+def _coco(**options: object) -> TrainConfig:
+    return TrainConfig(**COCO, **options).resolved()  # type: ignore[arg-type]
+
+
+def test_coco_alrp_is_the_official_atss_recipe() -> None:
+    cfg = _coco(loss="alrp")
+    assert cfg.assigner == "atss"  # ATSS cfg:42
+    assert cfg.backbone == "resnet50" and cfg.head_channels == 256  # ATSS cfg:10, 20, 29
+    assert cfg.group_norm is False  # alrp_loss_retina_head.py:40 norm_cfg=None
+    assert cfg.p6_from == "c5"  # ATSS cfg:22 add_extra_convs='on_input'
+    assert (cfg.anchor_scales_per_octave, cfg.anchor_ratios) == (2, [1.0])  # ATSS cfg:33-34
+    assert cfg.image_size == 512  # coco500_detection_augm.py:23
+    assert (cfg.lr, cfg.batch_size, cfg.lr_batch, cfg.scaled_lr) == (0.008, 32, 32, 0.008)
+    assert cfg.epochs == 100 and cfg.lr_steps == [0.75, 0.95]  # ATSS cfg:54, 57, 58
+    assert (cfg.warmup_iters, cfg.warmup_ratio) == (500, 0.001)  # schedule_1x:8-9
+    assert (cfg.momentum, cfg.weight_decay) == (0.9, 1e-4)  # ATSS cfg:54
+    assert cfg.sb_init == 50.0 and cfg.sb_period_epochs == 1  # alrp_loss_retina_head.py:57-59
+
+
+def test_coco_alrp_with_maxiou_is_the_official_maxiou_recipe() -> None:
+    cfg = _coco(loss="alrp", assigner="maxiou")
+    # max-IoU cfg:8 (2 scales per octave) x RetinaNet base:31 (3 ratios) = 6 per location
+    assert (cfg.anchor_scales_per_octave, cfg.anchor_ratios) == (2, [0.5, 1.0, 2.0])
+    assert cfg.lr_steps == [0.6, 0.8] and cfg.epochs == 100  # max-IoU cfg:18-19
+    assert cfg.lr == 0.008 and cfg.group_norm is False  # max-IoU cfg:15
+
+
+def test_coco_ap_and_focal_bring_their_own_recipes() -> None:
+    ap = _coco(loss="ap")
+    assert ap.assigner == "maxiou"  # AP cfg:2 -> RetinaNet base:47 MaxIoUAssigner
+    assert (ap.anchor_scales_per_octave, ap.anchor_ratios) == (2, [0.5, 1.0, 2.0])  # AP cfg:8
+    assert (ap.lr, ap.batch_size, ap.lr_steps, ap.epochs) == (0.002, 32, [0.6, 0.8], 100)
+    focal = _coco(loss="focal")  # configs/retinanet/retinanet_r50_fpn_1x_coco.py
+    assert focal.assigner == "maxiou"  # RetinaNet base:47
+    assert (focal.anchor_scales_per_octave, focal.anchor_ratios) == (3, [0.5, 1.0, 2.0])
+    assert (focal.lr, focal.batch_size, focal.lr_batch) == (0.01, 16, 16)  # 1x cfg:7
+    assert focal.epochs == 12 and focal.lr_steps == pytest.approx([8 / 12, 11 / 12])
+    assert focal.group_norm is False and focal.p6_from == "c5"  # RetinaNet base:19
+
+
+def test_given_options_win_over_the_recipe() -> None:
+    cfg = _coco(loss="ap", lr=0.1, group_norm=True, assigner="atss", lr_steps=[0.5])
+    assert (cfg.lr, cfg.group_norm, cfg.assigner, cfg.lr_steps) == (0.1, True, "atss", [0.5])
+    assert cfg.anchor_ratios == [1.0]  # anchors follow the assigner given
+
+
+def test_synthetic_preset_is_one_recipe_for_every_loss() -> None:
+    cfgs = [TrainConfig(loss=loss).resolved() for loss in ("alrp", "ap", "focal")]
+    for cfg in cfgs:
+        assert cfg.preset == "synthetic"
+        assert (cfg.assigner, cfg.group_norm, cfg.p6_from) == ("atss", True, "c5")
+        assert (cfg.lr, cfg.batch_size, cfg.lr_batch, cfg.epochs) == (0.04, 16, 32, 8)
+        assert cfg.lr_steps == [0.75, 0.95] and cfg.warmup_ratio == pytest.approx(1 / 3)
+
+
+def test_bad_recipe_options_are_user_errors() -> None:
+    with pytest.raises(UserError, match="--sb-period-epochs"):
+        TrainConfig(sb_period_epochs=0).resolved()
+    with pytest.raises(UserError, match="--p6-from"):
+        TrainConfig(p6_from="c4").resolved()
+    with pytest.raises(UserError, match="--loss"):
+        TrainConfig(loss="hinge").resolved()
+
+
+def test_an_old_config_resumes_with_what_it_was_built_with() -> None:
+    old = TrainConfig(**COCO, loss="focal", assigner="maxiou").resolved().to_dict()
+    for key in ("p6_from", "anchor_scales_per_octave", "anchor_ratios", "sb_period_epochs"):
+        del old[key]
+    cfg = TrainConfig.from_dict(old)
+    assert cfg.p6_from == "p5" and cfg.anchor_scales_per_octave == 3 and cfg.sb_period_epochs == 1
+
+
+def test_maxiou_schedule_steps_at_epochs_60_and_80() -> None:
+    cfg = _coco(loss="alrp", assigner="maxiou")
+    ipe = 3665  # official iterations per epoch (alrp_loss_retina_head.py:59)
+    assert lr_factor(0, cfg=cfg, iters_per_epoch=ipe) == pytest.approx(0.001)
+    assert lr_factor(250, cfg=cfg, iters_per_epoch=ipe) == pytest.approx(0.001 + 0.999 / 2)
+    assert lr_factor(60 * ipe - 1, cfg=cfg, iters_per_epoch=ipe) == 1.0  # last of epoch 60
+    assert lr_factor(60 * ipe, cfg=cfg, iters_per_epoch=ipe) == pytest.approx(0.1)
+    assert lr_factor(80 * ipe - 1, cfg=cfg, iters_per_epoch=ipe) == pytest.approx(0.1)
+    assert lr_factor(80 * ipe, cfg=cfg, iters_per_epoch=ipe) == pytest.approx(0.01)
+
+
+# Anchors: mmdetection's AnchorGenerator.gen_single_level_base_anchors
+# (mmdet/core/anchor/anchor_generator.py:160-183), worked by hand for stride 8:
+# w = h = 8; scales 4 · 2^(k/2) = 4, 5.656854...; ratios h/w.
+S2 = 4 * math.sqrt(2) * 8 / 2  # half of the second scale's side: 22.627417
+OFFICIAL_P3_ATSS = [[-16.0, -16.0, 16.0, 16.0], [-S2, -S2, S2, S2]]
+H = 1 / math.sqrt(2)
+OFFICIAL_P3_MAXIOU = [  # ratio-major, scale-minor (scale_major=True)
+    [-16 / H, -16 * H, 16 / H, 16 * H],  # ratio 0.5, side 32: 45.25 x 22.63
+    [-S2 / H, -S2 * H, S2 / H, S2 * H],  # ratio 0.5, side 45.25: 64 x 32
+    [-16.0, -16.0, 16.0, 16.0],
+    [-S2, -S2, S2, S2],
+    [-16 * H, -16 / H, 16 * H, 16 / H],  # ratio 2
+    [-S2 * H, -S2 / H, S2 * H, S2 / H],
+]
+
+
+@pytest.mark.parametrize(
+    ("ratios", "expected"),
+    [((1.0,), OFFICIAL_P3_ATSS), ((0.5, 1.0, 2.0), OFFICIAL_P3_MAXIOU)],
+)
+def test_base_anchors_equal_the_official_unrounded_ones(
+    ratios: tuple[float, ...], expected: list[list[float]]
+) -> None:
+    sizes = anchor_sizes(2)
+    assert sizes[0] == pytest.approx((32.0, 45.254834))  # torchvision would give 46
+    gen = ExactAnchorGenerator(sizes, (ratios,) * 5)
+    got = gen.cell_anchors[0]
+    assert torch.allclose(got, torch.tensor(expected), atol=1e-5)
+    assert not torch.equal(got, got.round())
+
+
+def test_grid_anchors_sit_on_stride_multiples_in_mmdetection_order() -> None:
+    anchors = Anchors(2, (0.5, 1.0, 2.0))
+    sizes = [(4, 4), (2, 2), (1, 1), (1, 1), (1, 1)]  # a 32 x 32 input
+    all_anchors = anchors(sizes, torch.device("cpu"))
+    assert anchors.counts(sizes, torch.device("cpu")) == [96, 24, 6, 6, 6]
+    # Location (y=1, x=2) of P3 is index (1 · 4 + 2) · 6; shift (16, 8) added to each base.
+    block = all_anchors[(1 * 4 + 2) * 6 : (1 * 4 + 2) * 6 + 6]
+    expected = torch.tensor(OFFICIAL_P3_MAXIOU) + torch.tensor([16.0, 8.0, 16.0, 8.0])
+    assert torch.allclose(block, expected, atol=1e-5)
+    # P4's first location is the origin with sides 64 and 90.51 (ratio 1).
+    p4 = all_anchors[96 : 96 + 6]
+    assert float(p4[2, 2] - p4[2, 0]) == pytest.approx(64.0)
+    assert float(p4[3, 2] - p4[3, 0]) == pytest.approx(64 * math.sqrt(2), abs=1e-4)
+
+
+runner = CliRunner()
+
+
+def test_print_config_prints_the_resolved_recipe_and_trains_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["train", "--train-ann", str(tmp_path / "a.json"), "--loss", "ap", "--print-config"]
+    result = runner.invoke(app, [*args, "--out", str(out), "--sb-period-epochs", "2"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc == TrainConfig.from_dict(doc).resolved().to_dict()  # complete and resolved
+    assert doc["loss"] == "ap" and doc["lr"] == 0.002 and doc["assigner"] == "maxiou"
+    assert doc["anchor_ratios"] == [0.5, 1.0, 2.0] and doc["group_norm"] is False
+    assert doc["sb_period_epochs"] == 2 and doc["out"] == str(out)
+    assert not out.exists()
+    # Given options win, as in training.
+    result = runner.invoke(app, [*args, "--group-norm", "--lr-steps", "0.5", "--lr-batch", "8"])
+    doc = json.loads(result.stdout)
+    assert doc["group_norm"] is True and doc["lr_steps"] == [0.5] and doc["lr_batch"] == 8
+    bad = runner.invoke(app, ["train", "--print-config", "--sb-period-epochs", "0"])
+    assert bad.exit_code == 2 and "--sb-period-epochs" in bad.stderr
