@@ -51,15 +51,20 @@ def _cases() -> dict[int, list]:
     return {2: standard_cases(2), 3: standard_cases(3)}
 
 
-def _worker(rank: int, init_file: str, out_dir: str) -> None:
+def _join(rank: int, init_file: str, *, timeout: int) -> None:
+    """One thread per process, then the gloo group of WORLD processes through ``init_file``."""
     torch.set_num_threads(1)
     dist.init_process_group(
         "gloo",
         init_method=f"file://{init_file}",
         rank=rank,
         world_size=WORLD,
-        timeout=datetime.timedelta(seconds=60),
+        timeout=datetime.timedelta(seconds=timeout),
     )
+
+
+def _worker(rank: int, init_file: str, out_dir: str) -> None:
+    _join(rank, init_file, timeout=60)
     try:
         pair = dist.new_group([0, 1])  # every rank must take part in creating it
         results: dict[str, object] = {}
@@ -141,14 +146,7 @@ def test_needs_an_initialised_process_group() -> None:
 
 
 def _ddp_worker(rank: int, init_file: str, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"file://{init_file}",
-        rank=rank,
-        world_size=WORLD,
-        timeout=datetime.timedelta(seconds=120),
-    )
+    _join(rank, init_file, timeout=120)
     try:
         features, targets, sizes, state = _ddp_problem()
         lo = sum(sizes[:rank])

@@ -7,6 +7,7 @@ step at a few milliseconds on a CPU; the detectors are torchvision's own classes
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -38,11 +39,9 @@ class TinyBackbone(nn.Module):
         return OrderedDict([("p3", p3), ("p4", self.p4(torch.relu(p3)))])
 
 
-def tiny_retinanet(seed: int = 0) -> RetinaNet:
-    """torchvision's RetinaNet on :class:`TinyBackbone`, 3 anchors per location."""
+def _tiny(detector: type, anchors: AnchorGenerator, seed: int) -> Any:
     torch.manual_seed(seed)
-    anchors = AnchorGenerator(sizes=((16,), (32,)), aspect_ratios=((0.5, 1.0, 2.0),) * 2)
-    return RetinaNet(
+    return detector(
         TinyBackbone(),
         NUM_CLASSES,
         min_size=SIZE,
@@ -50,20 +49,18 @@ def tiny_retinanet(seed: int = 0) -> RetinaNet:
         anchor_generator=anchors,
         score_thresh=0.01,
     )
+
+
+def tiny_retinanet(seed: int = 0) -> RetinaNet:
+    """torchvision's RetinaNet on :class:`TinyBackbone`, 3 anchors per location."""
+    anchors = AnchorGenerator(sizes=((16,), (32,)), aspect_ratios=((0.5, 1.0, 2.0),) * 2)
+    return _tiny(RetinaNet, anchors, seed)
 
 
 def tiny_fcos(seed: int = 0) -> FCOS:
     """torchvision's FCOS on :class:`TinyBackbone` (one anchor per location, size = stride)."""
-    torch.manual_seed(seed)
     anchors = AnchorGenerator(sizes=((8,), (16,)), aspect_ratios=((1.0,),) * 2)
-    return FCOS(
-        TinyBackbone(),
-        NUM_CLASSES,
-        min_size=SIZE,
-        max_size=SIZE,
-        anchor_generator=anchors,
-        score_thresh=0.01,
-    )
+    return _tiny(FCOS, anchors, seed)
 
 
 def synthetic_batch(
