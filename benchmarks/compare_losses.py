@@ -29,8 +29,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
+import os
 import statistics
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +98,7 @@ def plan(args: argparse.Namespace, done: dict[str, dict[str, Any]]) -> list[dict
         runs.extend(grid)
         finished = [done[r["name"]] for r in grid if r["name"] in done]
         if len(finished) == len(grid):
-            best = max(finished, key=lambda r: r["AP"])["lr"]
+            best = max(finished, key=lambda r: r["AP"] or 0.0)["lr"]
             for seed in rest:
                 runs.append(
                     {
@@ -113,8 +116,10 @@ def plan(args: argparse.Namespace, done: dict[str, dict[str, Any]]) -> list[dict
 def run_one(run: dict[str, Any], args: argparse.Namespace, data: Path) -> dict[str, Any]:
     """Train (or resume) one run, analyse its best predictions, write its result.json."""
     from alrp_cli.detection.data import coco_layout
+    from alrp_cli.detection.engine import NonFiniteLoss
     from alrp_cli.detection.train import train
     from analysis.pipeline import analyze
+    from analysis.report.build import headline_row
 
     run_dir = args.out / "runs" / run["name"]
     started = time.perf_counter()
@@ -128,12 +133,27 @@ def run_one(run: dict[str, Any], args: argparse.Namespace, data: Path) -> dict[s
             seed=run["seed"],
             epochs=args.epochs,
             threads=args.threads,
+            eval_every=args.eval_every,
             log_every=50,
             device=args.device,
             **args.scale,
             **run["options"],
         )
-    result = train(cfg)
+    try:
+        result = train(cfg)
+    except NonFiniteLoss as err:  # a result too: that recipe diverges on this data
+        records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        epochs = [r for r in records if r["type"] == "epoch"]
+        out = {
+            **{k: run[k] for k in ("name", "table", "loss", "seed", "lr")},
+            **dict.fromkeys(METRICS),
+            "diverged": str(err),
+            "sb_weight_used": [r.get("sb_weight") for r in epochs],
+            "train_seconds": sum(r["seconds"] for r in epochs),
+            "config": json.loads((run_dir / "config.json").read_text()),
+        }
+        write_json(run_dir / "result.json", out)
+        return out
     if result.interrupted:
         raise KeyboardInterrupt
     records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -150,6 +170,7 @@ def run_one(run: dict[str, Any], args: argparse.Namespace, data: Path) -> dict[s
         "AP75": analysis.coco["AP75"],
         "moLRP": analysis.molrp,
         "spearman": analysis.ranking["pooled"]["spearman"],
+        "headline": headline_row(analysis.to_dict()),
         "sb_weight_used": [r.get("sb_weight") for r in epochs],
         "train_seconds": sum(r["seconds"] for r in epochs),
         "wall_seconds_last_invocation": time.perf_counter() - started,
@@ -157,6 +178,20 @@ def run_one(run: dict[str, Any], args: argparse.Namespace, data: Path) -> dict[s
     }
     write_json(run_dir / "result.json", out)
     return out
+
+
+def best_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Of one loss's runs in one arm, those at the learning rate with the most seeds, then
+    the highest mean AP (the own arm has one rate; the shared arm's grid has three)."""
+    by_lr: dict[float, list[dict[str, Any]]] = {}
+    for r in runs:
+        by_lr.setdefault(r["lr"], []).append(r)
+    if not by_lr:
+        return []
+    # A diverged run (AP None) counts as AP 0 in the choice of the rate.
+    return max(
+        by_lr.values(), key=lambda rs: (len(rs), statistics.mean(r["AP"] or 0.0 for r in rs))
+    )
 
 
 def _mean_std(values: list[float], digits: int = 3) -> str:
@@ -197,23 +232,15 @@ def tables(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         ]
         for loss in args.losses:
             mine = [r for r in rows if r["loss"] == loss]
-            if table == "shared":  # the best lr's runs (the grid's others are listed below)
-                by_lr: dict[float, list[dict[str, Any]]] = {}
-                for r in mine:
-                    by_lr.setdefault(r["lr"], []).append(r)
-                if not by_lr:
-                    continue
-                mine = max(
-                    by_lr.values(), key=lambda rs: (len(rs), statistics.mean(r["AP"] for r in rs))
-                )
+            mine = best_runs(mine)  # shared: the best lr's runs (the grid is listed below)
             if not mine:
                 continue
             cells = [_mean_std([r[m] for r in mine]) for m in METRICS]
             secs = _mean_std([r["train_seconds"] for r in mine], digits=0)
+            diverged = sum(1 for r in mine if r.get("diverged"))
+            seeds = f"{len(mine)} ({diverged} diverged)" if diverged else f"{len(mine)}"
             lines.append(
-                f"| {loss} | {mine[0]['lr']:g} | {len(mine)} | "
-                + " | ".join(cells)
-                + f" | {secs} |"
+                f"| {loss} | {mine[0]['lr']:g} | {seeds} | " + " | ".join(cells) + f" | {secs} |"
             )
         if table == "shared":
             grid = sorted(
@@ -224,7 +251,11 @@ def tables(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
                 "Grid on seed "
                 + str(args.seeds[0])
                 + ": "
-                + ", ".join(f"{r['loss']} lr {r['lr']:g} AP {r['AP']:.3f}" for r in grid),
+                + ", ".join(
+                    f"{r['loss']} lr {r['lr']:g} "
+                    + ("diverged" if r.get("diverged") else f"AP {r['AP']:.3f}")
+                    for r in grid
+                ),
             ]
         lines.append("")
     sb = [r for r in results if r["loss"] == "alrp"]
@@ -237,6 +268,36 @@ def tables(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+LOSS_NAMES = {"alrp": "aLRP", "ap": "AP Loss", "focal": "focal"}
+
+
+def figure(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    """Figure 8 of the report with error bars: per (arm, loss), the mean and the standard
+    deviation over seeds of every headline number, as OUT/figure8.{png,pdf}."""
+    import pandas as pd
+
+    from analysis.figures import plot_comparison
+    from analysis.report.build import save_figure
+
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for table, arm in (("own", "own"), ("shared", "shared")):
+        for loss in args.losses:
+            mine = best_runs([r for r in results if r["table"] == table and r["loss"] == loss])
+            if mine:
+                rows[f"{LOSS_NAMES[loss]}, {arm}"] = [r.get("headline", r) for r in mine]
+    if not rows:
+        return
+    frames = {
+        label: pd.DataFrame(runs).apply(pd.to_numeric, errors="coerce")
+        for label, runs in rows.items()
+    }
+    mean = pd.DataFrame({label: f.mean() for label, f in frames.items()}).T
+    std = pd.DataFrame({label: f.std(ddof=1) for label, f in frames.items()}).T
+    columns = [c for c in mean.columns if c not in ("n_tp", "n_detections")]
+    fig = plot_comparison(mean[columns], errors=std[columns])
+    save_figure(fig, args.out / "figure8", ("png", "pdf"), dpi=150)
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True, help="folder of the runs and tables")
@@ -246,7 +307,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, help="10 epochs = 10 SB updates [10; --smoke: 2]")
     p.add_argument("--base-lr", type=float, default=0.04, help="aLRP's own-recipe lr at 32")
     p.add_argument("--lr-grid", default="0.02,0.04,0.08", help="shared recipe, at batch 32")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--num-train", type=int, default=1500, help="training images of the set")
+    p.add_argument("--num-val", type=int, default=300, help="validation images of the set")
+    p.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained at once (processes)")
+    p.add_argument("--threads", type=int, default=None, help="per run [cores / --jobs]")
     p.add_argument("--device", default="auto")
     p.add_argument("--smoke", action="store_true", help="tiny data and model: proves it runs")
     args = p.parse_args(argv)
@@ -256,8 +321,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args.lr_grid = [float(s) for s in args.lr_grid.split(",")]
     if len(args.seeds) < 1 or any(loss not in LOSSES for loss in args.losses):
         p.error("--seeds needs one seed at least; --losses from alrp, ap, focal")
+    if args.jobs < 1 or args.eval_every < 1 or min(args.num_train, args.num_val) < 1:
+        p.error("--jobs, --eval-every, --num-train and --num-val must be at least 1")
+    if args.threads is None:
+        args.threads = max(1, (os.cpu_count() or 1) // args.jobs)
     args.scale = {}
-    args.num_train, args.num_val = 1500, 300
     if args.epochs is None:
         args.epochs = 2 if args.smoke else 10
     if args.smoke:
@@ -267,7 +335,6 @@ def parse(argv: list[str]) -> argparse.Namespace:
             "head_channels": 16,
             "batch_size": 8,
             "warmup_iters": 2,
-            "eval_every": 1,
         }
     return args
 
@@ -285,21 +352,32 @@ def main(argv: list[str] | None = None) -> None:
         make_synthetic_coco(
             data, num_train=args.num_train, num_val=args.num_val, image_size=size, preset="hard"
         )
+    print(f"data: {data}; {args.jobs} run(s) at once, {args.threads} thread(s) each", flush=True)
     done: dict[str, dict[str, Any]] = {}
-    while True:
-        for path in sorted((args.out / "runs").glob("*/result.json")):
-            record = json.loads(path.read_text())
-            done[record["name"]] = record
-        todo = [r for r in plan(args, done) if r["name"] not in done]
-        if not todo:
-            break
-        run = todo[0]
-        print(f"[{len(done) + 1}/{len(done) + len(todo)}] {run['name']}", flush=True)
-        done[run["name"]] = run_one(run, args, data)
+    running: dict[Future[dict[str, Any]], str] = {}
+    # Spawned workers: a forked child would inherit torch's thread pools in a bad state.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
+        while True:
+            for path in sorted((args.out / "runs").glob("*/result.json")):
+                record = json.loads(path.read_text())
+                done[record["name"]] = record
+            busy = set(running.values())
+            todo = [r for r in plan(args, done) if r["name"] not in done and r["name"] not in busy]
+            for run in todo[: args.jobs - len(running)]:
+                total = len(done) + len(busy) + len(todo)
+                print(f"[{len(done) + len(running) + 1}/{total}] {run['name']}", flush=True)
+                running[pool.submit(run_one, run, args, data)] = run["name"]
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                done[running.pop(future)] = future.result()
     wanted = {r["name"] for r in plan(args, done)}
     results = [done[n] for n in sorted(wanted)]
     write_text(args.out / "compare.md", tables(results, args))
     write_json(args.out / "compare.json", {"runs": results})
+    figure(results, args)
     print(f"wrote {args.out / 'compare.md'} and compare.json ({len(results)} runs)")
 
 

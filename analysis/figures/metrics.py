@@ -61,8 +61,12 @@ def _bars(
     palette: Mapping[str, Any],
     *,
     annotate: bool,
+    errors: pd.DataFrame | None = None,
 ) -> None:
-    """Grouped bars: x = metric, hue = model; missing values left out."""
+    """Grouped bars: x = metric, hue = model; missing values left out.
+
+    ``errors`` (same index and columns as ``frame``) draws a ± error bar on each bar.
+    """
     present = [(c, name) for c, name in columns if c in frame.columns]
     long = (
         frame[[c for c, _ in present]]
@@ -86,11 +90,36 @@ def _bars(
         saturation=1.0,
         ax=ax,
     )
+    if errors is not None:
+        _error_bars(ax, frame, errors, [c for c, _ in present], list(palette))
     if annotate:
         for container in ax.containers:
-            ax.bar_label(container, fmt="%.3f", fontsize=6.5, padding=1)
+            if hasattr(container, "patches"):  # bar containers only, not error bars
+                ax.bar_label(container, fmt="%.3f", fontsize=6.5, padding=1)
     ax.set_xlabel("")
     ax.set_ylabel("")
+
+
+def _error_bars(
+    ax: Any, frame: pd.DataFrame, errors: pd.DataFrame, columns: list[str], labels: list[str]
+) -> None:
+    """± ``errors`` on each bar seaborn drew: its containers are per model (hue), in
+    ``labels`` order, and hold one bar per metric that model has a value for."""
+    containers = [c for c in ax.containers if hasattr(c, "patches")]
+    for label, container in zip(labels, containers, strict=False):
+        shown = [c for c in columns if pd.notna(frame.at[label, c])]
+        for column, patch in zip(shown, container.patches, strict=False):
+            err = errors.at[label, column] if column in errors.columns else np.nan
+            if pd.isna(err):
+                continue
+            ax.errorbar(
+                patch.get_x() + patch.get_width() / 2,
+                patch.get_height(),
+                yerr=float(err),
+                color="0.15",
+                linewidth=0.9,
+                capsize=2.0,
+            )
 
 
 @themed
@@ -158,9 +187,18 @@ def plot_pr_curves(
     return fig
 
 
-def _headline_table(ax: Any, frame: pd.DataFrame) -> None:
+def _headline_table(ax: Any, frame: pd.DataFrame, errors: pd.DataFrame | None = None) -> None:
     columns = [(c, name, up) for c, name, up in HEADLINE if c in frame.columns]
-    cells = [[_cell(frame.at[label, c]) for c, _, _ in columns] for label in frame.index]
+
+    def spread(label: str, column: str) -> Any:
+        if errors is None or column not in errors.columns or label not in errors.index:
+            return None
+        return errors.at[label, column]
+
+    cells = [
+        [_cell(frame.at[label, c], spread(label, c)) for c, _, _ in columns]
+        for label in frame.index
+    ]
     table = ax.table(
         cellText=cells,
         rowLabels=list(frame.index),
@@ -170,7 +208,7 @@ def _headline_table(ax: Any, frame: pd.DataFrame) -> None:
     )
     table.auto_set_font_size(False)
     table.set_fontsize(7)
-    table.scale(1.0, 1.35)
+    table.scale(1.0, 1.35 if errors is None else 2.5)
     table.auto_set_column_width(list(range(-1, len(columns))))
     for j, (c, _, up) in enumerate(columns):
         values = pd.to_numeric(frame[c], errors="coerce")
@@ -184,12 +222,19 @@ def _headline_table(ax: Any, frame: pd.DataFrame) -> None:
     ax.set_title("Headline numbers (best in bold)")
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, error: Any = None) -> str:
     try:
         number = float(value)
     except (TypeError, ValueError):
         return "–"
-    return f"{number:.3f}" if math.isfinite(number) else "–"
+    if not math.isfinite(number):
+        return "–"
+    try:
+        spread = float(error)
+    except (TypeError, ValueError):
+        spread = math.nan
+    # Two lines, so that ten columns of "mean ± std" still fit the page's width.
+    return f"{number:.3f}\n± {spread:.3f}" if math.isfinite(spread) else f"{number:.3f}"
 
 
 @themed
@@ -197,21 +242,25 @@ def plot_comparison(
     headline: pd.DataFrame,
     *,
     colors: Mapping[str, Any] | None = None,
+    errors: pd.DataFrame | None = None,
 ) -> Figure:
     """Figure 8: one page comparing models: a table of headline numbers and four bar panels.
 
     ``headline`` is indexed by model label; columns among ``AP``, ``AP50``, ``AP75``,
     ``moLRP``, ``moLRP_loc``, ``moLRP_FP``, ``moLRP_FN``, ``alrp_cls``, ``alrp_loc``,
     ``alrp``, ``ap_loss``, ``spearman``, ``kendall``, ``concordant_share`` (NaN allowed).
+    ``errors``, indexed and labelled like ``headline`` (e.g. the standard deviation over
+    seeds when ``headline`` holds means), adds ± error bars and "mean ± std" table cells.
     """
     palette = colors_for(headline.index, colors)
     n = len(headline)
-    fig = new_figure(TEXT_WIDTH, 7.0 + 0.2 * n)
-    grid = fig.add_gridspec(3, 2, height_ratios=[0.5 + 0.22 * n, 2.2, 2.2])
-    _headline_table(fig.add_subplot(grid[0, :]), headline)
+    rows = 0.22 if errors is None else 0.48  # two-line cells with errors
+    fig = new_figure(TEXT_WIDTH, 7.0 + (rows - 0.02) * n)
+    grid = fig.add_gridspec(3, 2, height_ratios=[0.5 + rows * n, 2.2, 2.2])
+    _headline_table(fig.add_subplot(grid[0, :]), headline, errors)
     for k, (title, columns) in enumerate(PANELS):
         ax = fig.add_subplot(grid[1 + k // 2, k % 2])
-        _bars(ax, headline, columns, palette, annotate=n <= 2)
+        _bars(ax, headline, columns, palette, annotate=n <= 2 and errors is None, errors=errors)
         ax.set_title(title)
         top = ax.get_ylim()[1]
         ax.set_ylim(min(0.0, ax.get_ylim()[0]), max(top * 1.12, 0.05))

@@ -125,22 +125,25 @@ def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
     return formats
 
 
+def headline_row(record: dict[str, Any]) -> dict[str, Any]:
+    """The headline numbers of one analysis record (``AnalysisResult.to_dict()``): COCO
+    AP, AP50, AP75, oLRP components, mean losses, pooled ranking statistics."""
+    row: dict[str, Any] = {}
+    for key in ("AP", "AP50", "AP75"):
+        row[key] = record["coco"].get(key)
+    for key in ("moLRP", "moLRP_loc", "moLRP_FP", "moLRP_FN"):
+        row[key] = record["lrp"].get(key)
+    row.update((record.get("losses") or {}).get("mean") or {})
+    pooled = record["ranking"].get("pooled") or {}
+    for key in ("spearman", "kendall", "concordant_share", "n_tp"):
+        row[key] = pooled.get(key)
+    row["n_detections"] = record.get("n_detections")
+    return row
+
+
 def headline_table(inputs: ReportInputs) -> pd.DataFrame:
     """One row per model (index: label): COCO AP, oLRP components, losses, ranking stats."""
-    rows = {}
-    for model in inputs.models:
-        rec = model.record
-        row: dict[str, Any] = {}
-        for key in ("AP", "AP50", "AP75"):
-            row[key] = rec["coco"].get(key)
-        for key in ("moLRP", "moLRP_loc", "moLRP_FP", "moLRP_FN"):
-            row[key] = rec["lrp"].get(key)
-        row.update((rec.get("losses") or {}).get("mean") or {})
-        pooled = rec["ranking"].get("pooled") or {}
-        for key in ("spearman", "kendall", "concordant_share", "n_tp"):
-            row[key] = pooled.get(key)
-        row["n_detections"] = rec.get("n_detections")
-        rows[model.label] = row
+    rows = {model.label: headline_row(model.record) for model in inputs.models}
     frame = pd.DataFrame.from_dict(rows, orient="index")
     return frame.apply(pd.to_numeric, errors="coerce")
 

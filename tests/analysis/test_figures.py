@@ -241,6 +241,45 @@ def test_comparison_page_bolds_the_best() -> None:
     assert cells[2, header["Spearman ρ"]].get_text().get_text() == "–"
 
 
+def test_comparison_page_error_bars_span_mean_plus_minus_std() -> None:
+    from matplotlib.container import ErrorbarContainer
+
+    headline = pd.DataFrame(
+        {"AP": [0.40, 0.30], "AP50": [0.60, np.nan], "moLRP": [0.70, 0.75]}, index=["a", "b"]
+    )
+    errors = pd.DataFrame(
+        {"AP": [0.02, 0.05], "AP50": [0.01, np.nan], "moLRP": [np.nan, 0.03]}, index=["a", "b"]
+    )
+    fig = figures.plot_comparison(headline, errors=errors)
+    assert_renders(fig)
+    cells = fig.axes[0].tables[0].get_celld()
+    row = {cells[i, -1].get_text().get_text(): i for i in (1, 2)}
+    texts = {cells[row["a"], j].get_text().get_text() for j in range(3)}
+    assert texts == {"0.400\n± 0.020", "0.600\n± 0.010", "0.700"}
+    ap_panel = fig.axes[1]
+    spans = []
+    for container in ap_panel.containers:
+        if isinstance(container, ErrorbarContainer):
+            segment = container.lines[2][0].get_segments()[0]
+            spans.append(
+                (round(segment[0][0], 6), round(segment[0][1], 6), round(segment[1][1], 6))
+            )
+    # AP: a 0.40 ± 0.02, b 0.30 ± 0.05; AP50: a 0.60 ± 0.01; b has no AP50 bar.
+    bars = {
+        round(p.get_height(), 6): p
+        for c in ap_panel.containers
+        if hasattr(c, "patches")
+        for p in c.patches
+    }
+    expected = {
+        (round(bars[h].get_x() + bars[h].get_width() / 2, 6), round(h - e, 6), round(h + e, 6))
+        for h, e in ((0.4, 0.02), (0.3, 0.05), (0.6, 0.01))
+    }
+    assert set(spans) == expected
+    # Each error bar sits on its own bar: the x of a's AP bar differs from b's.
+    assert len({x for x, _, _ in spans}) == 3
+
+
 def test_model_colors_are_stable_and_colour_blind_safe() -> None:
     import seaborn as sns
 

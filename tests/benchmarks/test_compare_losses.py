@@ -1,0 +1,150 @@
+"""benchmarks/compare_losses.py: the plan of runs, the choice of the shared arm's rate, the
+tables and figure 8 with error bars, on made-up results (training is not run here; the
+``slow`` smoke test runs the whole command on a tiny set)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location(
+        "compare_losses", ROOT / "benchmarks" / "compare_losses.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    # Spawned workers import it by this name, from the parent's sys.path.
+    sys.modules["compare_losses"] = module
+    if str(ROOT / "benchmarks") not in sys.path:
+        sys.path.append(str(ROOT / "benchmarks"))
+    spec.loader.exec_module(module)
+    return module
+
+
+compare = _load()
+
+
+def _args(tmp_path: Path, *extra: str):
+    return compare.parse(["--out", str(tmp_path), *extra])
+
+
+def _result(run: dict, ap: float) -> dict:
+    return {
+        **{k: run[k] for k in ("name", "table", "loss", "seed", "lr")},
+        "AP": ap,
+        "AP50": ap + 0.2,
+        "AP75": ap - 0.1,
+        "moLRP": 1 - ap,
+        "spearman": 0.3,
+        "sb_weight_used": [50.0, 20.0] if run["loss"] == "alrp" else [None, None],
+        "train_seconds": 10.0,
+        "headline": {"AP": ap, "AP50": ap + 0.2, "moLRP": 1 - ap, "spearman": 0.3},
+    }
+
+
+def test_plan_is_nine_own_runs_and_the_grid_then_the_best_rate_on_the_other_seeds(
+    tmp_path: Path,
+) -> None:
+    args = _args(tmp_path)
+    first = compare.plan(args, {})
+    own = [r for r in first if r["table"] == "own"]
+    grid = [r for r in first if r["table"] == "shared"]
+    assert len(own) == 9 and len(grid) == 9 and {r["seed"] for r in grid} == {0}
+    # The own recipes keep the official ratio aLRP : AP : focal = 0.008 : 0.002 : 0.02 at 32.
+    lr = {r["loss"]: r["lr"] for r in own}
+    assert lr["alrp"] == pytest.approx(0.04)
+    assert lr["ap"] == pytest.approx(0.01) and lr["focal"] == pytest.approx(0.1)
+    # Finish the grid with a known best rate per loss: only then do seeds 1 and 2 appear.
+    best = {"alrp": 0.08, "ap": 0.02, "focal": 0.04}
+    done = {r["name"]: _result(r, 0.5 if r["lr"] == best[r["loss"]] else 0.1) for r in grid}
+    extra = [r for r in compare.plan(args, done) if r["name"] not in {g["name"] for g in first}]
+    assert sorted((r["loss"], r["seed"], r["lr"]) for r in extra) == sorted(
+        (loss, seed, lr) for loss, lr in best.items() for seed in (1, 2)
+    )
+
+
+def test_best_runs_prefers_the_rate_with_the_most_seeds_then_the_mean_ap() -> None:
+    runs = [
+        {"lr": 0.02, "AP": 0.9},  # the best single run, but one seed only
+        {"lr": 0.04, "AP": 0.3},
+        {"lr": 0.04, "AP": 0.5},
+    ]
+    assert [r["AP"] for r in compare.best_runs(runs)] == [0.3, 0.5]
+    assert compare.best_runs([*runs[:1], {"lr": 0.08, "AP": 0.2}])[0]["lr"] == 0.02
+    assert compare.best_runs([]) == []
+
+
+def test_tables_and_figure_show_mean_and_std_over_seeds(tmp_path: Path) -> None:
+    args = _args(tmp_path, "--seeds", "0,1", "--losses", "alrp,focal", "--lr-grid", "0.04")
+    aps = {("alrp", 0): 0.30, ("alrp", 1): 0.34, ("focal", 0): 0.20, ("focal", 1): 0.26}
+    results = []
+    for run in compare.plan(args, {}):
+        results.append(_result(run, aps[run["loss"], run["seed"]]))
+    done = {r["name"]: r for r in results}
+    results += [
+        _result(r, aps[r["loss"], r["seed"]])
+        for r in compare.plan(args, done)
+        if r["name"] not in done
+    ]
+    text = compare.tables(results, args)
+    alrp = statistics.mean([0.30, 0.34]), statistics.stdev([0.30, 0.34])
+    row = next(line for line in text.splitlines() if line.startswith("| alrp | 0.04 | 2 |"))
+    assert f"{alrp[0]:.3f} ± {alrp[1]:.3f}" in row
+    assert "- own-alrp-s0: 50.00, 20.00" in text
+    compare.figure(results, args)
+    assert (tmp_path / "figure8.png").stat().st_size > 10_000
+    assert (tmp_path / "figure8.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_a_diverged_run_is_counted_and_loses_the_rate_choice(tmp_path: Path) -> None:
+    args = _args(tmp_path, "--seeds", "0", "--losses", "focal", "--lr-grid", "0.04,0.08")
+    runs = compare.plan(args, {})
+    results = [_result(r, 0.2) for r in runs]
+    for r in results:
+        if r["lr"] == 0.08 or r["table"] == "own":
+            r.update(dict.fromkeys(compare.METRICS), diverged="non-finite loss at epoch 2")
+    assert compare.best_runs([r for r in results if r["table"] == "shared"])[0]["lr"] == 0.04
+    text = compare.tables(results, args)
+    assert "| focal | 0.1 | 1 (1 diverged) | - | - | - | - | - |" in text
+    assert "focal lr 0.04 AP 0.200, focal lr 0.08 diverged" in text
+
+
+def test_bad_options_are_refused(tmp_path: Path) -> None:
+    for bad in (["--jobs", "0"], ["--losses", "alrp,giou"], ["--num-train", "0"]):
+        with pytest.raises(SystemExit) as info:
+            _args(tmp_path, *bad)
+        assert info.value.code == 2
+
+
+@pytest.mark.slow
+def test_smoke_run_trains_every_arm_in_two_processes_and_resumes(tmp_path: Path) -> None:
+    argv = [
+        "--out",
+        str(tmp_path),
+        "--smoke",
+        "--seeds",
+        "0,1",
+        "--lr-grid",
+        "0.02,0.08",
+        "--jobs",
+        "2",
+    ]
+    compare.main(argv)
+    runs = json.loads((tmp_path / "compare.json").read_text())["runs"]
+    # own: 3 losses x 2 seeds; shared: 3 x 2 rates on seed 0, then the best rate on seed 1.
+    assert len(runs) == 6 + 6 + 3
+    assert all((tmp_path / "runs" / r["name"] / "result.json").is_file() for r in runs)
+    stamp = {
+        r["name"]: (tmp_path / "runs" / r["name"] / "result.json").stat().st_mtime_ns for r in runs
+    }
+    compare.main(argv)  # everything done: only the tables are rewritten
+    assert stamp == {
+        r["name"]: (tmp_path / "runs" / r["name"] / "result.json").stat().st_mtime_ns for r in runs
+    }
