@@ -66,22 +66,12 @@ def own_recipe(loss: str, base_lr: float) -> dict[str, Any]:
 
 
 def plan(args: argparse.Namespace, done: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every run as {"name", "table", "loss", "seed", "lr", "options"}; the shared table's
-    extra seeds appear once the grid on the first seed is finished."""
+    """Every run as {"name", "table", "loss", "seed", "lr", "options"}, in the order they
+    run: the shared recipe's grid on the first seed, its best rates on the other seeds
+    (they appear once the grid is finished), then the own recipes. The shared arm comes
+    first because it holds everything else fixed: if a session ends early, it is the table
+    that is complete."""
     runs: list[dict[str, Any]] = []
-    for loss in args.losses:
-        opts = own_recipe(loss, args.base_lr)
-        for seed in args.seeds:
-            runs.append(
-                {
-                    "name": f"own-{loss}-s{seed}",
-                    "table": "own",
-                    "loss": loss,
-                    "seed": seed,
-                    "lr": opts["lr"],
-                    "options": opts,
-                }
-            )
     first, rest = args.seeds[0], args.seeds[1:]
     for loss in args.losses:
         grid = [
@@ -110,6 +100,19 @@ def plan(args: argparse.Namespace, done: dict[str, dict[str, Any]]) -> list[dict
                         "options": {"lr": best},
                     }
                 )
+    for loss in args.losses:
+        opts = own_recipe(loss, args.base_lr)
+        for seed in args.seeds:
+            runs.append(
+                {
+                    "name": f"own-{loss}-s{seed}",
+                    "table": "own",
+                    "loss": loss,
+                    "seed": seed,
+                    "lr": opts["lr"],
+                    "options": opts,
+                }
+            )
     return runs
 
 
