@@ -12,12 +12,14 @@ Two tables, every cell mean ± std over seeds:
 
 Reported: COCO AP, AP50, AP75, moLRP, the pooled score-IoU Spearman of true positives
 (analysis.analyze on each run's best-AP predictions), the self-balance weight used in each
-epoch (aLRP) and the training wall time. Runs live in OUT/runs/<name>/; a run with
-``result.json`` is done and skipped, one with ``last.pt`` only is resumed, so the command
-can be stopped and restarted (also across sessions). The Markdown table is OUT/compare.md,
-the numbers OUT/compare.json.
+epoch (aLRP) and the training wall time; figure 8 of the report with error bars (mean ±
+std over seeds). Runs live in OUT/runs/<name>/; a run with ``result.json`` is done and
+skipped, one with ``last.pt`` only is resumed, so the command can be stopped and restarted
+(also across sessions). ``--jobs N`` trains N runs at once in separate processes. The
+Markdown table is OUT/compare.md, the numbers OUT/compare.json, the figure OUT/figure8.png
+and .pdf.
 
-    python benchmarks/compare_losses.py --out bench-compare              # the full comparison
+    python benchmarks/compare_losses.py --out bench-compare --jobs 2     # the full comparison
     python benchmarks/compare_losses.py --out /tmp/smoke --smoke         # a tiny run of it all
 
 The hard set is written to OUT/data (``alrp data synth --preset hard``) unless --data is
@@ -73,6 +75,7 @@ def plan(args: argparse.Namespace, done: dict[str, dict[str, Any]]) -> list[dict
     that is complete."""
     runs: list[dict[str, Any]] = []
     first, rest = args.seeds[0], args.seeds[1:]
+    best_lr: dict[str, float] = {}
     for loss in args.losses:
         grid = [
             {
@@ -88,7 +91,7 @@ def plan(args: argparse.Namespace, done: dict[str, dict[str, Any]]) -> list[dict
         runs.extend(grid)
         finished = [done[r["name"]] for r in grid if r["name"] in done]
         if len(finished) == len(grid):
-            best = max(finished, key=lambda r: r["AP"] or 0.0)["lr"]
+            best = best_lr[loss] = max(finished, key=lambda r: r["AP"] or 0.0)["lr"]
             for seed in rest:
                 runs.append(
                     {
@@ -113,7 +116,30 @@ def plan(args: argparse.Namespace, done: dict[str, dict[str, Any]]) -> list[dict
                     "options": opts,
                 }
             )
+    if args.ablation and "alrp" in best_lr:  # after the grid: at aLRP's best shared rate
+        lr = best_lr["alrp"]
+        for variant, options in ablations(args).items():
+            runs.append(
+                {
+                    "name": f"ablation-alrp-{variant}-lr{lr:g}-s{first}",
+                    "table": "ablation",
+                    "variant": variant,
+                    "loss": "alrp",
+                    "seed": first,
+                    "lr": lr,
+                    "options": {"lr": lr, **options},
+                }
+            )
     return runs
+
+
+def ablations(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """--ablation: aLRP in the shared recipe with one thing changed each (first seed)."""
+    return {
+        "sb-fixed-10": {"sb_fixed": True, "sb_init": 10.0},  # the weight held, not balanced
+        "no-groupnorm": {"group_norm": False},  # the official head: no normalisation
+        "epochs-x2": {"epochs": 2 * args.epochs},  # twice the schedule
+    }
 
 
 def run_one(run: dict[str, Any], args: argparse.Namespace, data: Path) -> dict[str, Any]:
@@ -129,19 +155,19 @@ def run_one(run: dict[str, Any], args: argparse.Namespace, data: Path) -> dict[s
     if (run_dir / "last.pt").is_file():
         cfg = TrainConfig(resume=str(run_dir))
     else:
-        cfg = TrainConfig(
-            data=str(data),
-            out=str(run_dir),
-            loss=run["loss"],
-            seed=run["seed"],
-            epochs=args.epochs,
-            threads=args.threads,
-            eval_every=args.eval_every,
-            log_every=50,
-            device=args.device,
+        options = {
+            "data": str(data),
+            "out": str(run_dir),
+            "loss": run["loss"],
+            "seed": run["seed"],
+            "epochs": args.epochs,
+            "threads": args.threads,
+            "eval_every": args.eval_every,
+            "log_every": 50,
+            "device": args.device,
             **args.scale,
-            **run["options"],
-        )
+        }
+        cfg = TrainConfig(**{**options, **run["options"]})
     try:
         result = train(cfg)
     except NonFiniteLoss as err:  # a result too: that recipe diverges on this data
@@ -167,6 +193,7 @@ def run_one(run: dict[str, Any], args: argparse.Namespace, data: Path) -> dict[s
     epochs = [r for r in records if r["type"] == "epoch"]
     out = {
         **{k: run[k] for k in ("name", "table", "loss", "seed", "lr")},
+        "variant": run.get("variant"),
         "best_epoch": best["epoch"],
         "AP": analysis.coco["AP"],
         "AP50": analysis.coco["AP50"],
@@ -261,6 +288,34 @@ def tables(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
                 ),
             ]
         lines.append("")
+    ablation = [r for r in results if r["table"] == "ablation"]
+    if ablation:
+        first = args.seeds[0]
+        base = [
+            r
+            for r in results
+            if r["table"] == "shared"
+            and r["loss"] == "alrp"
+            and r["seed"] == first
+            and r["lr"] == ablation[0]["lr"]
+        ]
+        lines += [
+            f"## Ablation: aLRP, shared recipe at lr {ablation[0]['lr']:g}, seed {first}",
+            "",
+            "| variant | " + " | ".join(METRICS) + " | SB weight, first → last epoch | train s |",
+            "|---|" + "---|" * (len(METRICS) + 2),
+        ]
+        for r in base + ablation:
+            cells = ["-" if r.get(m) is None else f"{r[m]:.3f}" for m in METRICS]
+            used = [w for w in r["sb_weight_used"] if w is not None]
+            sb = f"{used[0]:.1f} → {used[-1]:.1f}" if used else "-"
+            name = r.get("variant") or "baseline (self-balance, GroupNorm)"
+            if r.get("diverged"):
+                name += " (diverged)"
+            lines.append(
+                f"| {name} | " + " | ".join(cells) + f" | {sb} | {r['train_seconds']:.0f} |"
+            )
+        lines.append("")
     sb = [r for r in results if r["loss"] == "alrp"]
     if sb:
         lines += ["## Self-balance weight used in each epoch (aLRP)", ""]
@@ -316,6 +371,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--jobs", type=int, default=1, help="runs trained at once (processes)")
     p.add_argument("--threads", type=int, default=None, help="per run [cores / --jobs]")
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--ablation",
+        action="store_true",
+        help="also aLRP with the SB weight fixed at 10, without GroupNorm, with twice the epochs",
+    )
     p.add_argument("--smoke", action="store_true", help="tiny data and model: proves it runs")
     args = p.parse_args(argv)
     args.argv = argv

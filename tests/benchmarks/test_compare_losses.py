@@ -70,6 +70,25 @@ def test_plan_is_nine_own_runs_and_the_grid_then_the_best_rate_on_the_other_seed
     )
 
 
+def test_ablation_runs_at_alrps_best_shared_rate_once_the_grid_is_done(tmp_path: Path) -> None:
+    args = _args(tmp_path, "--ablation", "--epochs", "4")
+    grid = [r for r in compare.plan(args, {}) if r["table"] == "shared"]
+    assert not [r for r in compare.plan(args, {}) if r["table"] == "ablation"]
+    done = {r["name"]: _result(r, 0.5 if r["lr"] == 0.08 else 0.1) for r in grid}
+    ablation = [r for r in compare.plan(args, done) if r["table"] == "ablation"]
+    assert {r["variant"]: r["options"] for r in ablation} == {
+        "sb-fixed-10": {"lr": 0.08, "sb_fixed": True, "sb_init": 10.0},
+        "no-groupnorm": {"lr": 0.08, "group_norm": False},
+        "epochs-x2": {"lr": 0.08, "epochs": 8},
+    }
+    assert {(r["loss"], r["seed"]) for r in ablation} == {("alrp", 0)}
+    results = list(done.values()) + [{**_result(r, 0.2), "variant": r["variant"]} for r in ablation]
+    text = compare.tables(results, args)
+    assert "## Ablation: aLRP, shared recipe at lr 0.08, seed 0" in text
+    assert "| baseline (self-balance, GroupNorm) | 0.500 |" in text
+    assert "| sb-fixed-10 | 0.200 |" in text and "50.0 → 20.0" in text
+
+
 def test_best_runs_prefers_the_rate_with_the_most_seeds_then_the_mean_ap() -> None:
     runs = [
         {"lr": 0.02, "AP": 0.9},  # the best single run, but one seed only
