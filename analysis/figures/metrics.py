@@ -255,7 +255,7 @@ def plot_comparison(
     palette = colors_for(headline.index, colors)
     n = len(headline)
     rows = 0.22 if errors is None else 0.48  # two-line cells with errors
-    fig = new_figure(TEXT_WIDTH, 7.0 + (rows - 0.02) * n)
+    fig = new_figure(TEXT_WIDTH, 7.0 + (0.2 if errors is None else 0.5) * n)
     grid = fig.add_gridspec(3, 2, height_ratios=[0.5 + rows * n, 2.2, 2.2])
     _headline_table(fig.add_subplot(grid[0, :]), headline, errors)
     for k, (title, columns) in enumerate(PANELS):
