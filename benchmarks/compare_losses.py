@@ -136,9 +136,9 @@ def plan(args: argparse.Namespace, done: dict[str, dict[str, Any]]) -> list[dict
 def ablations(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """--ablation: aLRP in the shared recipe with one thing changed each (first seed)."""
     return {
-        "epochs-x2": {"epochs": 2 * args.epochs},  # twice the schedule (first: the longest)
         "sb-fixed-10": {"sb_fixed": True, "sb_init": 10.0},  # the weight held, not balanced
         "no-groupnorm": {"group_norm": False},  # the official head: no normalisation
+        "epochs-x2": {"epochs": 2 * args.epochs},  # twice the schedule (last: the longest)
     }
 
 
