@@ -144,42 +144,38 @@ def cpu():
 gt_path, dt_path = sys.argv[1], sys.argv[2]
 """
 
-CHILDREN = {
-    "pycocotools": _PRELUDE
-    + """
+# Both COCO engines run the same timed script; only the import and the evaluator differ.
+_COCOEVAL = """
 import contextlib, io
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
+{imports}
 m0, c0 = hwm(), cpu()
 with contextlib.redirect_stdout(io.StringIO()):
     t0 = time.perf_counter()
     gt = COCO(gt_path)
     dt = gt.loadRes(dt_path)
     t1 = time.perf_counter()
-    ev = COCOeval(gt, dt, "bbox")
+    ev = {evaluator}(gt, dt, "bbox"{extra})
     ev.evaluate()
     ev.accumulate()
     t2 = time.perf_counter()
     ev.summarize()
-print(json.dumps({"load": t1 - t0, "timed": t2 - t1, "cpu": cpu() - c0, "hwm0": m0,
-                  "hwm": hwm(), "AP": float(ev.stats[0])}))
-""",
+print(json.dumps({{"load": t1 - t0, "timed": t2 - t1, "cpu": cpu() - c0, "hwm0": m0,
+                  "hwm": hwm(), "AP": float(ev.stats[0])}}))
+"""
+
+CHILDREN = {
+    "pycocotools": _PRELUDE
+    + _COCOEVAL.format(
+        imports="from pycocotools.coco import COCO\nfrom pycocotools.cocoeval import COCOeval",
+        evaluator="COCOeval",
+        extra="",
+    ),
     "faster-coco-eval": _PRELUDE
-    + """
-from faster_coco_eval import COCO, COCOeval_faster
-m0, c0 = hwm(), cpu()
-t0 = time.perf_counter()
-gt = COCO(gt_path)
-dt = gt.loadRes(dt_path)
-t1 = time.perf_counter()
-ev = COCOeval_faster(gt, dt, "bbox", print_function=lambda *a, **k: None)
-ev.evaluate()
-ev.accumulate()
-t2 = time.perf_counter()
-ev.summarize()
-print(json.dumps({"load": t1 - t0, "timed": t2 - t1, "cpu": cpu() - c0, "hwm0": m0,
-                  "hwm": hwm(), "AP": float(ev.stats[0])}))
-""",
+    + _COCOEVAL.format(
+        imports="from faster_coco_eval import COCO, COCOeval_faster",
+        evaluator="COCOeval_faster",
+        extra=", print_function=lambda *a, **k: None",
+    ),
     "alrp analyze": _PRELUDE
     + """
 import analysis

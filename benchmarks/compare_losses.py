@@ -407,8 +407,17 @@ def main(argv: list[str] | None = None) -> None:
 
     from alrp_cli.detection.data import make_synthetic_coco
     from alrp_cli.detection.data.synthetic import MARKER
+    from alrp_cli.errors import UserError
+    from alrp_cli.outputs import Outputs
 
     args = parse(sys.argv[1:] if argv is None else argv)
+    try:  # the CLI's output checks: one line and exit 2, never an input overwritten
+        if args.data is not None and not (args.data / MARKER).is_file():
+            raise UserError(f"{args.data}: --data is not a folder written by alrp data synth")
+        Outputs([args.data]).folder(args.out, "--out")
+    except UserError as err:
+        print(f"Error: {err}", file=sys.stderr)
+        sys.exit(2)
     data = args.data or args.out / "data"
     if args.data is None and not (data / MARKER).is_file():
         size = 64 if args.smoke else 128

@@ -107,15 +107,20 @@ def test_iou_by_score_decile_box_and_fallback() -> None:
         figures.plot_iou_by_score_decile()
 
 
-def test_per_class_spearman_drops_small_and_null_classes() -> None:
-    per_class = pd.DataFrame(
+def _per_class(n_tp: list[int]) -> pd.DataFrame:
+    """Two models (a, b) x three classes; class car has no Spearman in a."""
+    return pd.DataFrame(
         {
             "label": ["a", "a", "a", "b", "b", "b"],
             "name": ["dog", "cat", "car", "dog", "cat", "car"],
             "spearman": [0.8, 0.1, None, 0.6, -0.2, 0.9],
-            "n_tp": [10, 10, 10, 10, 10, 2],
+            "n_tp": n_tp,
         }
     )
+
+
+def test_per_class_spearman_drops_small_and_null_classes() -> None:
+    per_class = _per_class([10, 10, 10, 10, 10, 2])
     fig = figures.plot_per_class_spearman(per_class, min_tp=3)
     assert_renders(fig)
     ax = fig.axes[0]
@@ -323,14 +328,7 @@ def test_pr_curve_end_dot_at_recall_one_is_whole_and_undefined_ap50_is_a_dash() 
 
 
 def test_per_class_spearman_shows_each_class_tps_and_how_many_classes() -> None:
-    per_class = pd.DataFrame(
-        {
-            "label": ["a", "a", "a", "b", "b", "b"],
-            "name": ["dog", "cat", "car", "dog", "cat", "car"],
-            "spearman": [0.8, 0.1, None, 0.6, -0.2, 0.9],
-            "n_tp": [10, 12, 10, 11, 13, 2],
-        }
-    )
+    per_class = _per_class([10, 12, 10, 11, 13, 2])
     fig = figures.plot_per_class_spearman(per_class, min_tp=3)
     ax = fig.axes[0]
     assert ax.get_title() == "2 of 3 classes drawn (≥ 3 TPs)\nright: TPs per model"

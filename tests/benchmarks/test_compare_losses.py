@@ -167,3 +167,35 @@ def test_smoke_run_trains_every_arm_in_two_processes_and_resumes(tmp_path: Path)
     assert stamp == {
         r["name"]: (tmp_path / "runs" / r["name"] / "result.json").stat().st_mtime_ns for r in runs
     }
+
+
+@pytest.mark.parametrize(
+    "case", ["out is the data", "out is a file", "out is read-only", "data not synth"]
+)
+def test_bad_paths_exit_2_with_one_line_and_inputs_unchanged(
+    tmp_path: Path, case: str, capsys
+) -> None:
+    from alrp_cli.detection.data.synthetic import MARKER
+
+    data = tmp_path / "hard"
+    data.mkdir()
+    (data / MARKER).write_text("{}")
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("keep me")
+    out = {
+        "out is the data": data,
+        "out is a file": a_file,
+        "out is read-only": Path("/proc/alrp-compare"),
+        "data not synth": tmp_path / "out",
+    }[case]
+    given = tmp_path if case == "data not synth" else data
+    before = {p: p.read_bytes() for p in (data / MARKER, a_file)}
+    with pytest.raises(SystemExit) as info:
+        compare.main(["--out", str(out), "--data", str(given)])
+    assert info.value.code == 2
+    message = capsys.readouterr().err.rstrip("\n")
+    assert message.startswith("Error: ") and "\n" not in message
+    assert str(out if case != "data not synth" else given) in message
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(p.name for p in data.iterdir()) == [MARKER]
+    assert not (tmp_path / "out").exists()
