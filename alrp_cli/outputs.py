@@ -6,7 +6,10 @@ declaration is refused (:class:`~alrp_cli.errors.UserError`, exit 2, one line na
 path) when the output
 
 - is the same file as an input (compared by inode, so links and ``./`` spellings are caught)
-  or an existing file inside an input folder,
+  or an existing file inside an input folder; an input inside a run directory of
+  ``alrp train`` (``RUN/last.pt``) makes the whole run directory an input,
+- is one of the files a run directory owns (``last.pt``, ``best.pt``, ``config.json``,
+  ``metrics.jsonl``, ``loss_inputs.pt``, ``eval/...``), input or not,
 - is a folder where a file is meant, or a file where a folder is meant,
 - names the same place as another output of the command,
 - lies where nothing can be written (a read-only folder, ``/proc``, under a file), found by
@@ -27,6 +30,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from alrp_cli.detection.run_dir import enclosing_run_dir, owned_by_run
 from alrp_cli.errors import UserError
 
 PathLike = str | os.PathLike[str]
@@ -77,8 +81,24 @@ class Outputs:
         self.add_inputs(inputs)
 
     def add_inputs(self, inputs: Iterable[PathLike | None]) -> None:
-        """Record more paths the command reads (``None`` entries are skipped)."""
-        self.inputs += [Path(p) for p in inputs if p is not None]
+        """Record more paths the command reads (``None`` entries are skipped); an input
+        inside a run directory brings the run directory along."""
+        for p in inputs:
+            if p is None:
+                continue
+            self.inputs.append(Path(p))
+            run = enclosing_run_dir(p)
+            if run is not None and not any(same_file(run, i) for i in self.inputs):
+                self.inputs.append(run)
+
+    def _check_not_owned(self, path: Path, option: str) -> None:
+        owner = owned_by_run(path)
+        if owner is not None:
+            run, name = owner
+            raise UserError(
+                f"{path}: {option} is {name} of the run directory {run}; refusing to overwrite "
+                "a run's files"
+            )
 
     def _check_not_input(self, path: Path, option: str) -> None:
         for inp in self.inputs:
@@ -109,6 +129,7 @@ class Outputs:
             raise UserError(f"{path}: {option} is a folder; give a file path")
         if path.exists() and not stat.S_ISREG(path.stat().st_mode):
             raise UserError(f"{path}: {option} exists and is not a regular file")
+        self._check_not_owned(path, option)
         self._check_not_input(path, option)
         self._check_distinct(path, option)
         parent = _nearest_existing(path.parent)
@@ -125,6 +146,7 @@ class Outputs:
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise UserError(f"{path}: {option} must be a folder, but a file is there")
+        self._check_not_owned(path, option)
         self._check_not_input(path, option)
         self._check_distinct(path, option)
         parent = _nearest_existing(path)

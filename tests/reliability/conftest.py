@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,11 @@ class World:
     predictions: Path
     analysis: Path
     loss_inputs: Path
+    run: Path
+
+    def run_files(self) -> list[Path]:
+        """Every file the run directory owns, and its ``eval`` folder."""
+        return [*sorted(p for p in self.run.rglob("*") if p.is_file()), self.run / "eval"]
 
 
 def _predictions(val_ann: Path) -> list[dict]:
@@ -92,7 +98,23 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
         predictions=predictions,
         analysis=analysis,
         loss_inputs=loss_inputs,
+        run=_run_dir(root / "run", checkpoint, loss_inputs, predictions, paths.val_ann),
     )
+
+
+def _run_dir(run: Path, checkpoint: Path, loss_inputs: Path, predictions: Path, gt: Path) -> Path:
+    """A run directory as ``alrp train`` leaves it, with every file a run owns."""
+    evaluation = run / "eval" / "epoch_001"
+    evaluation.mkdir(parents=True)
+    config = torch.load(checkpoint, weights_only=True)["config"]
+    (run / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (run / "metrics.jsonl").write_text('{"type": "epoch", "epoch": 1, "iter": 2}\n')
+    shutil.copyfile(checkpoint, run / "last.pt")
+    (run / "best.pt").hardlink_to(run / "last.pt")  # one epoch: the same bytes, read once
+    shutil.copyfile(loss_inputs, run / "loss_inputs.pt")
+    shutil.copyfile(predictions, evaluation / "predictions.json")
+    (evaluation / "summary.json").write_text(json.dumps({"epoch": 1, "gt": str(gt), "AP": 0.5}))
+    return run
 
 
 def digest(*paths: Path) -> dict[str, str]:

@@ -75,7 +75,7 @@ def test_the_table_covers_every_command_and_output_option(world: World, tmp_path
 
 
 def cases() -> list[tuple[str, str, int]]:
-    table = commands(World(*[Path("/x")] * 10), Path("/x"))  # shapes only
+    table = commands(World(*[Path("/x")] * 11), Path("/x"))  # shapes only
     return [
         (name, option, k)
         for name, options in output_options().items()
