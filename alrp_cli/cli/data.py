@@ -56,7 +56,10 @@ def _summary_table(title: str, summaries: dict[str, dict[str, Any]]) -> Table:
 @data_app.command("synth")
 def synth(
     out: Path = typer.Option(
-        ..., "--out", help="Folder to write (new, empty, or an older synthetic set)."
+        ...,
+        "--out",
+        help="Folder to write: new, empty, or an older synthetic set (replaced whole; one "
+        "that holds other files too is refused).",
     ),
     num_train: int = typer.Option(1500, "--num-train", help="Training images."),
     num_val: int = typer.Option(300, "--num-val", help="Validation images."),

@@ -45,3 +45,35 @@ def test_a_run_file_is_protected_when_the_run_is_no_input(
     result = invoke(["analyze", world.predictions, "--gt", world.val_ann, "--json", target])
     assert_refused(result, target, "refusing to overwrite a run's files")
     assert digest(world.run) == before
+
+
+SYNTH = ["data", "synth", "--num-train", "2", "--num-val", "1", "--image-size", "32"]
+
+
+@pytest.mark.parametrize(
+    "add",
+    [
+        lambda d: (d / "notes.txt").write_text("mine"),
+        lambda d: ((d / "mine").mkdir(), (d / "mine" / "a.txt").write_text("mine")),
+        lambda d: (d / "train2017" / "000009.png").write_bytes(b"mine"),  # beyond num_train
+        lambda d: (d / "annotations" / "instances_test2017.json").write_text("{}"),
+        lambda d: (d / "alrp-synth.json").write_text("not json"),  # cannot say what it wrote
+    ],
+    ids=["a-file", "a-folder", "an-extra-image", "an-extra-annotation", "unreadable-marker"],
+)
+def test_synth_never_deletes_what_it_did_not_write(tmp_path: Path, add) -> None:
+    out = tmp_path / "synth"
+    assert invoke([*SYNTH, "--out", out]).exit_code == 0
+    add(out)
+    before = digest(out)
+    line = assert_refused(invoke([*SYNTH, "--seed", "1", "--out", out]), out)
+    assert "did not write" in line
+    assert digest(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["synth"]  # no temporary folder left
+
+
+def test_synth_replaces_an_older_set_of_its_own(tmp_path: Path) -> None:
+    out = tmp_path / "synth"
+    assert invoke([*SYNTH, "--num-train", "3", "--out", out]).exit_code == 0
+    assert invoke([*SYNTH, "--seed", "1", "--out", out]).exit_code == 0
+    assert sorted(p.name for p in (out / "train2017").iterdir()) == ["000001.png", "000002.png"]
