@@ -324,7 +324,7 @@ def _setup(
             loss_module.load_state_dict(checkpoint["loss"])
         state = TrainState(**checkpoint["train_state"])
         set_rng_state(checkpoint["rng"])
-        if state.epoch >= cfg.epochs:
+        if state.epoch >= cfg.epochs and not state.eval_pending:
             emit(
                 {
                     "type": "message",

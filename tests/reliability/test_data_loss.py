@@ -7,12 +7,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
+from tests.detection.tiny import TINY_CLI_OPTIONS
 from tests.reliability.conftest import World, assert_refused, digest, invoke
 
 
@@ -77,3 +80,39 @@ def test_synth_replaces_an_older_set_of_its_own(tmp_path: Path) -> None:
     assert invoke([*SYNTH, "--num-train", "3", "--out", out]).exit_code == 0
     assert invoke([*SYNTH, "--seed", "1", "--out", out]).exit_code == 0
     assert sorted(p.name for p in (out / "train2017").iterdir()) == ["000001.png", "000002.png"]
+
+
+def test_a_crash_in_the_evaluation_keeps_the_epoch_and_resume_evaluates_it(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import alrp_cli.detection.train as library
+
+    evaluate = library.evaluate_epoch
+
+    def crash(run, emit):
+        raise RuntimeError("expected more than 1 value per channel")
+
+    monkeypatch.setattr(library, "evaluate_epoch", crash)
+    out = tmp_path / "run"
+    args = ["train", "--data", world.data, *TINY_CLI_OPTIONS, "--epochs", "1", "--out", out]
+    failed = invoke(args)
+    assert failed.exit_code == 1, failed.output
+    said = " ".join(failed.stderr.split())
+    assert f"Error: {out}: the evaluation of epoch 1 failed (RuntimeError" in said
+    assert f"the epoch is saved in last.pt, and `alrp train --resume {out}`" in said
+    assert "Traceback" not in failed.output
+    assert not (out / "best.pt").exists() and not (out / "eval").exists()
+
+    monkeypatch.setattr(library, "evaluate_epoch", evaluate)
+    resumed = invoke(["train", "--resume", out])
+    assert resumed.exit_code == 0, resumed.output
+    assert "evaluating epoch 1 (it did not finish)" in " ".join(resumed.stderr.split())
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["type"], r["iter"]) for r in records if r["type"] != "step"] == [
+        ("epoch", 2),
+        ("eval", 2),
+    ]
+    assert (out / "eval" / "epoch_001" / "summary.json").is_file()
+    state = torch.load(out / "last.pt", weights_only=True)["train_state"]
+    assert state["epoch"] == 1 and state["global_iter"] == 2 and not state["eval_pending"]
+    assert (out / "best.pt").read_bytes() == (out / "last.pt").read_bytes()
