@@ -97,8 +97,13 @@ class _ProgressView:
             )
 
     def stop(self) -> None:
-        if self.progress.live.is_started:
+        if not self.progress.live.is_started:
+            return
+        if self.progress.tasks:
             self.progress.stop()
+        else:  # nothing to leave (an error right after the image check): no blank line
+            self.progress.live.transient = True
+            self.progress.live.stop()
 
 
 def _num(value: float | None) -> str:
@@ -331,8 +336,8 @@ def train(
         typer.echo(json.dumps(resolved_config(config), indent=2))
         return
     outputs = Outputs([data, train_ann, train_images, val_ann, val_images, resume])
-    if resume is None:
-        outputs.folder(out, "--out")
+    if resume is None:  # without --out: runs/ in the working directory
+        outputs.folder(out or Path("runs"), "--out" if out else "--out (default runs/)")
     outputs.file(json_path, "--json")
 
     from alrp_cli.detection.distributed import env_rank, launched_by_torchrun

@@ -229,6 +229,13 @@ class TrainConfig:
                 raise UserError(f"--{name.replace('_', '-')}: must be >= 0")
         if self.image_size is not None and self.image_size % 32:
             raise UserError(f"--image-size: must be a multiple of 32, got {self.image_size}")
+        if self.batch_size == 1 and self.image_size == 32 and not self.pretrained:
+            # BatchNorm trains here: at 32 px the last stage is 1 x 1, one value per channel
+            raise UserError(
+                "--batch-size 1 at --image-size 32: the backbone's BatchNorm would train on one "
+                "value per channel (its last stage is 1 × 1); use --image-size 64 or more, or "
+                "--batch-size 2 or more"
+            )
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise UserError(f"--grad-clip: must be > 0, got {self.grad_clip}")
         if self.sb_init <= 0:

@@ -25,6 +25,7 @@ from torchvision.models.detection.retinanet import (
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
 
 from alrp_cli.detection.anchors import STRIDES, ExactAnchorGenerator, anchor_sizes
+from alrp_cli.detection.group_norm import GroupNorm
 from alrp_cli.errors import UserError
 
 BACKBONES = {
@@ -189,7 +190,7 @@ class Detector(nn.Module):
         )
         self.anchors = Anchors(*(anchors or anchor_shapes(assigner)))
         a = self.anchors.num_per_location
-        norm_layer = partial(nn.GroupNorm, min(32, head_channels)) if group_norm else None
+        norm_layer = partial(GroupNorm, min(32, head_channels)) if group_norm else None
         self.cls_head = RetinaNetClassificationHead(
             head_channels, a, num_classes, prior_probability, norm_layer=norm_layer
         )

@@ -23,6 +23,7 @@ from alrp_cli.atomic import write_json
 from alrp_cli.detection.checkpoint import checkpoint_file, load_checkpoint, load_weights
 from alrp_cli.detection.config import TrainConfig
 from alrp_cli.detection.data import CocoDataset, collate
+from alrp_cli.detection.data.coco import image_problem
 from alrp_cli.detection.engine import predict_loader
 from alrp_cli.detection.train import build_model, select_device
 from alrp_cli.errors import UserError
@@ -30,13 +31,12 @@ from alrp_cli.errors import UserError
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
-def _check_header(path: Path) -> None:
-    # Opening reads only the header: cheap, and a non-image fails before any work starts.
-    try:
-        with Image.open(path):
-            pass
-    except (UnidentifiedImageError, OSError) as err:
-        raise UserError(f"{path}: not a readable image ({err})") from None
+def _check_image(path: Path) -> None:
+    """A UserError naming ``path`` when it is no usable image (header and end marker only:
+    cheap, and a bad file fails before any work starts)."""
+    problem = image_problem(path)
+    if problem is not None:
+        raise UserError(f"{path}: {problem}")
 
 
 class ImageFolder(Dataset):
@@ -63,7 +63,7 @@ class ImageFolder(Dataset):
                 raise UserError(
                     f"{p}: not an image file (expected one of {sorted(IMAGE_SUFFIXES)})"
                 )
-            _check_header(p)
+            _check_image(p)
         numbers = [re.findall(r"\d+", p.stem) for p in files]
         if all(numbers) and len({int(n[-1]) for n in numbers}) == len(files):
             self.ids = [int(n[-1]) for n in numbers]
@@ -135,6 +135,8 @@ def predict(
     dataset: Dataset
     if ann is not None:
         dataset = CocoDataset(images, ann, train=False, image_size=cfg.image_size)
+        for path in dataset.image_paths().values():
+            _check_image(path)
         if dataset.category_ids != list(meta["category_ids"]):
             raise UserError(
                 f"{ann}: category ids {dataset.category_ids} differ from the checkpoint's "

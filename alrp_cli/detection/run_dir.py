@@ -94,15 +94,21 @@ def create_run_dir(out: str | os.PathLike[str] | None, loss: str) -> Path:
     """
     if out is None:
         base = default_run_dir(loss)
-        base.parent.mkdir(parents=True, exist_ok=True)
-        for k in range(1, MAX_SUFFIX + 1):
-            candidate = base if k == 1 else base.with_name(f"{base.name}-{k}")
-            try:
-                candidate.mkdir()
-            except FileExistsError:
-                continue
-            if _claim(candidate):
-                return candidate
+        try:
+            base.parent.mkdir(parents=True, exist_ok=True)
+            for k in range(1, MAX_SUFFIX + 1):
+                candidate = base if k == 1 else base.with_name(f"{base.name}-{k}")
+                try:
+                    candidate.mkdir()
+                except FileExistsError:
+                    continue
+                if _claim(candidate):
+                    return candidate
+        except OSError as err:  # a read-only working directory
+            raise UserError(
+                f"{base.parent}: cannot create the default run directory there "
+                f"({err.strerror or err}); give --out"
+            ) from None
         raise UserError(f"{base}: {MAX_SUFFIX} runs of this second exist already; give --out")
     check_new_run_dir(out)
     folder = Path(out)

@@ -135,8 +135,8 @@ def invoke(args: list[str]) -> Result:
 def assert_refused(result: Result, *names: object) -> str:
     """Exit 2, one ``Error:`` line on stderr naming every one of ``names``, no traceback."""
     assert result.exit_code == 2, (result.exit_code, result.output)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr  # no blank line
     for name in names:
         assert str(name) in lines[0], (name, lines[0])
     assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -12,7 +12,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from alrp_cli.atomic import atomic_path
-from alrp_cli.detection.data.coco import load_coco
+from alrp_cli.detection.data.coco import image_problem, load_coco
 from alrp_cli.errors import UserError
 
 PathLike = str | os.PathLike[str]
@@ -66,8 +66,9 @@ def render_preview(
     for n, image_id in enumerate(ids):
         info = coco.imgs[image_id]
         path = Path(images_dir) / info["file_name"]
-        if not path.is_file():
-            raise UserError(f"{path}: image file listed in the annotations is missing")
+        problem = image_problem(path)
+        if problem is not None:
+            raise UserError(f"{path}: {problem}")
         with Image.open(path) as im:
             w, h = im.size
             tile = im.convert("RGB").resize((cell, cell), Image.NEAREST)
