@@ -90,7 +90,9 @@ def check_balance_command(
     loss: list[str] | None = typer.Option(
         None, "--loss", help="Loss to check: alrp, ap, focal, bce (repeatable; default all)."
     ),
-    trials: int = typer.Option(200, "--trials", help="Number of random problems."),
+    trials: int = typer.Option(
+        200, "--trials", help="Number of random problems (at most 1,000,000)."
+    ),
     trial: int | None = typer.Option(
         None, "--trial", help="Run only this trial index (reproduces one failure)."
     ),

@@ -147,7 +147,7 @@ def preview(
     ann: Path | None = typer.Option(None, "--ann", help="Annotation JSON (instead of --data)."),
     images: Path | None = typer.Option(None, "--images", help="Image folder (with --ann)."),
     num: int = typer.Option(12, "--num", help="Images to draw (the first by id)."),
-    cols: int = typer.Option(4, "--cols", help="Images per row."),
+    cols: int = typer.Option(4, "--cols", help="Images per row (at most the images drawn)."),
     cell: int = typer.Option(256, "--cell", help="Side of each drawn image in pixels."),
     out_old: Path | None = typer.Option(None, "--out", hidden=True),
 ) -> None:

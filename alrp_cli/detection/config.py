@@ -261,6 +261,37 @@ class TrainConfig:
         if self.warmup_ratio is not None and not 0 < self.warmup_ratio <= 1:
             raise UserError(f"warmup_ratio: must be in (0, 1], got {self.warmup_ratio}")
         self.check_world_size(self.world_size)
+        self._check_machine_limits()
+
+    def _check_machine_limits(self) -> None:
+        """Counts and sizes beyond this machine (see :mod:`alrp_cli.limits`): refused now,
+        not as a million processes or an out-of-memory error later."""
+        from alrp_cli.limits import check_fits, check_per_core, cpu_count
+
+        if self.threads is not None:
+            check_per_core(self.threads, "--threads", what="threads")
+        check_per_core(self.workers, "--workers", what="worker processes")
+        if self.nproc > 1:
+            import torch
+
+            most = max(torch.cuda.device_count(), cpu_count())
+            if self.nproc > most:
+                raise UserError(
+                    f"--nproc {self.nproc}: more processes than this node has GPUs "
+                    f"({torch.cuda.device_count()}) or CPU cores ({cpu_count()})"
+                )
+        device = None
+        if self.device != "cpu":
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else None
+        if self.head_channels is not None:  # the head's 2 x 4 conv 3 x 3 weights alone
+            weights = 4 * 2 * 4 * 9 * self.head_channels**2
+            what = f"the head's weights at {self.head_channels} channels"
+            check_fits(weights, "--head-channels", what=what, device=device)
+        if self.image_size is not None:  # one float32 input image alone
+            what = f"input images of {self.image_size} × {self.image_size}"
+            check_fits(4 * 3 * self.image_size**2, "--image-size", what=what, device=device)
 
     def check_world_size(self, world_size: int) -> None:
         """The global ``batch_size`` must split evenly over ``world_size`` processes."""

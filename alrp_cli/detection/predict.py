@@ -27,6 +27,7 @@ from alrp_cli.detection.data.coco import image_problem
 from alrp_cli.detection.engine import predict_loader
 from alrp_cli.detection.train import build_model, select_device
 from alrp_cli.errors import UserError
+from alrp_cli.limits import check_per_core
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -127,6 +128,9 @@ def predict(
     """
     if batch_size < 1:
         raise UserError(f"--batch-size: must be >= 1, got {batch_size}")
+    if workers < 0:
+        raise UserError(f"--workers: must be >= 0, got {workers}")
+    check_per_core(workers, "--workers", what="worker processes")
     checkpoint = checkpoint_file(checkpoint)
     state = load_checkpoint(checkpoint)
     cfg = TrainConfig.from_dict(state["config"])

@@ -36,6 +36,7 @@ from alrp_cli.detection.data.shapes_hard import (
     render_image_hard,
 )
 from alrp_cli.errors import UserError
+from alrp_cli.limits import check_fits
 
 __all__ = [
     "HARD_CLASSES",
@@ -49,6 +50,9 @@ __all__ = [
 MARKER = "alrp-synth.json"
 """Written last into every synthetic dataset folder: its parameters; marks the folder as ours."""
 MIN_IMAGE_SIZE = 32
+BYTES_PER_IMAGE_RECORD = 1024
+"""Memory the annotations of one image take at least while a split is written (its image
+record and the pending job; its boxes and RLE masks come on top)."""
 _SPLITS = (("train", 0), ("val", 1))
 SYNTH_PRESETS = ("default", "hard")
 """``default``: 5 shapes (:mod:`.shapes`); ``hard``: 20 near-duplicate classes, small objects,
@@ -109,6 +113,13 @@ def _check_params(
         raise UserError(f"--num-train and --num-val must be >= 1, got {num_train} and {num_val}")
     if image_size < MIN_IMAGE_SIZE:
         raise UserError(f"--image-size must be >= {MIN_IMAGE_SIZE}, got {image_size}")
+    # Lower estimates: an image's RGB pixels and one object mask; a record per image.
+    check_fits(4 * image_size**2, "--image-size", what=f"images of {image_size} × {image_size}")
+    check_fits(
+        (num_train + num_val) * BYTES_PER_IMAGE_RECORD,
+        "--num-train/--num-val",
+        what=f"the annotations of {num_train + num_val:,} images",
+    )
     unknown = [c for c in classes if c not in SYNTH_CLASSES]
     if unknown or not classes or len(set(classes)) != len(classes):
         raise UserError(
