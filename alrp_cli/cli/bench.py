@@ -10,14 +10,13 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from alrp_cli.atomic import write_json
 from alrp_cli.bench import DEFAULT_GRID, LOSSES, BenchRow, parse_size, run_bench
-from alrp_cli.cli.options import SEED_MAX
+from alrp_cli.cli.options import JSON_HELP, SEED_MAX, table_console
 from alrp_cli.cli.progress import progress_bar
 from alrp_cli.device import resolve_device
 from alrp_cli.errors import UserError
 from alrp_cli.limits import LOSS_BYTES_PER_EXAMPLE, check_fits, check_per_core
-from alrp_cli.outputs import Outputs
+from alrp_cli.outputs import Outputs, write_json_output
 
 MAX_REPEATS = 1000  # a median of more says nothing new, and a typo's 10^12 never ends
 DTYPES = {
@@ -100,7 +99,9 @@ def bench(
     threads: int | None = typer.Option(
         None, min=1, help="torch intra-op threads (default: torch's choice)."
     ),
-    json_path: Path | None = typer.Option(None, "--json", help="Write every figure as JSON here."),
+    json_path: Path | None = typer.Option(
+        None, "--json", help="Write every figure as JSON here." + JSON_HELP
+    ),
 ) -> None:
     """Time aLRP / AP Loss (forward + backward) against the loop formulation and one sort.
 
@@ -126,7 +127,7 @@ def bench(
             what=f"{positives}x{examples} ({examples:,} examples)",
             device=dev,
         )
-    Outputs().file(json_path, "--json")
+    json_path = Outputs().file(json_path, "--json", stdout=True)
     if threads is not None:
         torch.set_num_threads(threads)
     console = Console(stderr=True)
@@ -143,12 +144,12 @@ def bench(
             seed=seed,
             progress=lambda what: progress.update(task, advance=1, description=what),
         )
-    out = Console()
-    if not out.is_terminal:
-        out = Console(width=120)  # pipes and files get the whole table, not an 80-column cut
+    out = table_console(json_path)
+    if not out.is_terminal:  # pipes and files get the whole table, not an 80-column cut
+        out = table_console(json_path, width=120)
     out.print(_table(rows))
     if json_path is not None:
-        write_json(
+        write_json_output(
             json_path,
             {
                 "version": 1,

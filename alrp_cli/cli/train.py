@@ -20,10 +20,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from alrp_cli.atomic import write_json
-from alrp_cli.cli.options import SEED_MAX
+from alrp_cli.cli.options import JSON_HELP, SEED_MAX, table_console
 from alrp_cli.errors import AlrpError, UserError
-from alrp_cli.outputs import Outputs
+from alrp_cli.outputs import Outputs, write_json_output
 
 
 class _ProgressView:
@@ -51,6 +50,9 @@ class _ProgressView:
         kind = event["type"]
         if kind == "message":
             self.console.print(event["text"])
+        elif kind == "complete":  # a resumed run with nothing to do: no "start" follows
+            self.say_warnings()
+            self.console.print(event["text"])
         elif kind == "scan_start":
             self.progress.start()
             self.scan_task = self.progress.add_task(
@@ -63,8 +65,7 @@ class _ProgressView:
         elif kind == "start":
             self.epochs = event["epochs"]
             self.run_dir = event["run_dir"]
-            for text in self.warnings:  # once the run is known to start
-                self.console.print(f"[yellow]warning:[/] {text}", highlight=False)
+            self.say_warnings()
             world = event.get("world_size", 1)
             self.console.print(
                 f"run directory: {event['run_dir']} (device {event['device']}"
@@ -95,6 +96,12 @@ class _ProgressView:
                 f"epoch {event['epoch']}: AP {_num(event['AP'])} AP50 {_num(event['AP50'])}"
                 + (f" moLRP {molrp:.4f}" if molrp is not None else "")
             )
+
+    def say_warnings(self) -> None:
+        """Print the warnings once the run is known to start (or known to be complete)."""
+        for text in self.warnings:
+            self.console.print(f"[yellow]warning:[/] {text}", highlight=False)
+        self.warnings = []
 
     def stop(self) -> None:
         if not self.progress.live.is_started:
@@ -276,7 +283,9 @@ def train(
     resume: Path | None = typer.Option(
         None, "--resume", help="Continue the run in this directory exactly (other options ignored)."
     ),
-    json_path: Path | None = typer.Option(None, "--json", help="Write the result as JSON here."),
+    json_path: Path | None = typer.Option(
+        None, "--json", help="Write the result as JSON here." + JSON_HELP
+    ),
     print_config: bool = typer.Option(
         False,
         "--print-config",
@@ -338,7 +347,7 @@ def train(
     outputs = Outputs([data, train_ann, train_images, val_ann, val_images, resume])
     if resume is None:  # without --out: runs/ in the working directory
         outputs.folder(out or Path("runs"), "--out" if out else "--out (default runs/)")
-    outputs.file(json_path, "--json")
+    json_path = outputs.file(json_path, "--json", stdout=True)
 
     from alrp_cli.detection.distributed import env_rank, launched_by_torchrun
 
@@ -373,11 +382,11 @@ def train(
         raise typer.Exit(130) from None
     finally:
         view.stop()
-    Console().print(_summary_table(result))
+    table_console(json_path).print(_summary_table(result))
     if json_path is not None:
         payload = asdict(result)
         payload["run_dir"] = str(result.run_dir)
-        write_json(json_path, payload)
+        write_json_output(json_path, payload)
     if result.interrupted:
         console.print(
             f"interrupted: checkpoint saved; continue with `alrp train --resume {result.run_dir}`"

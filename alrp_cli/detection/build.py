@@ -174,12 +174,12 @@ def _join_world(cfg: TrainConfig, resumed: bool, emit: EventFn) -> tuple[Dist, t
 
 
 def _open_run_dir(cfg: TrainConfig, run_dir: Path | None, dist: Dist) -> Path:
-    """Rank 0 claims a new run directory (exclusively) and writes ``config.json``, again on a
-    resume, which may change the world size; every process learns the directory."""
-    if dist.is_main:
-        if run_dir is None:
-            run_dir = create_run_dir(cfg.out, cfg.loss)
-            cfg.out = str(run_dir)
+    """Rank 0 claims a new run directory (exclusively) and writes ``config.json``; a resumed
+    run keeps its ``config.json`` byte for byte (its checkpoints record the world it runs
+    in now). Every process learns the directory."""
+    if dist.is_main and run_dir is None:
+        run_dir = create_run_dir(cfg.out, cfg.loss)
+        cfg.out = str(run_dir)
         write_json(run_dir / "config.json", cfg.to_dict())
     run_dir = dist.broadcast_object(run_dir)
     cfg.out = cfg.out if cfg.resume else str(run_dir)
@@ -324,16 +324,17 @@ def _setup(
             loss_module.load_state_dict(checkpoint["loss"])
         state = TrainState(**checkpoint["train_state"])
         set_rng_state(checkpoint["rng"])
-        if state.epoch >= cfg.epochs and not state.eval_pending:
-            emit(
-                {
-                    "type": "message",
-                    "text": f"{run_dir}: the run is complete "
-                    f"({state.epoch} of {cfg.epochs} epochs); nothing to train",
-                }
-            )
+    complete = checkpoint is not None and state.epoch >= cfg.epochs and not state.eval_pending
+    if complete:  # nothing to do, and nothing in the run directory is touched
+        emit(
+            {
+                "type": "complete",
+                "text": f"{run_dir}: the run is complete "
+                f"({state.epoch} of {cfg.epochs} epochs); nothing to train",
+            }
+        )
     log = None
-    if dist.is_main:
+    if dist.is_main and not complete:
         if checkpoint is not None:
             log = MetricsLog.resume(run_dir / "metrics.jsonl", up_to_iter=state.global_iter)
         else:

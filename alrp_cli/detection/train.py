@@ -250,6 +250,11 @@ def fit(run: Run, emit: EventFn) -> TrainResult:
     started = time.perf_counter()
     cfg, state, dist = run.cfg, run.state, run.dist
     assert cfg.epochs is not None
+    if state.epoch >= cfg.epochs and not state.eval_pending:  # a finished run: touch nothing
+        best = state.best_ap if state.best_ap >= 0 else None
+        return TrainResult(
+            run.run_dir, state.epoch, state.global_iter, False, None, best, None, 0.0
+        )
     record_inputs, flush_inputs = loss_inputs_recorder(
         run.run_dir / "loss_inputs.pt",
         cfg.record_loss_inputs if dist.is_main else 0,

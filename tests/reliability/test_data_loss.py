@@ -19,13 +19,17 @@ from tests.detection.tiny import TINY_CLI_OPTIONS
 from tests.reliability.conftest import World, assert_refused, digest, invoke
 
 
-def _linked_copy(run: Path, to: Path) -> Path:
-    """A run directory of hard links to ``run``'s files (no 45 MB copies)."""
-    return Path(shutil.copytree(run, to, copy_function=os.link))
+def _run_with_checkpoint(world: World, to: Path) -> Path:
+    """A copy of the world's run directory whose last.pt is a real checkpoint (a hard link
+    to the world's: no 45 MB copy)."""
+    run = Path(shutil.copytree(world.run, to))
+    (run / "last.pt").unlink()
+    os.link(world.checkpoint, run / "last.pt")
+    return run
 
 
 def test_a_checkpoint_file_protects_its_whole_run_directory(world: World, tmp_path: Path) -> None:
-    run = _linked_copy(world.run, tmp_path / "run")
+    run = _run_with_checkpoint(world, tmp_path / "run")
     (run / "notes.json").write_text("mine")
     before = digest(run)
     args = ["predict", run / "last.pt", "--images", world.image]
@@ -102,10 +106,12 @@ def test_a_crash_in_the_evaluation_keeps_the_epoch_and_resume_evaluates_it(
     assert f"the epoch is saved in last.pt, and `alrp train --resume {out}`" in said
     assert "Traceback" not in failed.output
     assert not (out / "best.pt").exists() and not (out / "eval").exists()
+    config = (out / "config.json").read_bytes()
 
     monkeypatch.setattr(library, "evaluate_epoch", evaluate)
     resumed = invoke(["train", "--resume", out])
     assert resumed.exit_code == 0, resumed.output
+    assert (out / "config.json").read_bytes() == config  # kept byte for byte on resume
     assert "evaluating epoch 1 (it did not finish)" in " ".join(resumed.stderr.split())
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [(r["type"], r["iter"]) for r in records if r["type"] != "step"] == [
