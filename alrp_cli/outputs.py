@@ -168,7 +168,10 @@ class Outputs:
     def _check_not_owned(self, path: Path, option: str) -> None:
         owner = owned_by_run(path)
         if owner is not None:
-            run, name = owner
+            name = owner[1]
+            run = path
+            for _ in Path(name).parts:  # the run directory as the user spelled the path
+                run = run.parent
             raise UserError(
                 f"{path}: {option} is {name} of the run directory {run}; refusing to overwrite "
                 "a run's files"

@@ -28,9 +28,11 @@ def test_evaluation_with_a_last_batch_of_one_image(world: World, tmp_path: Path)
 
 def test_a_batch_norm_of_one_value_per_channel_is_refused(world: World, tmp_path: Path) -> None:
     out = tmp_path / "run"
+    before = digest(world.data)
     args = ["train", "--data", world.data, *TINY_CLI_OPTIONS, "--image-size", "32"]
     result = invoke([*args, "--batch-size", "1", "--out", out])
     assert_refused(result, "--batch-size 1", "--image-size 64 or more")
+    assert digest(world.data) == before
     assert not out.exists()
 
 

@@ -212,10 +212,11 @@ def make_synthetic_coco(
             )
         foreign = _foreign_entries(out)
         if foreign:
+            n = len(foreign)
             raise UserError(
-                f"{out}: holds {len(foreign)} file(s) or folder(s) that alrp data synth did not "
-                f"write (first: {out / foreign[0]}); the older synthetic set is replaced whole, "
-                "so move them out first or choose a new directory"
+                f"{out}: holds {n} {'entry' if n == 1 else 'entries'} that alrp data synth did "
+                f"not write (first: {out / foreign[0]}); the older synthetic set is replaced "
+                "whole, so move them out first or choose a new directory"
             )
     params = {
         "generator_version": HARD_GENERATOR_VERSION if preset == "hard" else GENERATOR_VERSION,
