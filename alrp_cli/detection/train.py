@@ -251,9 +251,15 @@ def fit(run: Run, emit: EventFn) -> TrainResult:
     cfg, state, dist = run.cfg, run.state, run.dist
     assert cfg.epochs is not None
     if state.epoch >= cfg.epochs and not state.eval_pending:  # a finished run: touch nothing
-        best = state.best_ap if state.best_ap >= 0 else None
         return TrainResult(
-            run.run_dir, state.epoch, state.global_iter, False, None, best, None, 0.0
+            run_dir=run.run_dir,
+            epochs_done=state.epoch,
+            global_iter=state.global_iter,
+            interrupted=False,
+            signal=None,
+            best_ap=state.best_ap if state.best_ap >= 0 else None,
+            last_eval=None,
+            seconds=0.0,
         )
     record_inputs, flush_inputs = loss_inputs_recorder(
         run.run_dir / "loss_inputs.pt",
