@@ -66,6 +66,25 @@ def test_exact_step_sorting_with_ties() -> None:
     assert grad.tolist() == pytest.approx([-0.1, 0.1, 0.0], abs=1e-15)
 
 
+@pytest.mark.parametrize("gap", [2e-7, 2e-11])
+def test_updates_follow_the_published_eps_of_1e_10(gap: float) -> None:
+    # δ = 1/2: a negative, or a positive of lower IoU, at s_i − δ + gap has H = gap. Above
+    # 1e-10 it carries its part of the update; below, the error still counts in the value
+    # but moves nothing (ranking_losses.py:69, 83).
+    logits = torch.tensor([0.0, -0.5 + gap], dtype=F64)
+    # A negative: RE = gap / (1/2 + gap), one positive.
+    # A positive of IoU 0.3 below one of 0.8: SE = (1/2 · 0.2 + gap · 0.7)/(1/2 + gap) − 0.2
+    # for the upper one, 0 for the lower one; mean over the two positives.
+    cases = [(0.0, "ranking", gap / (0.5 + gap)), (0.3, "sorting", gap / (2 + 4 * gap))]
+    for other, part, expected in cases:
+        t = torch.tensor([0.8, other], dtype=F64)
+        out, grad = _backward(logits, t, delta=0.5)
+        assert float(getattr(out, part)) == pytest.approx(expected, rel=1e-6)
+        moved = expected if gap > 1e-10 else 0.0
+        assert grad.tolist() == pytest.approx([-moved, moved], rel=1e-6, abs=0)
+        assert_close(grad, rs_loss_reference(logits, t, delta=0.5).grad_logits, 1e-9, "update")
+
+
 @pytest.mark.parametrize("delta", [0.0, 0.5])
 def test_equal_ious_have_no_sorting_error(delta: float) -> None:
     logits, targets = make_rs_problem(4, "overlapping", 200, levels=1)  # every IoU 1
