@@ -47,7 +47,7 @@ def _rank_sort(logits: Tensor, s: Split | None, delta: float) -> _Parts:
         return _Parts(zero, zero, torch.zeros_like(logits), rows, rows)
     assert s.pos_targets is not None
     num_pos = s.num_pos
-    x, t = s.pos_scores, s.pos_targets
+    x, t = s.pos_scores.contiguous(), s.pos_targets.contiguous()  # gathered: strided
     n_fp = false_positives(s)[s.inverse]
 
     # Among the positives, split by target: k with t_k < t_i (the prefix of the target
