@@ -103,29 +103,50 @@ class PrefixTree:
         smooth = self.delta > 0
         if smooth:  # rows r..2r−1: w · (x − c), for the window sums
             weights = torch.cat([weights, weights * (self.x - self.centre)])
-        # Per level, prefix sums of the slots in sorted order, a zero first: a run of one
-        # block is the difference of two entries.
-        # (Rows last, so that a gather moves contiguous rows.)
+        # The slots of every level in sorted order (rows last: a gather moves whole rows).
         slots = F.pad(weights.T, (0, 0, 1, self.size - 1 - self.num_points))
-        cum = slots.index_select(0, self.order).view(self.num_levels, self.size, -1)
-        cum = F.pad(cum.cumsum(1), (0, 0, 1, 0)).view(-1, len(weights))
-        runs = self._walk(torch.where(suffix, count, count + 1), suffix, self._thresholds(q, above))
-        at = cum.index_select(0, runs.view(-1)).view(*runs.shape, -1).sum(1).permute(2, 0, 1)
-        # at[:, k]: the sum over the taken blocks of the k-th boundary's prefix sum.
-        if not smooth:  # boundaries: start, threshold, end of each taken block
-            return (at[:, 2] - at[:, 1]) if above else (at[:, 1] - at[:, 0])
-        window = at[:, 2] - at[:, 1]  # boundaries: start, lo, hi, end
-        full = (at[:, 3] - at[:, 2]) if above else (at[:, 1] - at[:, 0])
+        values = slots.index_select(0, self.order).view(self.num_levels, self.size, -1)
+        table = self._block_sums(values, above)
+        thresholds = self._thresholds(q, above)
+        at = self._walk(torch.where(suffix, count, count + 1), suffix, thresholds, above)
+        at = table.index_select(0, at.view(-1)).view(*at.shape, -1).sum(1)  # [T, Q, 2R']
+        # at[k]: over the taken blocks, the sum of the points on the H = 1 side of
+        # threshold k (above it, or below it), split in two parts (see _exact_split).
+        if not smooth:
+            return _join(at[0]).T
+        full = at[1] if above else at[0]
+        window = (at[0] - at[1]) if above else (at[1] - at[0])  # exact in the split form
+        full, window = _join(full).T, _join(window).T
+        w_win, m_win = window[:r], window[r:]
         # Σ_window w (x − q + δ) / 2δ = (Σ w (x − c) − (q − δ − c) Σ w) / 2δ above the query;
         # Σ_window w (q + δ − x) / 2δ below it.
-        w_win, m_win = window[:r], window[r:]
         if above:
             linear = m_win - (q - self.delta - self.centre) * w_win
         else:
             linear = (q + self.delta - self.centre) * w_win - m_win
         return full[:r] + linear / (2 * self.delta)
 
-    def _walk(self, target: Tensor, after: Tensor, pos: Tensor) -> Tensor:
+    def _block_sums(self, values: Tensor, above: bool) -> Tensor:
+        """Per block, the sums of its points from each sorted place upwards (``above``: a
+        zero last) or of those before it (a zero first).
+
+        ``values`` (Tensor[L, size, R'] float64): level l's slots, sorted within blocks.
+        Returns Tensor[E, 2R'] float64, level l's block b at rows
+        ``left_start[l] + b · (2^l + 1)`` onwards, each value split by :func:`_exact_split`.
+        """
+        parts = _exact_split(values)
+        tables = []
+        for level in range(self.num_levels):
+            width = 1 << level
+            blocks = parts[level].view(self.size >> level, width, -1)
+            if above:
+                sums = F.pad(blocks.flip(1).cumsum(1).flip(1), (0, 0, 0, 1))
+            else:
+                sums = F.pad(blocks.cumsum(1), (0, 0, 1, 0))
+            tables.append(sums.view(-1, sums.shape[-1]))
+        return torch.cat(tables)
+
+    def _walk(self, target: Tensor, after: Tensor, pos: Tensor, above: bool) -> Tensor:
         """Walk from the root to slot ``target`` and list the blocks passed by whole.
 
         Args:
@@ -134,13 +155,14 @@ class PrefixTree:
             after (Tensor[Q] bool).
             pos (Tensor[T, Q] int64): rank thresholds; in the root, sorted by rank with
                 the padding last, a threshold's position is the rank itself.
+            above: the tables hold sums from each place upwards (else: before it).
 
         Returns:
-            Tensor[T + 2, L, Q] int64: per level, the flat indices into the per-level
-            prefix sums of the taken block's start, the thresholds' positions in it and its
-            end; all equal (an empty run) where the level takes no block.
+            Tensor[T, L, Q] int64: per level, the rows of :meth:`_block_sums` at the
+            thresholds' places in the taken block; where a level takes no block, a row
+            holding zero (the end of the block, or its start).
         """
-        size, levels = self.size, self.num_levels
+        levels = self.num_levels
         # Per level (root first), the bit that picks the child on the way to the target.
         shifts = torch.arange(levels - 1, -1, -1, device=target.device)[:, None]
         bits = (target[None] >> shifts) & 1  # Tensor[L, Q]
@@ -149,19 +171,42 @@ class PrefixTree:
         # it, a right child passed by.
         take = (go_right != after).long()
         side = after.long()
-        runs = target.new_empty(pos.shape[0] + 2, levels, target.numel())
+        rows = target.new_empty(pos.shape[0], levels, target.numel())
         block = torch.zeros_like(target)
         for i, level in enumerate(range(levels, 0, -1)):
             width = 1 << (level - 1)  # of a child
             start = self.left_start[level] + block * (2 * width + 1)
             in_left = self.left.index_select(0, (pos + start).view(-1)).view(pos.shape)
             right_pos = pos - in_left
-            child_pos = torch.where(after, right_pos, in_left)
-            first = (level - 1) * (size + 1) + (2 * block + side) * width
-            # A block not taken gets an empty run: every boundary at its start.
-            runs[0, i] = first
-            runs[1:-1, i] = child_pos.mul_(take[i]).add_(first)
-            runs[-1, i] = take[i] * width + first
+            first = self.left_start[level - 1] + (2 * block + side) * (width + 1)
+            place = torch.where(after, right_pos, in_left)
+            # Not taken: the zero after the block's end (above), or before its start.
+            empty = width if above else 0
+            rows[:, i] = place.sub_(empty).mul_(take[i]).add_(first + empty)
             block = 2 * block + bits[i]
             pos = torch.where(go_right[i], right_pos, in_left)
-        return runs
+        return rows
+
+
+def _exact_split(values: Tensor) -> Tensor:
+    """Split Tensor[L, S, R] float64 into Tensor[L, S, 2R]: ``values`` = first R rows + last R.
+
+    A window's weighted sum is the difference of two sums over a block that may be far
+    larger than it (every point of the block beyond the window), and is then multiplied by
+    a score difference, so rounding in those sums would be amplified. The first part is a
+    multiple of a power of two ``quantum`` chosen so that any sum of such parts, even over
+    every level, is an integer below 2^51 times it: exact. The second part is below
+    quantum / 2, and so are its sums' rounding errors. Differences of sums are taken in the
+    split form and the two parts added only then (:func:`_join`).
+    """
+    levels = values.shape[0]
+    total = values[0].abs().sum(0)  # every level holds every point once
+    quantum = torch.exp2(torch.ceil(torch.log2(total.clamp_min(1e-280) * levels)) - 51)
+    high = torch.round(values / quantum) * quantum
+    return torch.cat([high, values - high], dim=-1)
+
+
+def _join(split: Tensor) -> Tensor:
+    """Tensor[..., 2R] of :func:`_exact_split` form -> Tensor[..., R]: the two parts added."""
+    half = split.shape[-1] // 2
+    return split[..., :half] + split[..., half:]
