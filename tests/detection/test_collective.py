@@ -10,6 +10,7 @@ gradients of world_size × the global loss against one process.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -51,7 +52,7 @@ def _cases() -> dict[int, list]:
     return {2: standard_cases(2), 3: standard_cases(3)}
 
 
-def _join(rank: int, init_file: str, *, timeout: int) -> None:
+def join_gloo_group(rank: int, init_file: str, *, timeout: int) -> None:
     """One thread per process, then the gloo group of WORLD processes through ``init_file``."""
     torch.set_num_threads(1)
     dist.init_process_group(
@@ -64,7 +65,7 @@ def _join(rank: int, init_file: str, *, timeout: int) -> None:
 
 
 def _worker(rank: int, init_file: str, out_dir: str) -> None:
-    _join(rank, init_file, timeout=60)
+    join_gloo_group(rank, init_file, timeout=60)
     try:
         pair = dist.new_group([0, 1])  # every rank must take part in creating it
         results: dict[str, object] = {}
@@ -98,15 +99,20 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-@pytest.fixture(scope="module")
-def gloo_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
-    tmp = tmp_path_factory.mktemp("gloo")
+def run_gloo_workers(worker: Callable[[int, str, str], None], tmp: Path) -> list[dict]:
+    """Run ``worker(rank, init_file, out_dir)`` in WORLD processes; each saves its results
+    to ``out_dir/rank{rank}.pt``. Returns them in rank order."""
     # fork: the children start with torch already imported (a spawn re-imports it, ~5 s
     # of CPU per process); they use one thread, as DataLoader workers do.
     mp.start_processes(
-        _worker, args=(str(tmp / "init"), str(tmp)), nprocs=WORLD, join=True, start_method="fork"
+        worker, args=(str(tmp / "init"), str(tmp)), nprocs=WORLD, join=True, start_method="fork"
     )
     return [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+
+
+@pytest.fixture(scope="module")
+def gloo_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    return run_gloo_workers(_worker, tmp_path_factory.mktemp("gloo"))
 
 
 def test_operations(gloo_results: list[dict]) -> None:
@@ -146,7 +152,7 @@ def test_needs_an_initialised_process_group() -> None:
 
 
 def _ddp_worker(rank: int, init_file: str, out_dir: str) -> None:
-    _join(rank, init_file, timeout=120)
+    join_gloo_group(rank, init_file, timeout=120)
     try:
         features, targets, sizes, state = _ddp_problem()
         lo = sum(sizes[:rank])

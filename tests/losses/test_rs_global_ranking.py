@@ -12,7 +12,14 @@ from alrp_cli.losses import RSLoss, rs_loss
 from alrp_cli.losses.collective import Collective, ThreadedCollective, run_ranks
 from alrp_cli.losses.reference_rs import rs_loss_reference
 from tests.losses.problems import REGIMES, iou_targets
-from tests.losses.sharding import Case, assert_close, make_case, standard_cases
+from tests.losses.sharding import (
+    Case,
+    assert_close,
+    global_rtol,
+    make_case,
+    merge_ranks,
+    standard_cases,
+)
 
 SCALARS = ("ranking", "sorting")
 ROWS = ("grad", "grad_ranking", "grad_sorting")
@@ -54,14 +61,9 @@ def run_rank(collective: Collective, case: Case) -> dict[str, torch.Tensor]:
 def check_global(case: Case, per_rank: list[dict[str, torch.Tensor]]) -> None:
     """Every rank has the same values; values and update rows (concatenated in rank order)
     equal one process and the published loop on the whole batch."""
-    for key in SCALARS:
-        for r, res in enumerate(per_rank):
-            assert torch.equal(res[key], per_rank[0][key]), f"{case.name}: {key} rank {r} differs"
-            assert res[key].dtype == case.logits.dtype, f"{case.name}: {key} dtype"
-    merged = {k: torch.cat([res[k] for res in per_rank]) for k in ROWS}
-    merged.update({k: per_rank[0][k] for k in SCALARS})
+    merged = merge_ranks(case, per_rank, SCALARS, ROWS)
     single = run_local(None, case.logits, case.targets, case.delta)
-    rtol = 1e-9 if case.logits.dtype == torch.float64 else 1e-5
+    rtol = global_rtol(case)
     for key in (*SCALARS, *ROWS):
         assert_close(merged[key], single[key], rtol, f"{case.name}: {key} vs single process")
     ref = rs_loss_reference(case.logits.double(), case.targets, delta=case.delta)

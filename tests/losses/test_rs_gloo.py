@@ -8,30 +8,20 @@ published loop (test_rs_global_ranking.py).
 
 from __future__ import annotations
 
-import datetime
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from alrp_cli.detection.collective import TorchDistributedCollective
 from alrp_cli.losses import rs_loss
+from tests.detection.test_collective import join_gloo_group, run_gloo_workers
 from tests.losses.test_rs_global_ranking import check_global, rs_cases, run_rank, shard
-
-WORLD = 3
 
 
 def _worker(rank: int, init_file: str, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"file://{init_file}",
-        rank=rank,
-        world_size=WORLD,
-        timeout=datetime.timedelta(seconds=60),
-    )
+    join_gloo_group(rank, init_file, timeout=60)
     try:
         pair = dist.new_group([0, 1])  # every rank must take part in creating it
         results: dict[str, object] = {}
@@ -60,12 +50,7 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
 
 @pytest.fixture(scope="module")
 def gloo_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
-    tmp = tmp_path_factory.mktemp("gloo_rs")
-    # fork: the children start with torch already imported (see tests/detection/test_collective.py).
-    mp.start_processes(
-        _worker, args=(str(tmp / "init"), str(tmp)), nprocs=WORLD, join=True, start_method="fork"
-    )
-    return [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    return run_gloo_workers(_worker, tmp_path_factory.mktemp("gloo_rs"))
 
 
 @pytest.mark.parametrize("world_size", [2, 3])
