@@ -3,14 +3,14 @@
 One fork of 3 processes: the 3-rank cases run on the world group, the 2-rank cases on a
 sub-group of ranks 0 and 1. Each process writes its results to a file; the parent checks
 them against one process on the whole batch and the loop reference
-(tests/losses/sharding.py). A slow test checks DistributedDataParallel's averaged
-gradients of world_size × the global loss against one process.
+(tests/losses/sharding.py; Rank & Sort Loss: tests/losses/sharding_rs.py). A
+slow test checks DistributedDataParallel's averaged gradients of world_size × the global
+loss against one process.
 """
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from alrp_cli.detection.collective import TorchDistributedCollective
-from alrp_cli.losses import alrp_loss, ap_loss
+from alrp_cli.losses import alrp_loss, ap_loss, rs_loss
+from tests.losses import sharding_rs as rs
 from tests.losses.sharding import assert_close, check_global, make_case, run_rank, standard_cases
 
 WORLD = 3
@@ -52,7 +53,7 @@ def _cases() -> dict[int, list]:
     return {2: standard_cases(2), 3: standard_cases(3)}
 
 
-def join_gloo_group(rank: int, init_file: str, *, timeout: int) -> None:
+def _join(rank: int, init_file: str, *, timeout: int) -> None:
     """One thread per process, then the gloo group of WORLD processes through ``init_file``."""
     torch.set_num_threads(1)
     dist.init_process_group(
@@ -65,7 +66,7 @@ def join_gloo_group(rank: int, init_file: str, *, timeout: int) -> None:
 
 
 def _worker(rank: int, init_file: str, out_dir: str) -> None:
-    join_gloo_group(rank, init_file, timeout=60)
+    _join(rank, init_file, timeout=60)
     try:
         pair = dist.new_group([0, 1])  # every rank must take part in creating it
         results: dict[str, object] = {}
@@ -84,6 +85,10 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
                 before = collective.num_calls
                 results[f"{w}/{case.name}"] = run_rank(collective, case)
                 results[f"{w}/{case.name}/calls"] = collective.num_calls - before
+            for case in rs.rs_cases(w):
+                before = collective.num_calls
+                results[f"rs/{w}/{case.name}"] = rs.run_rank(collective, case)
+                results[f"rs/{w}/{case.name}/calls"] = collective.num_calls - before
         # A bad input on rank 2 raises on every rank, instead of hanging the others.
         case = make_case("bad", 10, "overlapping", 90, 3, 1.0)
         logits, targets, e = case.shard(rank)
@@ -94,25 +99,28 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
             results["bad"] = "no error"
         except ValueError as exc:
             results["bad"] = str(exc)
+        logits, targets = rs.shard(rs.rs_cases(3)[0], rank)
+        try:  # Rank & Sort: a target out of range on rank 2
+            rs_loss(
+                logits, torch.full_like(targets, 2.0) if rank == 2 else targets, collective=world
+            )
+            results["bad_rs"] = "no error"
+        except ValueError as exc:
+            results["bad_rs"] = str(exc)
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
 
-def run_gloo_workers(worker: Callable[[int, str, str], None], tmp: Path) -> list[dict]:
-    """Run ``worker(rank, init_file, out_dir)`` in WORLD processes; each saves its results
-    to ``out_dir/rank{rank}.pt``. Returns them in rank order."""
+@pytest.fixture(scope="module")
+def gloo_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    tmp = tmp_path_factory.mktemp("gloo")
     # fork: the children start with torch already imported (a spawn re-imports it, ~5 s
     # of CPU per process); they use one thread, as DataLoader workers do.
     mp.start_processes(
-        worker, args=(str(tmp / "init"), str(tmp)), nprocs=WORLD, join=True, start_method="fork"
+        _worker, args=(str(tmp / "init"), str(tmp)), nprocs=WORLD, join=True, start_method="fork"
     )
     return [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
-
-
-@pytest.fixture(scope="module")
-def gloo_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
-    return run_gloo_workers(_worker, tmp_path_factory.mktemp("gloo"))
 
 
 def test_operations(gloo_results: list[dict]) -> None:
@@ -138,10 +146,24 @@ def test_global_losses_equal_one_process(gloo_results: list[dict], world_size: i
         assert calls == {4 if no_positive else 6}, case.name
 
 
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_global_rs_loss_equals_one_process(gloo_results: list[dict], world_size: int) -> None:
+    for case in rs.rs_cases(world_size):
+        per_rank = [gloo_results[r][f"rs/{world_size}/{case.name}"] for r in range(world_size)]
+        rs.check_global(case, per_rank)
+        calls = {gloo_results[r][f"rs/{world_size}/{case.name}/calls"] for r in range(world_size)}
+        # Three loss calls (both parts, each part alone), each an all-gather (2 calls:
+        # sizes, rows) and, with positives, one all-reduce of the bins.
+        no_positive = int((case.targets > 0).sum()) == 0
+        assert calls == {6 if no_positive else 9}, case.name
+
+
 def test_bad_input_raises_on_every_rank(gloo_results: list[dict]) -> None:
     assert "non-finite" in gloo_results[2]["bad"]
+    assert "IoU in (0, 1]" in gloo_results[2]["bad_rs"]
     for rank in (0, 1):
         assert "rank(s) [2]" in gloo_results[rank]["bad"]
+        assert "rank(s) [2]" in gloo_results[rank]["bad_rs"]
 
 
 def test_needs_an_initialised_process_group() -> None:
@@ -152,7 +174,7 @@ def test_needs_an_initialised_process_group() -> None:
 
 
 def _ddp_worker(rank: int, init_file: str, out_dir: str) -> None:
-    join_gloo_group(rank, init_file, timeout=120)
+    _join(rank, init_file, timeout=120)
     try:
         features, targets, sizes, state = _ddp_problem()
         lo = sum(sizes[:rank])

@@ -9,7 +9,7 @@ from alrp_cli.losses import rs_loss
 from alrp_cli.losses.collective import ThreadedCollective, run_ranks
 from tests.losses.problems import iou_targets, make_rs_problem
 from tests.losses.sharding import assert_close, make_case
-from tests.losses.test_rs_global_ranking import check_global, run_local, shard
+from tests.losses.sharding_rs import check_global, run_local, shard
 
 pytestmark = [
     pytest.mark.cuda,
