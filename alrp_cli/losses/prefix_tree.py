@@ -1,4 +1,4 @@
-"""Sums of the smoothed step over a prefix or suffix of an order, in O((M + Q) log M).
+"""Sums of the smoothed step over a prefix or suffix of an order: a merge-sort tree.
 
 Rank & Sort Loss compares a positive only with the positives of lower (or higher) target:
 ``Σ_{p in a prefix of the target order} w_p H(±(x_p − q))``. That is a two-sided query — a
@@ -7,15 +7,18 @@ range in one order (the targets), a window in another (the scores) — which the
 blocks of 2^l points, each sorted by score; a prefix or suffix is a union of at most one
 block per level, met on the walk from the root to the prefix's end; inside a block the
 points with H = 1 and those in the linear window of H are runs of consecutive scores, so
-per-block prefix sums of ``w`` and ``w·x`` give each block's share in O(1). The walk keeps,
-for each score threshold, its position inside the current block: one lookup per level in
-a table of how many of a block's first j points (by score) lie in its left half
-(fractional cascading), so no level needs a binary search. torch has no such structure, so
-it is written here by hand; ``reference_rs.py`` holds the loop it must agree with.
+running sums of ``w`` and ``w·x`` over each block, read from the side where H = 1, give
+each block's share in O(1). The walk keeps, for each score threshold, its place inside the
+current block: one lookup per level in a table of how many of a block's first j points (by
+score) lie in its left half (fractional cascading), so no level needs a binary search.
+Building costs O(M log² M) (one sort of every level's keys), a set of Q queries
+O((M + Q) log M). torch has no such structure, so it is written here by hand;
+``reference_rs.py`` holds the loop it must agree with.
 
 Scores enter through their integer ranks in one sorted copy, so ties are exact (δ = 0 is
-the exact step). Prefix sums restart at every block and are kept in float64, relative to
-a central score.
+the exact step). Running sums are float64, each value split into an exactly summed part
+and a small remainder (:func:`_exact_split`), so that a window's sum keeps its digits
+however many far-away scores its block holds.
 """
 
 from __future__ import annotations
