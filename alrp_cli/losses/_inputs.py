@@ -254,7 +254,7 @@ def prepare(
     if loc_errors is not None:
         columns.append(loc_errors.detach().to(torch.float64, copy=False))
     if continuous:
-        columns.append(targets[pos_index].to(torch.float64))
+        columns.append(targets.detach()[pos_index].to(torch.float64))
     start = 0
     if collective is not None:
         columns, start = _gather_positives(collective, torch.stack(columns, 1), width)

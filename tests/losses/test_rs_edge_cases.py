@@ -217,3 +217,15 @@ def test_module_equals_function_and_examples_run() -> None:
     assert RSLoss().delta == 0.5  # rank_based_atss_head.py:37
     result = doctest.testmod(rs, extraglobs={"torch": torch}, verbose=False)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_targets_are_constants_even_when_they_require_grad() -> None:
+    # An IoU computed from the predicted boxes without detaching: the loss treats it as a
+    # constant, as the published head does (bbox_overlaps of detached boxes).
+    logits, targets = make_rs_problem(5, "overlapping", 50)
+    live = targets.clone().requires_grad_()
+    x = logits.clone().requires_grad_()
+    out = rs_loss(x, live)
+    (out.ranking + out.sorting).backward()
+    assert live.grad is None
+    assert torch.equal(x.grad, _backward(logits, targets)[1])
