@@ -91,6 +91,12 @@ def load_weights(model: nn.Module, weights: dict[str, Tensor], path: str | Path)
     """``model.load_state_dict(weights)``; a mismatch is a UserError that names it (a config
     that does not describe these weights, e.g. another backbone)."""
     own = model.state_dict()
+    # runs with a pretrained backbone saved before it had BatchNorm in eval mode had
+    # FrozenBatchNorm2d, which keeps no batch counter: the counters are unused in eval mode
+    weights = {
+        **{k: v for k, v in own.items() if k.endswith("num_batches_tracked")},
+        **weights,
+    }
     missing = [k for k in own if k not in weights]
     unexpected = [k for k in weights if k not in own]
     shapes = [
