@@ -237,6 +237,17 @@ def train_one_epoch(
     return True
 
 
+def image_shape(target: dict[str, Any], images: Tensor) -> tuple[int, int]:
+    """(h, w) of an image in the batch before padding (mmdetection's ``img_shape``): its
+    original size × its resize factor, rounded; the batch's size when the target has no
+    ``orig_size``."""
+    if "orig_size" not in target:
+        return int(images.shape[-2]), int(images.shape[-1])
+    h, w = (float(v) for v in target["orig_size"])
+    sx, sy = (float(v) for v in target["scale"])
+    return round(h * sy), round(w * sx)
+
+
 @torch.no_grad()
 def predict_loader(
     model: Detector,
@@ -262,7 +273,7 @@ def predict_loader(
         dets = postprocess(
             model,
             out,
-            (int(images.shape[-2]), int(images.shape[-1])),
+            [image_shape(t, images) for t in targets],
             pre_nms_topk=pre_nms_topk,
             score_threshold=score_threshold,
             nms_iou=nms_iou,
