@@ -126,6 +126,7 @@ class TrainConfig:
     train_images: str | None = None
     val_images: str | None = None
     skip_bad_images: bool = False
+    test_scale: list[int] | None = None
     # model
     loss: str = "alrp"
     assigner: str | None = None
@@ -138,8 +139,6 @@ class TrainConfig:
     anchor_scales_per_octave: int | None = None
     anchor_ratios: list[float] | None = None
     image_size: int | None = None
-    # keep-ratio inference scale [long, short] (mmdetection's test img_scale, e.g. (833, 500))
-    test_scale: list[int] | None = None
     # optimisation
     batch_size: int | None = None
     epochs: int | None = None

@@ -237,17 +237,6 @@ def train_one_epoch(
     return True
 
 
-def image_shape(target: dict[str, Any], images: Tensor) -> tuple[int, int]:
-    """(h, w) of an image in the batch before padding (mmdetection's ``img_shape``): its
-    original size × its resize factor, rounded; the batch's size when the target has no
-    ``orig_size``."""
-    if "orig_size" not in target:
-        return int(images.shape[-2]), int(images.shape[-1])
-    h, w = (float(v) for v in target["orig_size"])
-    sx, sy = (float(v) for v in target["scale"])
-    return round(h * sy), round(w * sx)
-
-
 @torch.no_grad()
 def predict_loader(
     model: Detector,
@@ -270,10 +259,16 @@ def predict_loader(
         images = images.to(device)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
             out = model(images)
+        # clip each image's boxes to the image itself, not to the batch's padding (mmdet
+        # decodes with max_shape = img_shape, the resized image before padding)
+        sizes = [
+            (int(t["size"][0]), int(t["size"][1])) if "size" in t else tuple(images.shape[-2:])
+            for t in targets
+        ]
         dets = postprocess(
             model,
             out,
-            [image_shape(t, images) for t in targets],
+            sizes,
             pre_nms_topk=pre_nms_topk,
             score_threshold=score_threshold,
             nms_iou=nms_iou,
