@@ -326,8 +326,6 @@ def _setup(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     _seed_everything(cfg.seed)
-    # before the data (scanning COCO takes a while) and before any run directory exists
-    backbone_weights = pretrained_backbone(cfg, dist, emit) if checkpoint is None else None
     train_ds, val_ds = _datasets(cfg, emit, dist)
     iters_per_epoch = len(train_ds) // cfg.batch_size
     if iters_per_epoch == 0:
@@ -335,6 +333,8 @@ def _setup(
             f"{train_ds.ann_file}: {len(train_ds)} training images, fewer than one batch "
             f"(--batch-size {cfg.batch_size})"
         )
+    # ImageNet weights of a new run: after the data checks, before any run directory exists
+    backbone_weights = pretrained_backbone(cfg, dist, emit) if checkpoint is None else None
     model = build_model(cfg, train_ds.num_classes, backbone_weights=backbone_weights)
     model.to(device)
     del backbone_weights
