@@ -141,7 +141,8 @@ PY
 fi
 COCO_ARGS=(--train-ann "$DATA/annotations/instances_train2017.json"
   --train-images "$DATA/train2017" --val-ann "$DATA/annotations/instances_val2017.json"
-  --val-images "$DATA/val2017" --epochs 1 --eval-every 100 --log-every 5 --workers 8)
+  --val-images "$DATA/val2017" --epochs 1 --eval-every 100 --log-every 5 --workers 8
+  --no-pretrained)  # step time from scratch: nothing to download (step 5 is pretrained)
 step_time() {  # run dir -> "s/step images/s" from the step records after warm-up
   $PY - "$1" <<'PY'
 import json, statistics, sys
