@@ -30,15 +30,16 @@ DRY=${DRY:-0}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$OUT"
 if [ "$DRY" = 1 ]; then
-  NGPU=${NGPU:-2}; GPU="dry run"; ONLY_COCO=1
+  NGPU=${NGPU:-2}; GPU="dry run"; TORCH="-"; ONLY_COCO=1
 else
   NGPU=$($PY -c "import torch; print(torch.cuda.device_count())")
   if [ "$NGPU" -lt 1 ]; then echo "gpu.sh: no CUDA device visible" >&2; exit 2; fi
   GPU=$($PY -c "import torch; print(torch.cuda.get_device_name(0))")
+  TORCH=$($PY -c 'import torch; print(torch.__version__)')
 fi
 TABLE="$OUT/gpu.md"
 {
-  echo "# GPU figures ($(date -u +%Y-%m-%d), $NGPU x $GPU, torch $($PY -c 'import torch; print(torch.__version__)'))"
+  echo "# GPU figures ($(date -u +%Y-%m-%d), $NGPU x $GPU, torch $TORCH)"
   echo
   echo "| measurement | configuration | value |"
   echo "|---|---|---|"
