@@ -22,7 +22,7 @@ from torchvision.models.detection import RetinaNet_ResNet50_FPN_Weights
 
 from alrp_cli.atomic import write_json
 from alrp_cli.detection.build import build_model
-from alrp_cli.detection.checkpoint import save_checkpoint
+from alrp_cli.detection.checkpoint import save_checkpoint, state_mismatch
 from alrp_cli.detection.config import TrainConfig
 from alrp_cli.detection.mmdet_config import load_config_file, parse_config_text, setting
 from alrp_cli.detection.run_dir import check_new_run_dir, create_run_dir
@@ -278,27 +278,12 @@ def _move_tensors(
     """alrp's state dict filled from mmdetection's ``tensors``; every tensor used, every
     entry filled (BatchNorm's batch counters may be absent), or a UserError naming them."""
     names = {key: mmdet_key(key) for key in own}
-    wanted = {name for name in names.values() if name is not None}
-    missing = [n for n in names.values() if n and n not in tensors and not n.endswith("_tracked")]
-    unused = [n for n in tensors if n not in wanted]
-    shapes = [
-        f"{n} {list(tensors[n].shape)}, expected {list(own[k].shape)}"
-        for k, n in names.items()
-        if n in tensors and tensors[n].shape != own[k].shape
-    ]
-    if missing or unused or shapes:
-        parts = [
-            f"{len(keys)} {what}: {', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''}"
-            for keys, what in (
-                (missing, "missing"),
-                (unused, "unused"),
-                (shapes, "of another shape"),
-            )
-            if keys
-        ]
-        raise UserError(
-            f"{path}: the tensors do not fit the model of its config; {'; '.join(parts)}"
-        )
+    expected = {name: own[key].shape for key, name in names.items() if name is not None}
+    problem = state_mismatch(
+        expected, tensors, optional=lambda n: n.endswith("num_batches_tracked"), extra="unused"
+    )
+    if problem:
+        raise UserError(f"{path}: the tensors do not fit the model of its config; {problem}")
     return {
         key: tensors[name].to(own[key].dtype) if name in tensors else own[key]
         for key, name in names.items()

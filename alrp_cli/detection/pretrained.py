@@ -21,6 +21,7 @@ import torch
 import torchvision
 from torch import Tensor
 
+from alrp_cli.detection.checkpoint import state_mismatch
 from alrp_cli.detection.model import BACKBONES
 from alrp_cli.errors import UserError
 from alrp_cli.torchfile import read_torch_file
@@ -91,24 +92,14 @@ def check_backbone_state(state: object, backbone: str, source: str) -> dict[str,
         isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()
     ):
         raise UserError(f"{source}: not a state dict (names -> tensors) of {backbone} weights")
-    missing = [
-        k for k in expected if k not in state and k not in OPTIONAL and not k.endswith(COUNTER)
-    ]
-    unknown = [k for k in state if k not in expected]
-    shapes = [k for k in expected if k in state and state[k].shape != expected[k].shape]
-    if missing or unknown or shapes:
-        parts = [
-            f"{len(keys)} {what} (e.g. {keys[0]})"
-            for keys, what in (
-                (missing, "missing"),
-                (unknown, "unknown"),
-                (shapes, "of another shape"),
-            )
-            if keys
-        ]
-        raise UserError(
-            f"{source}: not torchvision's {backbone} weights: {'; '.join(parts)} tensors"
-        )
+    problem = state_mismatch(
+        {k: v.shape for k, v in expected.items()},
+        state,
+        optional=lambda k: k in OPTIONAL or k.endswith(COUNTER),
+        extra="unknown",
+    )
+    if problem:
+        raise UserError(f"{source}: not torchvision's {backbone} weights: {problem}")
     return {k: v for k, v in state.items() if k not in OPTIONAL}
 
 
