@@ -29,6 +29,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "coco": {
         "assigner": "atss",  # ATSS cfg:42 (aLRP's headline model); per loss below
         "backbone": "resnet50",  # ATSS cfg:10
+        # pretrained='torchvision://resnet50' (ATSS cfg:7): torchvision's ImageNet weights,
+        # IMAGENET1K_V1 today; frozen stem and stage 1, BatchNorm in eval mode (ATSS cfg:13-15)
+        "pretrained": True,
         "head_channels": 256,  # ATSS cfg:20, 29
         "group_norm": False,  # no norm_cfg in the towers: alrp_loss_retina_head.py:40
         "p6_from": "c5",  # add_extra_convs='on_input': ATSS cfg:22, RetinaNet base:19
@@ -49,6 +52,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "synthetic": {
         "assigner": "atss",
         "backbone": "resnet18",
+        "pretrained": False,  # from scratch: the CPU preset downloads nothing
         "head_channels": 64,
         "group_norm": True,
         "p6_from": "c5",
@@ -122,11 +126,13 @@ class TrainConfig:
     train_images: str | None = None
     val_images: str | None = None
     skip_bad_images: bool = False
+    test_scale: list[int] | None = None
     # model
     loss: str = "alrp"
     assigner: str | None = None
     backbone: str | None = None
-    pretrained: bool = False
+    pretrained: bool | None = None
+    backbone_weights: str | None = None
     head_channels: int | None = None
     group_norm: bool | None = None
     p6_from: str | None = None
@@ -182,18 +188,24 @@ class TrainConfig:
         given = (self.data, self.train_ann, self.val_ann, self.train_images, self.val_images)
         return "coco" if any(v is not None for v in given) else "synthetic"
 
-    def resolved(self) -> TrainConfig:
+    def resolved(self, preset: str | None = None) -> TrainConfig:
         """A copy with every ``None`` preset option filled in, validated.
 
         COCO preset: the official recipe of ``loss`` (:data:`LOSS_RECIPES` over
         :data:`PRESETS`); synthetic preset: one recipe for every loss. Anchors follow the
-        loss and assigner (:func:`default_anchors`).
+        loss and assigner (:func:`default_anchors`). ``preset`` overrides :attr:`preset`
+        (a model imported without its data). ``backbone_weights`` implies ``pretrained``.
         """
         values = dataclasses.asdict(self)
         if values["loss"] not in LOSS_RECIPES:
             raise UserError(f"--loss: {values['loss']!r} is not one of {CHOICES['loss']}")
-        recipe = dict(PRESETS[self.preset])
-        if self.preset == "coco":
+        preset = preset or self.preset
+        if values["backbone_weights"] is not None:
+            if values["pretrained"] is False:
+                raise UserError("--backbone-weights: contradicts --no-pretrained; give one")
+            values["pretrained"] = True
+        recipe = dict(PRESETS[preset])
+        if preset == "coco":
             recipe.update(LOSS_RECIPES[values["loss"]])
             assigner = values["assigner"] or recipe["assigner"]
             if values["loss"] == "alrp" and assigner == "maxiou":
