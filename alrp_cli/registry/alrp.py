@@ -92,8 +92,13 @@ def _analysis(
     return {"alrp_cls": cls, "alrp_loc": loc, "alrp": cls + loc}
 
 
-def _bench_fast(logits: Tensor, targets: Tensor, loc_errors: Tensor) -> Tensor:
-    out = alrp_loss(logits, targets, loc_errors.detach().requires_grad_())
+def _bench_fast(
+    logits: Tensor, targets: Tensor, loc_errors: Tensor, *, collective: Any = None
+) -> Tensor:
+    # A training step backpropagates both parts.
+    e = loc_errors.detach().requires_grad_()
+    extra = {} if collective is None else {"collective": collective}
+    out = alrp_loss(logits, targets, e, **extra)
     return out.cls + out.loc
 
 

@@ -86,8 +86,11 @@ def _analysis(
     return {"ap_loss": float(ap_loss(logits, targets, delta=delta))}
 
 
-def _bench_fast(logits: Tensor, targets: Tensor, loc_errors: Tensor) -> Tensor:
-    return ap_loss(logits, targets)
+def _bench_fast(
+    logits: Tensor, targets: Tensor, loc_errors: Tensor, *, collective: Any = None
+) -> Tensor:
+    extra = {} if collective is None else {"collective": collective}
+    return ap_loss(logits, targets, **extra)
 
 
 def _bench_loop(logits: Tensor, targets: Tensor, loc_errors: Tensor) -> object:

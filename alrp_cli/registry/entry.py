@@ -184,11 +184,12 @@ class AnalysisForm:
 
 @dataclass(frozen=True)
 class BenchForm:
-    """The loss in ``alrp bench``: ``fast(logits (leaf), targets, loc_errors)`` returns
-    the scalar whose ``backward`` is timed; ``loop(logits, targets, loc_errors)`` runs
-    the loop reference (forward computes the update too)."""
+    """The loss in ``alrp bench``: ``fast(logits (leaf), targets, loc_errors, *,
+    collective=None)`` returns the scalar whose ``backward`` is a training step's (ranking
+    the global batch with a collective); ``loop(logits, targets, loc_errors)`` runs the loop
+    reference (its forward computes the update too)."""
 
-    fast: Callable[[Tensor, Tensor, Tensor], Tensor]
+    fast: Callable[..., Tensor]
     loop: Callable[[Tensor, Tensor, Tensor], object]
 
 
