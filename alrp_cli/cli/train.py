@@ -20,6 +20,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from alrp_cli import registry
 from alrp_cli.atomic import write_json
 from alrp_cli.cli.options import SEED_MAX
 from alrp_cli.errors import AlrpError, UserError
@@ -174,7 +175,9 @@ def train(
         "--skip-bad-images",
         help="Leave unreadable or truncated training images out (counted) instead of stopping.",
     ),
-    loss: str = typer.Option("alrp", "--loss", help="alrp | ap | focal."),
+    loss: str = typer.Option(
+        registry.DEFAULT_LOSS, "--loss", help=" | ".join(registry.names("train")) + "."
+    ),
     assigner: str | None = typer.Option(
         None, "--assigner", help="atss | maxiou [synthetic: atss; COCO: per loss, see docs]."
     ),

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from alrp_cli import registry
 from alrp_cli.detection.distributed import Dist
 from alrp_cli.detection.head_losses import build_loss_inputs, compute_loss, count_non_finite
 from alrp_cli.detection.model import Detector
@@ -160,6 +161,7 @@ def train_one_epoch(
     """
     dist = dist or Dist()
     forward = forward or model
+    ious = registry.IOUS in registry.get(loss, "train").needs
     grad_scale = float(dist.world_size) if collective is not None else 1.0
     model.train()
     window_images, window_start = 0, time.perf_counter()
@@ -170,7 +172,7 @@ def train_one_epoch(
         images, targets = _to_device(images, targets, device)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
             out = forward(images)
-        inputs = build_loss_inputs(model, out, targets, assigner=assigner)  # float32
+        inputs = build_loss_inputs(model, out, targets, assigner=assigner, ious=ious)  # float32
         if on_loss_inputs is not None:
             on_loss_inputs(inputs)
         bad = dist.all_reduce_sum(count_non_finite(inputs)).tolist()

@@ -23,6 +23,7 @@ from torchvision.models.detection.retinanet import (
 )
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
 
+from alrp_cli import registry
 from alrp_cli.detection.anchors import STRIDES, ExactAnchorGenerator, anchor_sizes
 
 BACKBONES = {
@@ -34,21 +35,6 @@ BACKBONES = {
 P6_SOURCES = ("c5", "p5")
 # Box coder of the published aLRP configuration: target stds (0.1, 0.1, 0.2, 0.2).
 BOX_CODER_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
-
-
-def anchor_shapes(assigner: str) -> tuple[int, tuple[float, ...]]:
-    """Scales per octave and aspect ratios of the official aLRP anchors for ``assigner``.
-
-    ATSS: 2 scales per octave, ratio 1.0
-    (configs/alrp_loss/alrp_loss_retinanet_r50_fpn_ATSS_100e_coco500.py:33-34); max-IoU:
-    2 scales per octave (configs/alrp_loss/alrp_loss_retinanet_r50_fpn_100e_coco500.py:8)
-    × ratios 0.5, 1, 2 (configs/_base_/models/retinanet_r50_fpn.py:31) = 6 per location.
-    """
-    if assigner == "atss":
-        return 2, (1.0,)
-    if assigner == "maxiou":
-        return 2, (0.5, 1.0, 2.0)
-    raise ValueError(f"assigner must be 'atss' or 'maxiou', got {assigner!r}")
 
 
 class Anchors(nn.Module):
@@ -133,8 +119,8 @@ class Detector(nn.Module):
     Defaults are the official aLRP head: no normalisation in the towers, conv weights
     N(0, 0.01²), classification prior 0.01 (mmdet/models/dense_heads/alrp_loss_retina_head.py:
     40, 102-110; torchvision's heads initialise the same way), P6 from C5, FPN convs
-    Xavier-uniform. ``anchors`` = (scales per octave, ratios) overrides the assigner's
-    official anchors.
+    Xavier-uniform. ``anchors`` = (scales per octave, ratios); None: the official aLRP
+    anchors of ``assigner`` (the default loss's recipe in :mod:`alrp_cli.registry`).
 
     ``pretrained``: the backbone starts from ImageNet weights and trains as the official
     configuration's (``frozen_stages=1``, ``norm_eval=True``, ATSS cfg:13-15, i.e.
@@ -189,7 +175,9 @@ class Detector(nn.Module):
             extra_blocks=ExtraLevels(in_channels[-1], head_channels, source=p6_from),
         )
         init_fpn_(self.backbone.fpn)
-        self.anchors = Anchors(*(anchors or anchor_shapes(assigner)))
+        if anchors is None:  # the one place anchors resolve: the loss's recipe
+            anchors = registry.default_anchors(registry.DEFAULT_LOSS, assigner)
+        self.anchors = Anchors(anchors[0], tuple(anchors[1]))
         a = self.anchors.num_per_location
         norm_layer = partial(nn.GroupNorm, min(32, head_channels)) if group_norm else None
         self.cls_head = RetinaNetClassificationHead(
