@@ -143,7 +143,7 @@ def predict(
     else:
         dataset = ImageFolder(images, image_size=cfg.image_size)
     dev = select_device(device)
-    model = build_model(cfg, int(meta["num_classes"]), load_pretrained=False)
+    model = build_model(cfg, int(meta["num_classes"]))
     load_weights(model, state["model"], checkpoint)
     model.to(dev)
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate, num_workers=workers)
