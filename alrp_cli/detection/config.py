@@ -11,6 +11,7 @@ ResNet-50, 512 px, ATSS, no head normalisation, 100 epochs, learning rate 0.008 
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lr_steps": [0.75, 0.95],  # ATSS cfg:57 (epochs 75, 95)
         "warmup_iters": 500,  # schedule_1x:8
         "warmup_ratio": 0.001,  # schedule_1x:9
+        "augmentation": "official",  # coco500:5-28 (detection/data/transforms.py)
+        "test_scale": [833, 500],  # coco500:33 (keep ratio, :36; pad to 32, :39)
+        # workers: default_workers() below (coco500:46 has 4 per GPU)
     },
     # The small CPU configuration: one recipe for every loss so that a comparison on it
     # varies the loss only. It differs from the official one where a 2-core CPU needs it
@@ -60,6 +64,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lr_steps": [0.75, 0.95],
         "warmup_iters": 100,
         "warmup_ratio": 1.0 / 3.0,
+        # Milder augmentation (no 4x expand, crops on 30% of the images) for a model learnt
+        # from scratch in 8 epochs; test_scale is [image_size, image_size] (square images:
+        # the same as a plain resize); no workers (0 is fastest here, docs/benchmarks.md).
+        "augmentation": "mild",
+        "workers": 0,
     },
 }
 # Per-loss recipes of the COCO preset (override PRESETS["coco"]); see docs/training.md.
@@ -84,6 +93,25 @@ LOSS_RECIPES: dict[str, dict[str, Any]] = {
 ALRP_MAXIOU_STEPS = [0.6, 0.8]
 # Values an older config.json lacks: what those runs were built with (so they resume).
 LEGACY: dict[str, Any] = {"p6_from": "p5", "sb_period_epochs": 1}
+# The same for the data options (test_scale: [image_size, image_size], then a plain resize).
+LEGACY_DATA: dict[str, Any] = {"augmentation": "mild", "keep_empty_images": True}
+# Data-loading workers per process on the COCO preset: at most this many (docs/benchmarks.md).
+WORKERS_CAP = 8
+
+
+def default_workers(nproc: int = 1) -> int:
+    """Data-loading workers per process on the COCO preset.
+
+    The CPUs this process may run on (``os.sched_getaffinity``), shared by the training
+    processes of the node (``LOCAL_WORLD_SIZE`` under torchrun, else ``nproc``), less one
+    for the process itself; at least 1, at most :data:`WORKERS_CAP`.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", nproc))
+    return max(1, min(WORKERS_CAP, cpus // max(1, local) - 1))
 
 
 def default_anchors(loss: str, assigner: str) -> tuple[int, list[float]]:
@@ -108,6 +136,7 @@ CHOICES = {
     "device": ("auto", "cpu", "cuda"),
     "ranking": ("global", "local"),
     "amp_dtype": ("auto", "bfloat16", "float16"),
+    "augmentation": ("official", "mild"),
 }
 
 
@@ -122,6 +151,9 @@ class TrainConfig:
     train_images: str | None = None
     val_images: str | None = None
     skip_bad_images: bool = False
+    keep_empty_images: bool = False
+    augmentation: str | None = None
+    test_scale: list[int] | None = None
     # model
     loss: str = "alrp"
     assigner: str | None = None
@@ -163,7 +195,7 @@ class TrainConfig:
     world_size: int = 1
     backend: str | None = None
     seed: int = 0
-    workers: int = 0
+    workers: int | None = None
     threads: int | None = None
     eval_every: int = 1
     log_every: int = 20
@@ -201,6 +233,10 @@ class TrainConfig:
         for key, value in recipe.items():
             if values[key] is None:
                 values[key] = list(value) if isinstance(value, list) else value
+        if values["test_scale"] is None:  # synthetic: the training size, square
+            values["test_scale"] = [values["image_size"]] * 2
+        if values["workers"] is None:
+            values["workers"] = default_workers(values["nproc"])
         scales, ratios = default_anchors(values["loss"], values["assigner"])
         if values["anchor_scales_per_octave"] is None:
             values["anchor_scales_per_octave"] = scales
@@ -225,10 +261,14 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')}: must be >= 1")
         for name in ("workers", "record_loss_inputs", "max_detections"):
-            if getattr(self, name) < 0:
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise UserError(f"--{name.replace('_', '-')}: must be >= 0")
         if self.image_size is not None and self.image_size % 32:
             raise UserError(f"--image-size: must be a multiple of 32, got {self.image_size}")
+        if self.test_scale is not None and (
+            len(self.test_scale) != 2 or any(int(v) != v or v < 1 for v in self.test_scale)
+        ):
+            raise UserError(f"--test-scale: must be two positive integers, got {self.test_scale}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise UserError(f"--grad-clip: must be > 0, got {self.grad_clip}")
         if self.sb_init <= 0:
@@ -288,4 +328,9 @@ class TrainConfig:
             maxiou = values.get("assigner") == "maxiou"
             values["anchor_scales_per_octave"] = 3 if maxiou else 2
             values["anchor_ratios"] = [0.5, 1.0, 2.0] if maxiou else [1.0]
+        if values.get("backbone") is not None:  # resolved before the data options existed
+            for key, value in LEGACY_DATA.items():
+                values.setdefault(key, value)
+            if values.get("test_scale") is None and values.get("image_size") is not None:
+                values["test_scale"] = [values["image_size"]] * 2
         return cls(**values)

@@ -12,7 +12,7 @@ from alrp_cli.detection.model import Detector, HeadOutput
 def postprocess(
     model: Detector,
     out: HeadOutput,
-    image_size: tuple[int, int],
+    image_size: tuple[int, int] | list[tuple[int, int]],
     *,
     pre_nms_topk: int = 1000,
     score_threshold: float = 0.05,
@@ -22,13 +22,15 @@ def postprocess(
     """Detections per image, in input-image coordinates (the published defaults).
 
     Per FPN level the ``pre_nms_topk`` highest (anchor, class) scores above
-    ``score_threshold`` are decoded and clipped to ``image_size`` (h, w); class-wise NMS at
+    ``score_threshold`` are decoded and clipped to ``image_size`` (h, w), or to
+    ``image_size[i]`` for image i when it is a list (images padded in a batch); class-wise NMS at
     ``nms_iou`` over all levels; the best ``max_detections`` are kept. Returns per image
     {"boxes" Tensor[D, 4] XYXY float32, "scores" Tensor[D], "labels" Tensor[D] int64 0..C-1}.
     """
     num_classes = out.cls.shape[-1]
     results = []
     for i in range(out.cls.shape[0]):
+        size = image_size[i] if isinstance(image_size, list) else image_size
         boxes_all, scores_all, labels_all = [], [], []
         start = 0
         for count in out.level_counts:
@@ -42,7 +44,7 @@ def postprocess(
             idx = idx[order]
             anchor_idx = torch.div(idx, num_classes, rounding_mode="floor") + start
             boxes = model.decode(out.reg[i, anchor_idx].float(), out.anchors[anchor_idx])
-            boxes_all.append(clip_boxes_to_image(boxes, image_size))
+            boxes_all.append(clip_boxes_to_image(boxes, size))
             scores_all.append(scores)
             labels_all.append(idx % num_classes)
             start += count
