@@ -187,8 +187,7 @@ def train(
     keep_empty_images: bool = typer.Option(
         False,
         "--keep-empty-images",
-        help="Train also on images no annotation refers to (the official loader leaves them "
-        "out).",
+        help="Train also on images no annotation refers to (the official loader leaves them out).",
     ),
     augmentation: str | None = typer.Option(
         None,

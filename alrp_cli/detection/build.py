@@ -237,7 +237,8 @@ def _check_boxes(ds: CocoDataset, emit: EventFn) -> None:
             f"{ds.ann_file}: nothing to train on: {len(ds)} training images, {what}{left}"
         )
     if images:
-        hint = " (--keep-empty-images keeps them)" if ds.dropped_images["without annotations"] else ""
+        empty = ds.dropped_images["without annotations"]
+        hint = " (--keep-empty-images keeps them)" if empty else ""
         emit({"type": "message", "text": f"left out training images: {images}{hint}"})
     unusable = Counter({r: n for r, n in counts.items() if r not in ("usable", CROWD)})
     if unusable:

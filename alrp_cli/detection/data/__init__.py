@@ -22,8 +22,8 @@ from alrp_cli.detection.data.transforms import AUGMENTATIONS, MEAN, build_transf
 
 __all__ = [
     "AUGMENTATIONS",
-    "MEAN",
     "HARD_CLASSES",
+    "MEAN",
     "SYNTH_CLASSES",
     "CocoDataset",
     "DataPaths",

@@ -85,5 +85,5 @@ def box_counts(coco: COCO, image_ids: Iterable[int]) -> Counter[str]:
 
 
 def describe(counts: Counter[str]) -> str:
-    """"3 crowd, 2 outside the image" (reasons in :data:`REASONS` order, zero counts left out)."""
+    """ "3 crowd, 2 outside the image" (reasons in :data:`REASONS` order, zero counts left out)."""
     return ", ".join(f"{counts[r]} {r}" for r in REASONS if counts[r]) or "none"

@@ -4,10 +4,11 @@ JPEG, PNG, GIF and WebP are decoded by ``torchvision.io`` (libjpeg-turbo / libpn
 on COCO-sized JPEGs is faster than PIL (benchmarks/bench_data.py; docs/benchmarks.md);
 other formats (BMP, TIFF, ...) by PIL, and everything by PIL where torchvision no longer
 decodes images (torchvision 0.29 deprecates its decoders in favour of TorchCodec; the
-deprecation warning is silenced here, once per call, since the fallback is in place). Grayscale, palette and CMYK images become RGB (the
-same pixels as PIL's ``convert("RGB")``); the EXIF orientation tag is not applied, because
-COCO's boxes refer to the stored pixel grid (``decode_image(apply_exif_orientation=False)``,
-as PIL's ``Image.open``).
+deprecation warning is silenced here, since the fallback is in place).
+
+Grayscale, palette and CMYK images become RGB (the same pixels as PIL's ``convert("RGB")``);
+the EXIF orientation tag is not applied, because COCO's boxes refer to the stored pixel
+grid (``decode_image(apply_exif_orientation=False)``, as PIL's ``Image.open``).
 """
 
 from __future__ import annotations
