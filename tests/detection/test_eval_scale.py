@@ -107,6 +107,7 @@ def test_a_stub_that_finds_the_objects_scores_ap_1_through_a_padded_keep_ratio_b
     )  # fmt: skip
     for index, (w, h, _) in enumerate(IMAGES.values()):  # the official rescale rule
         image, target = ds[index]
+        assert target["size"].tolist() == list(image.shape[-2:])
         factor = min(833 / max(w, h), 500 / min(w, h))
         size = (int(h * factor + 0.5), int(w * factor + 0.5))
         assert tuple(image.shape[-2:]) == size == rescale_size(h, w, (833, 500))
