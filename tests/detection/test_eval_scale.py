@@ -73,7 +73,7 @@ class FindColours(nn.Module):
                 target = torch.tensor(colour, dtype=torch.float32).view(3, 1, 1) / 255
                 others = [torch.tensor(MEAN).view(3, 1, 1), torch.full((3, 1, 1), 250 / 255)]
                 d = ((image - target) ** 2).sum(0)
-                near = (d < torch.stack([((image - o) ** 2).sum(0) for o in others]).amin(0))
+                near = d < torch.stack([((image - o) ** 2).sum(0) for o in others]).amin(0)
                 ys, xs = torch.nonzero(near, as_tuple=True)
                 if len(xs):
                     reg[i, c] = torch.tensor(
