@@ -42,7 +42,7 @@ def _train(data: Path, out: Path, *options: str) -> dict:
     for p in predictions:  # mapped back to each photo's own pixels
         x, y, w, h = p["bbox"]
         width, height = sizes[p["image_id"]]
-        assert -1e-3 <= x and -1e-3 <= y and x + w <= width + 1e-3 and y + h <= height + 1e-3
+        assert min(x, y) >= -1e-3 and x + w <= width + 1e-3 and y + h <= height + 1e-3
     return config
 
 
