@@ -151,9 +151,10 @@ class TrainConfig:
     train_images: str | None = None
     val_images: str | None = None
     skip_bad_images: bool = False
+    # False: the official filter_empty_gt=True (mmdet/datasets/custom.py:59, not set in coco500)
     keep_empty_images: bool = False
-    augmentation: str | None = None
-    test_scale: list[int] | None = None
+    augmentation: str | None = None  # "official" | "mild", by preset
+    test_scale: list[int] | None = None  # [long, short] of the keep-ratio evaluation, by preset
     # model
     loss: str = "alrp"
     assigner: str | None = None
@@ -195,7 +196,7 @@ class TrainConfig:
     world_size: int = 1
     backend: str | None = None
     seed: int = 0
-    workers: int | None = None
+    workers: int | None = None  # per process; by preset (default_workers() on COCO)
     threads: int | None = None
     eval_every: int = 1
     log_every: int = 20
