@@ -65,4 +65,5 @@ def read_rgb(path: str | os.PathLike[str]) -> tv_tensors.Image:
         raise UserError(f"{path}: not a readable image ({err})") from None
     if image.dtype != torch.uint8:  # 16-bit PNG
         image = F.to_dtype(image, torch.uint8, scale=True)
-    return tv_tensors.Image(image)
+    # torchvision.io returns a channels-last view: a contiguous [3, H, W], as from PIL
+    return tv_tensors.Image(image.contiguous())
