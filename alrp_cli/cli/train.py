@@ -20,6 +20,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from alrp_cli import registry
 from alrp_cli.atomic import write_json
 from alrp_cli.cli.options import SEED_MAX
 from alrp_cli.errors import AlrpError, UserError
@@ -201,15 +202,26 @@ def train(
         help="LONG,SHORT: evaluation keeps the aspect ratio within these sides "
         "[synthetic: the image size; COCO: 833,500].",
     ),
-    loss: str = typer.Option("alrp", "--loss", help="alrp | ap | focal."),
+    loss: str = typer.Option(
+        registry.DEFAULT_LOSS, "--loss", help=" | ".join(registry.names("train")) + "."
+    ),
     assigner: str | None = typer.Option(
         None, "--assigner", help="atss | maxiou [synthetic: atss; COCO: per loss, see docs]."
     ),
     backbone: str | None = typer.Option(
         None, "--backbone", help="resnet18|34|50|101 [synthetic: resnet18, COCO: resnet50]."
     ),
-    pretrained: bool = typer.Option(
-        False, "--pretrained/--no-pretrained", help="ImageNet backbone weights (must be cached)."
+    pretrained: bool | None = typer.Option(
+        None,
+        "--pretrained/--no-pretrained",
+        help="Start the backbone from torchvision's ImageNet weights, downloaded once into "
+        "torch's cache [synthetic: off, COCO: on]; --no-pretrained trains from scratch.",
+    ),
+    backbone_weights: Path | None = typer.Option(
+        None,
+        "--backbone-weights",
+        help="A local copy of the ImageNet weights (a torchvision state dict, e.g. "
+        "resnet50-0676ba61.pth) for machines without internet; implies --pretrained.",
     ),
     head_channels: int | None = typer.Option(
         None, "--head-channels", help="FPN/head width [synthetic: 64, COCO: 256]."
@@ -328,6 +340,7 @@ def train(
         assigner=assigner,
         backbone=backbone,
         pretrained=pretrained,
+        backbone_weights=None if backbone_weights is None else str(backbone_weights),
         head_channels=head_channels,
         group_norm=group_norm,
         p6_from=p6_from,
@@ -365,7 +378,9 @@ def train(
     if print_config:
         typer.echo(json.dumps(resolved_config(config), indent=2))
         return
-    outputs = Outputs([data, train_ann, train_images, val_ann, val_images, resume])
+    outputs = Outputs(
+        [data, train_ann, train_images, val_ann, val_images, resume, backbone_weights]
+    )
     if resume is None:
         outputs.folder(out, "--out")
     outputs.file(json_path, "--json")

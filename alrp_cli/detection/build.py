@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from alrp_cli.atomic import write_json
 from alrp_cli.detection.checkpoint import load_checkpoint, load_weights, set_rng_state
@@ -29,6 +29,7 @@ from alrp_cli.detection.engine import TrainState
 from alrp_cli.detection.head_losses import make_loss_module
 from alrp_cli.detection.metrics_log import MetricsLog
 from alrp_cli.detection.model import Detector
+from alrp_cli.detection.pretrained import backbone_state_dict
 from alrp_cli.detection.run_dir import (
     check_new_run_dir,
     create_run_dir,
@@ -99,8 +100,12 @@ def lr_factor(iteration: int, *, cfg: TrainConfig, iters_per_epoch: int) -> floa
     return factor
 
 
-def build_model(cfg: TrainConfig, num_classes: int, *, load_pretrained: bool = True) -> Detector:
-    """The detector a (resolved) config describes."""
+def build_model(
+    cfg: TrainConfig, num_classes: int, *, backbone_weights: Mapping[str, Tensor] | None = None
+) -> Detector:
+    """The detector a (resolved) config describes; ``backbone_weights`` (ImageNet weights
+    from :func:`pretrained_backbone`) start a new pretrained run, else the weights come from
+    a checkpoint or a random initialisation."""
     assert cfg.backbone is not None and cfg.head_channels is not None
     return Detector(
         num_classes,
@@ -108,13 +113,44 @@ def build_model(cfg: TrainConfig, num_classes: int, *, load_pretrained: bool = T
         assigner=cfg.assigner,
         head_channels=cfg.head_channels,
         group_norm=bool(cfg.group_norm),
-        pretrained=cfg.pretrained and load_pretrained,
-        frozen_bn=cfg.pretrained,
+        pretrained=bool(cfg.pretrained),
+        backbone_weights=backbone_weights,
         p6_from=cfg.p6_from or "c5",
         anchors=(cfg.anchor_scales_per_octave, tuple(cfg.anchor_ratios))
         if cfg.anchor_scales_per_octave and cfg.anchor_ratios
         else None,
     )
+
+
+def pretrained_backbone(cfg: TrainConfig, dist: Dist, emit: EventFn) -> dict[str, Tensor] | None:
+    """The ImageNet weights of a new pretrained run (None when not pretrained).
+
+    Rank 0 goes first (it downloads into torch's cache once), then the others read the file
+    (another node with an empty cache downloads its own copy). All processes agree: a
+    UserError on one is raised on every one, before any run directory exists.
+    """
+    if not cfg.pretrained:
+        return None
+    assert cfg.backbone is not None
+
+    def downloading(url: str, path: Path) -> None:
+        emit({"type": "message", "text": f"downloading the ImageNet weights {url} to {path}"})
+
+    state, error = None, None
+    for first in (True, False):
+        if dist.is_main == first:
+            try:
+                state = backbone_state_dict(
+                    cfg.backbone,
+                    weights_file=cfg.backbone_weights,
+                    progress=dist.is_main,
+                    on_download=downloading,
+                )
+            except UserError as err:
+                error = str(err)
+        if dist.any(error is not None):
+            raise UserError(error or "the backbone weights failed on another process")
+    return state
 
 
 def resolve_amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
@@ -285,13 +321,20 @@ def _check_images(ds: CocoDataset, split: str, *, skip: bool, emit: EventFn, dis
     )
 
 
+def trains_batch_norm(model: Detector) -> bool:
+    """Whether ``model`` has BatchNorm that learns batch statistics in training (then
+    several processes need SyncBatchNorm). A pretrained backbone's BatchNorm stays in eval
+    mode (``norm_eval``): fixed statistics, the same on every process."""
+    return not model.norm_eval and any(type(m) is nn.BatchNorm2d for m in model.modules())
+
+
 def _wrap_model(model: Detector, dist: Dist, device: torch.device) -> nn.Module:
     """DistributedDataParallel over several processes, with BatchNorm statistics of the global
     batch where BatchNorm trains (so N processes × batch B compute what one process computes
     at batch N·B); the model itself alone."""
     if not dist.distributed:
         return model
-    if any(type(m) is nn.BatchNorm2d for m in model.modules()):
+    if trains_batch_norm(model):
         sync_batch_norm(model, device)
     ids = [device.index] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
@@ -328,7 +371,11 @@ def _setup(
             f"{train_ds.ann_file}: {len(train_ds)} training images, fewer than one batch "
             f"(--batch-size {cfg.batch_size})"
         )
-    model = build_model(cfg, train_ds.num_classes, load_pretrained=checkpoint is None).to(device)
+    # ImageNet weights of a new run: after the data checks, before any run directory exists
+    backbone_weights = pretrained_backbone(cfg, dist, emit) if checkpoint is None else None
+    model = build_model(cfg, train_ds.num_classes, backbone_weights=backbone_weights)
+    model.to(device)
+    del backbone_weights
     if checkpoint is not None:
         assert checkpoint_file is not None
         load_weights(model, checkpoint["model"], checkpoint_file)

@@ -3,8 +3,9 @@
 Options left ``None`` resolve by preset: with no dataset given (or a folder written by
 ``alrp data synth``) the run trains on the synthetic shapes dataset with a small
 configuration that finishes on a laptop CPU; with any other COCO-format dataset the
-defaults are the official configuration of the chosen loss (:data:`LOSS_RECIPES`; for aLRP:
-ResNet-50, 512 px, ATSS, no head normalisation, 100 epochs, learning rate 0.008 at batch 32).
+defaults are the official configuration of the chosen loss (its recipe in
+:mod:`alrp_cli.registry` over :data:`PRESETS`; for aLRP: ResNet-50, 512 px, ATSS, no head
+normalisation, 100 epochs, learning rate 0.008 at batch 32).
 ``config.json`` in the run directory and ``alrp train --print-config`` show the resolved values.
 """
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from alrp_cli import registry
 from alrp_cli.errors import UserError
 
 # Sources: the official aLRP repository, github.com/kemaloksuz/aLRPLoss at commit 2cfaa8e
@@ -28,8 +30,11 @@ from alrp_cli.errors import UserError
 # "coco500"     configs/_base_/datasets/coco500_detection_augm.py
 PRESETS: dict[str, dict[str, Any]] = {
     "coco": {
-        "assigner": "atss",  # ATSS cfg:42 (aLRP's headline model); per loss below
+        "assigner": "atss",  # ATSS cfg:42 (aLRP's headline model); per loss: its recipe
         "backbone": "resnet50",  # ATSS cfg:10
+        # pretrained='torchvision://resnet50' (ATSS cfg:7): torchvision's ImageNet weights,
+        # IMAGENET1K_V1 today; frozen stem and stage 1, BatchNorm in eval mode (ATSS cfg:13-15)
+        "pretrained": True,
         "head_channels": 256,  # ATSS cfg:20, 29
         "group_norm": False,  # no norm_cfg in the towers: alrp_loss_retina_head.py:40
         "p6_from": "c5",  # add_extra_convs='on_input': ATSS cfg:22, RetinaNet base:19
@@ -53,6 +58,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "synthetic": {
         "assigner": "atss",
         "backbone": "resnet18",
+        "pretrained": False,  # from scratch: the CPU preset downloads nothing
         "head_channels": 64,
         "group_norm": True,
         "p6_from": "c5",
@@ -71,26 +77,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "workers": 0,
     },
 }
-# Per-loss recipes of the COCO preset (override PRESETS["coco"]); see docs/training.md.
-LOSS_RECIPES: dict[str, dict[str, Any]] = {
-    "alrp": {},  # the ATSS cfg above; with --assigner maxiou the max-IoU cfg's schedule
-    "ap": {
-        "assigner": "maxiou",  # AP cfg:2 inherits RetinaNet base:47 (MaxIoUAssigner)
-        "lr": 0.002,  # AP cfg:15, at batch 32 (coco500:45, 8 per GPU x 4 GPUs)
-        "lr_steps": [0.6, 0.8],  # AP cfg:18 (epochs 60, 80 of 100, AP cfg:19)
-    },
-    "focal": {  # mmdetection's RetinaNet 1x, the focal-loss baseline
-        "assigner": "maxiou",  # RetinaNet base:47
-        "batch_size": 16,  # docs/getting_started.md:261 (8 GPUs x 2 images)
-        "lr_batch": 16,
-        "lr": 0.01,  # configs/retinanet/retinanet_r50_fpn_1x_coco.py:7
-        "epochs": 12,  # schedule_1x:11
-        "lr_steps": [8 / 12, 11 / 12],  # schedule_1x:10 (epochs 8, 11)
-    },
-}
-# With the max-IoU assigner the aLRP schedule is the max-IoU cfg's: steps at 60, 80 of 100
-# (max-IoU cfg:18-19; README.md: "decreasing learning rate in 60th and 80th epochs").
-ALRP_MAXIOU_STEPS = [0.6, 0.8]
 # Values an older config.json lacks: what those runs were built with (so they resume).
 LEGACY: dict[str, Any] = {"p6_from": "p5", "sb_period_epochs": 1}
 # The same for the data options (test_scale: [image_size, image_size], then a plain resize).
@@ -114,22 +100,8 @@ def default_workers(nproc: int = 1) -> int:
     return max(1, min(WORKERS_CAP, cpus // max(1, local) - 1))
 
 
-def default_anchors(loss: str, assigner: str) -> tuple[int, list[float]]:
-    """(scales per octave, aspect ratios) of the official anchors for ``loss`` and ``assigner``.
-
-    aLRP and AP Loss: 2 scales per octave (ATSS cfg:33, max-IoU cfg:8, AP cfg:8) with ratio 1
-    (ATSS cfg:34) or ratios 0.5, 1, 2 (RetinaNet base:31) — 2 or 6 anchors per location;
-    focal loss with max-IoU: RetinaNet's 3 scales per octave × 3 ratios (RetinaNet base:30-31).
-    """
-    if assigner == "atss":
-        return 2, [1.0]
-    if loss == "focal":
-        return 3, [0.5, 1.0, 2.0]
-    return 2, [0.5, 1.0, 2.0]
-
-
 CHOICES = {
-    "loss": ("alrp", "ap", "focal"),
+    "loss": registry.names("train"),
     "assigner": ("atss", "maxiou"),
     "p6_from": ("c5", "p5"),
     "backbone": ("resnet18", "resnet34", "resnet50", "resnet101"),
@@ -138,6 +110,12 @@ CHOICES = {
     "amp_dtype": ("auto", "bfloat16", "float16"),
     "augmentation": ("official", "mild"),
 }
+
+
+def _check_choice(name: str, value: Any) -> None:
+    """UserError naming the option unless ``value`` is None or one of its choices."""
+    if value is not None and value not in CHOICES[name]:
+        raise UserError(f"--{name.replace('_', '-')}: {value!r} is not one of {CHOICES[name]}")
 
 
 @dataclass
@@ -156,10 +134,11 @@ class TrainConfig:
     augmentation: str | None = None  # "official" | "mild", by preset
     test_scale: list[int] | None = None  # [long, short] of the keep-ratio evaluation, by preset
     # model
-    loss: str = "alrp"
+    loss: str = registry.DEFAULT_LOSS
     assigner: str | None = None
     backbone: str | None = None
-    pretrained: bool = False
+    pretrained: bool | None = None
+    backbone_weights: str | None = None
     head_channels: int | None = None
     group_norm: bool | None = None
     p6_from: str | None = None
@@ -215,30 +194,36 @@ class TrainConfig:
         given = (self.data, self.train_ann, self.val_ann, self.train_images, self.val_images)
         return "coco" if any(v is not None for v in given) else "synthetic"
 
-    def resolved(self) -> TrainConfig:
+    def resolved(self, preset: str | None = None) -> TrainConfig:
         """A copy with every ``None`` preset option filled in, validated.
 
-        COCO preset: the official recipe of ``loss`` (:data:`LOSS_RECIPES` over
+        COCO preset: the official recipe of ``loss`` (its registry entry's recipe over
         :data:`PRESETS`); synthetic preset: one recipe for every loss. Anchors follow the
-        loss and assigner (:func:`default_anchors`).
+        loss and assigner in every preset (the recipe's, :meth:`Recipe.anchors_for`).
+        ``preset`` overrides :attr:`preset` (a model imported without its data).
+        ``backbone_weights`` implies ``pretrained``.
         """
         values = dataclasses.asdict(self)
-        if values["loss"] not in LOSS_RECIPES:
-            raise UserError(f"--loss: {values['loss']!r} is not one of {CHOICES['loss']}")
-        recipe = dict(PRESETS[self.preset])
-        if self.preset == "coco":
-            recipe.update(LOSS_RECIPES[values["loss"]])
-            assigner = values["assigner"] or recipe["assigner"]
-            if values["loss"] == "alrp" and assigner == "maxiou":
-                recipe["lr_steps"] = list(ALRP_MAXIOU_STEPS)
-        for key, value in recipe.items():
+        _check_choice("loss", values["loss"])
+        recipe = registry.get(values["loss"], "train").recipe
+        assert recipe is not None
+        preset_name = preset or self.preset
+        if values["backbone_weights"] is not None:
+            if values["pretrained"] is False:
+                raise UserError("--backbone-weights: contradicts --no-pretrained; give one")
+            values["pretrained"] = True
+        defaults = dict(PRESETS[preset_name])
+        if preset_name == "coco":
+            defaults = recipe.coco_values(defaults, values["assigner"])
+        for key, value in defaults.items():
             if values[key] is None:
                 values[key] = list(value) if isinstance(value, list) else value
         if values["test_scale"] is None:  # synthetic: the training size, square
             values["test_scale"] = [values["image_size"]] * 2
         if values["workers"] is None:
             values["workers"] = default_workers(values["nproc"])
-        scales, ratios = default_anchors(values["loss"], values["assigner"])
+        _check_choice("assigner", values["assigner"])
+        scales, ratios = recipe.anchors_for(values["assigner"])
         if values["anchor_scales_per_octave"] is None:
             values["anchor_scales_per_octave"] = scales
         if values["anchor_ratios"] is None:
@@ -249,10 +234,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise :class:`UserError` naming the first impossible option value."""
-        for name, allowed in CHOICES.items():
-            value = getattr(self, name)
-            if value is not None and value not in allowed:
-                raise UserError(f"--{name.replace('_', '-')}: {value!r} is not one of {allowed}")
+        for name in CHOICES:
+            _check_choice(name, getattr(self, name))
         positive = ("head_channels", "image_size", "batch_size", "epochs", "lr", "lr_batch")
         for name in positive:
             value = getattr(self, name)

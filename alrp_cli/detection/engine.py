@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from alrp_cli import registry
 from alrp_cli.detection.distributed import Dist
 from alrp_cli.detection.head_losses import build_loss_inputs, compute_loss, count_non_finite
 from alrp_cli.detection.model import Detector
@@ -159,10 +160,12 @@ def train_one_epoch(
     """Train over ``loader`` (the rest of ``state.epoch``), updating ``state`` in place.
 
     ``on_step`` receives a step record every ``log_every`` global iterations (and a "tick"
-    record every iteration); ``on_loss_inputs`` receives each batch's LossInputs. Returns
-    False when ``should_stop()`` (on any process) interrupted the epoch. Raises
-    :class:`NonFiniteLoss` (on every process) when the loss inputs or the loss are not
-    finite, before any collective of the loss or of the backward pass could wait for it.
+    record every iteration), with ``images_per_s`` and ``data_s`` (seconds per step this
+    process waited for ``loader``) since the previous step record; ``on_loss_inputs``
+    receives each batch's LossInputs. Returns False when ``should_stop()`` (on any
+    process) interrupted the epoch. Raises :class:`NonFiniteLoss` (on every process) when
+    the loss inputs or the loss are not finite, before any collective of the loss or of the
+    backward pass could wait for it.
 
     Several processes (``dist``): ``forward`` is the DistributedDataParallel wrapper of
     ``model``; with ``collective`` the loss is the global batch's (its gradient is scaled by
@@ -171,15 +174,18 @@ def train_one_epoch(
     """
     dist = dist or Dist()
     forward = forward or model
+    ious = registry.IOUS in registry.get(loss, "train").needs
     grad_scale = float(dist.world_size) if collective is not None else 1.0
     model.train()
     window_images, window_start = 0, time.perf_counter()
+    window_wait, window_steps, fetched = 0.0, 0, time.perf_counter()
     for images, targets in loader:
         t0 = time.perf_counter()
+        window_wait, window_steps = window_wait + t0 - fetched, window_steps + 1
         images, targets = _to_device(images, targets, device)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
             out = forward(images)
-        inputs = build_loss_inputs(model, out, targets, assigner=assigner)  # float32
+        inputs = build_loss_inputs(model, out, targets, assigner=assigner, ious=ious)  # float32
         if on_loss_inputs is not None:
             on_loss_inputs(inputs)
         bad = dist.all_reduce_sum(count_non_finite(inputs)).tolist()
@@ -240,13 +246,16 @@ def train_one_epoch(
         if on_step is not None:
             elapsed = time.perf_counter() - window_start
             record["images_per_s"] = window_images / elapsed if elapsed > 0 else 0.0
+            record["data_s"] = window_wait / window_steps  # waiting for the loader, per step
             if state.global_iter % log_every == 0:
                 on_step(record)
                 window_images, window_start = 0, time.perf_counter()
+                window_wait, window_steps = 0.0, 0
             else:
                 on_step({**record, "type": "tick"})
         if dist.any(should_stop()):  # every process stops after the same iteration
             return False
+        fetched = time.perf_counter()
     return True
 
 

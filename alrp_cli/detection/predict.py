@@ -158,7 +158,7 @@ def predict(
             augmentation=cfg.augmentation or "mild",
         )
     dev = select_device(device)
-    model = build_model(cfg, int(meta["num_classes"]), load_pretrained=False)
+    model = build_model(cfg, int(meta["num_classes"]))
     load_weights(model, state["model"], checkpoint)
     model.to(dev)
     loader = DataLoader(

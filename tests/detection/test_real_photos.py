@@ -14,9 +14,6 @@ from typer.testing import CliRunner
 from alrp_cli.cli.app import app
 from tests.detection.photos import PHOTOS, write_photo_coco
 
-# The backbone: randomly initialised. Once `--backbone-weights FILE` exists, a local weights
-# file (e.g. torchvision's resnet18 state dict saved by the test) goes here instead.
-BACKBONE = ["--no-pretrained"]
 TINY = ["--backbone", "resnet18", "--head-channels", "32", "--batch-size", "2",
         "--lr", "0.001", "--lr-batch", "2", "--epochs", "1", "--warmup-iters", "2",
         "--log-every", "1", "--device", "cpu", "--threads", "1",
@@ -25,13 +22,25 @@ TINY = ["--backbone", "resnet18", "--head-channels", "32", "--batch-size", "2",
 runner = CliRunner()
 
 
+def _backbone(folder: Path) -> list[str]:
+    """The COCO preset's pretrained backbone from a local file (no download): a torchvision
+    ResNet-18 state dict, randomly initialised here in place of the ImageNet weights."""
+    import torch
+    import torchvision
+
+    path = folder / "resnet18.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), path)
+    return ["--backbone-weights", str(path)]
+
+
 def _train(data: Path, out: Path, *options: str) -> dict:
     result = runner.invoke(app, ["train", "--data", str(data), "--out", str(out),
-                                 *BACKBONE, *TINY, *options])  # fmt: skip
+                                 *_backbone(data.parent), *TINY, *options])  # fmt: skip
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
     assert config["augmentation"] == "official" and config["keep_empty_images"] is False
     assert config["workers"] >= 1  # the COCO preset loads in worker processes
+    assert config["pretrained"] is True and config["backbone_weights"]
     steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in steps if r["type"] == "step"]
     assert len(losses) == len(PHOTOS) // 2 and all(math.isfinite(x) for x in losses)

@@ -36,6 +36,7 @@ def test_coco_alrp_is_the_official_atss_recipe() -> None:
     cfg = _coco(loss="alrp")
     assert cfg.assigner == "atss"  # ATSS cfg:42
     assert cfg.backbone == "resnet50" and cfg.head_channels == 256  # ATSS cfg:10, 20, 29
+    assert cfg.pretrained is True  # ATSS cfg:7 pretrained='torchvision://resnet50'
     assert cfg.group_norm is False  # alrp_loss_retina_head.py:40 norm_cfg=None
     assert cfg.p6_from == "c5"  # ATSS cfg:22 add_extra_convs='on_input'
     assert (cfg.anchor_scales_per_octave, cfg.anchor_ratios) == (2, [1.0])  # ATSS cfg:33-34
@@ -77,7 +78,7 @@ def test_given_options_win_over_the_recipe() -> None:
 def test_synthetic_preset_is_one_recipe_for_every_loss() -> None:
     cfgs = [TrainConfig(loss=loss).resolved() for loss in ("alrp", "ap", "focal")]
     for cfg in cfgs:
-        assert cfg.preset == "synthetic"
+        assert cfg.preset == "synthetic" and cfg.pretrained is False  # downloads nothing
         assert (cfg.assigner, cfg.group_norm, cfg.p6_from) == ("atss", True, "c5")
         assert (cfg.lr, cfg.batch_size, cfg.lr_batch, cfg.epochs) == (0.04, 16, 32, 8)
         assert cfg.lr_steps == [0.75, 0.95] and cfg.warmup_ratio == pytest.approx(1 / 3)
@@ -169,6 +170,7 @@ def test_print_config_prints_the_resolved_recipe_and_trains_nothing(tmp_path: Pa
     assert doc == TrainConfig.from_dict(doc).resolved().to_dict()  # complete and resolved
     assert doc["loss"] == "ap" and doc["lr"] == 0.002 and doc["assigner"] == "maxiou"
     assert doc["anchor_ratios"] == [0.5, 1.0, 2.0] and doc["group_norm"] is False
+    assert doc["pretrained"] is True and doc["backbone_weights"] is None
     assert doc["sb_period_epochs"] == 2 and doc["out"] == str(out)
     assert not out.exists()
     # Given options win, as in training.

@@ -49,6 +49,8 @@ def commands(w: World, fresh: Path) -> dict[str, tuple[list[object], list[Path],
             {},
         ),
         "bench": (["bench", "--size", "10x100", "--reference-repeats", "0"], [], {}),
+        # outputs are checked before the file is read: any checkpoint serves here
+        "import": (["import", w.checkpoint], [w.checkpoint], {"--out": fresh / "imported"}),
     }
 
 

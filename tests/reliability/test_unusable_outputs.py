@@ -14,7 +14,7 @@ from tests.reliability.conftest import World, assert_refused, digest, invoke
 from tests.reliability.test_outputs_are_never_inputs import commands, output_options
 
 FOLDER_OPTIONS = {("train", "--out"), ("report", "--out"), ("analyze", "--csv-dir"),
-                  ("data synth", "--out")}  # fmt: skip
+                  ("data synth", "--out"), ("import", "--out")}  # fmt: skip
 
 
 def bad_places(tmp_path: Path, folder: bool) -> dict[str, Path]:
