@@ -145,6 +145,16 @@ def _parse_steps(text: str) -> list[float]:
     return steps
 
 
+def _parse_scale(text: str) -> list[int]:
+    try:
+        scale = [int(part) for part in text.split(",")]
+    except ValueError:
+        scale = []
+    if len(scale) != 2 or min(scale) < 1:
+        raise UserError(f"--test-scale: {text!r} is not LONG,SHORT (two positive integers)")
+    return scale
+
+
 def _ignored_with_resume(ctx: typer.Context) -> list[str]:
     """The options typed on the command line that ``--resume`` ignores (it keeps config.json)."""
     kept = {"resume", "json_path", "nproc"}  # --nproc starts the processes
@@ -174,6 +184,23 @@ def train(
         False,
         "--skip-bad-images",
         help="Leave unreadable or truncated training images out (counted) instead of stopping.",
+    ),
+    keep_empty_images: bool = typer.Option(
+        False,
+        "--keep-empty-images",
+        help="Train also on images no annotation refers to (the official loader leaves them out).",
+    ),
+    augmentation: str | None = typer.Option(
+        None,
+        "--augmentation",
+        help="official | mild: the training pipeline [synthetic: mild; COCO: official, "
+        "the paper's SSD-style augmentation].",
+    ),
+    test_scale: str | None = typer.Option(
+        None,
+        "--test-scale",
+        help="LONG,SHORT: evaluation keeps the aspect ratio within these sides "
+        "[synthetic: the image size; COCO: 833,500].",
     ),
     loss: str = typer.Option(
         registry.DEFAULT_LOSS, "--loss", help=" | ".join(registry.names("train")) + "."
@@ -272,7 +299,12 @@ def train(
         "--standalone --nproc_per_node N); one per GPU.",
     ),
     seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Random seed."),
-    workers: int = typer.Option(0, "--workers", help="Data-loading worker processes."),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        help="Data-loading worker processes per training process "
+        "[synthetic: 0; COCO: its CPUs less one, at most 8].",
+    ),
     threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads."),
     eval_every: int = typer.Option(1, "--eval-every", help="Evaluate every N epochs (and last)."),
     log_every: int = typer.Option(20, "--log-every", help="Step record every N iterations."),
@@ -301,6 +333,9 @@ def train(
         train_images=None if train_images is None else str(train_images),
         val_images=None if val_images is None else str(val_images),
         skip_bad_images=skip_bad_images,
+        keep_empty_images=keep_empty_images,
+        augmentation=augmentation,
+        test_scale=None if test_scale is None else _parse_scale(test_scale),
         loss=loss,
         assigner=assigner,
         backbone=backbone,

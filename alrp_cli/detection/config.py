@@ -12,6 +12,7 @@ normalisation, 100 epochs, learning rate 0.008 at batch 32).
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lr_steps": [0.75, 0.95],  # ATSS cfg:57 (epochs 75, 95)
         "warmup_iters": 500,  # schedule_1x:8
         "warmup_ratio": 0.001,  # schedule_1x:9
+        "augmentation": "official",  # coco500:5-28 (detection/data/transforms.py)
+        "test_scale": [833, 500],  # coco500:33 (keep ratio, :36; pad to 32, :39)
+        # workers: default_workers() below (coco500:46 has 4 per GPU)
     },
     # The small CPU configuration: one recipe for every loss so that a comparison on it
     # varies the loss only. It differs from the official one where a 2-core CPU needs it
@@ -66,10 +70,34 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lr_steps": [0.75, 0.95],
         "warmup_iters": 100,
         "warmup_ratio": 1.0 / 3.0,
+        # Milder augmentation (no 4x expand, crops on 30% of the images) for a model learnt
+        # from scratch in 8 epochs; test_scale is [image_size, image_size] (square images:
+        # the same as a plain resize); no workers (0 is fastest here, docs/benchmarks.md).
+        "augmentation": "mild",
+        "workers": 0,
     },
 }
 # Values an older config.json lacks: what those runs were built with (so they resume).
 LEGACY: dict[str, Any] = {"p6_from": "p5", "sb_period_epochs": 1}
+# The same for the data options (test_scale: [image_size, image_size], then a plain resize).
+LEGACY_DATA: dict[str, Any] = {"augmentation": "mild", "keep_empty_images": True}
+# Data-loading workers per process on the COCO preset: at most this many (docs/benchmarks.md).
+WORKERS_CAP = 8
+
+
+def default_workers(nproc: int = 1) -> int:
+    """Data-loading workers per process on the COCO preset.
+
+    The CPUs this process may run on (``os.sched_getaffinity``), shared by the training
+    processes of the node (``LOCAL_WORLD_SIZE`` under torchrun, else ``nproc``), less one
+    for the process itself; at least 1, at most :data:`WORKERS_CAP`.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", nproc))
+    return max(1, min(WORKERS_CAP, cpus // max(1, local) - 1))
 
 
 CHOICES = {
@@ -80,6 +108,7 @@ CHOICES = {
     "device": ("auto", "cpu", "cuda"),
     "ranking": ("global", "local"),
     "amp_dtype": ("auto", "bfloat16", "float16"),
+    "augmentation": ("official", "mild"),
 }
 
 
@@ -100,7 +129,10 @@ class TrainConfig:
     train_images: str | None = None
     val_images: str | None = None
     skip_bad_images: bool = False
-    test_scale: list[int] | None = None
+    # False: the official filter_empty_gt=True (mmdet/datasets/custom.py:59, not set in coco500)
+    keep_empty_images: bool = False
+    augmentation: str | None = None  # "official" | "mild", by preset
+    test_scale: list[int] | None = None  # [long, short] of the keep-ratio evaluation, by preset
     # model
     loss: str = registry.DEFAULT_LOSS
     assigner: str | None = None
@@ -143,7 +175,7 @@ class TrainConfig:
     world_size: int = 1
     backend: str | None = None
     seed: int = 0
-    workers: int = 0
+    workers: int | None = None  # per process; by preset (default_workers() on COCO)
     threads: int | None = None
     eval_every: int = 1
     log_every: int = 20
@@ -186,6 +218,10 @@ class TrainConfig:
         for key, value in defaults.items():
             if values[key] is None:
                 values[key] = list(value) if isinstance(value, list) else value
+        if values["test_scale"] is None:  # synthetic: the training size, square
+            values["test_scale"] = [values["image_size"]] * 2
+        if values["workers"] is None:
+            values["workers"] = default_workers(values["nproc"])
         _check_choice("assigner", values["assigner"])
         scales, ratios = recipe.anchors_for(values["assigner"])
         if values["anchor_scales_per_octave"] is None:
@@ -209,10 +245,14 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')}: must be >= 1")
         for name in ("workers", "record_loss_inputs", "max_detections"):
-            if getattr(self, name) < 0:
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise UserError(f"--{name.replace('_', '-')}: must be >= 0")
         if self.image_size is not None and self.image_size % 32:
             raise UserError(f"--image-size: must be a multiple of 32, got {self.image_size}")
+        if self.test_scale is not None and (
+            len(self.test_scale) != 2 or any(int(v) != v or v < 1 for v in self.test_scale)
+        ):
+            raise UserError(f"--test-scale: must be two positive integers, got {self.test_scale}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise UserError(f"--grad-clip: must be > 0, got {self.grad_clip}")
         if self.sb_init <= 0:
@@ -272,4 +312,9 @@ class TrainConfig:
             maxiou = values.get("assigner") == "maxiou"
             values["anchor_scales_per_octave"] = 3 if maxiou else 2
             values["anchor_ratios"] = [0.5, 1.0, 2.0] if maxiou else [1.0]
+        if values.get("backbone") is not None:  # resolved before the data options existed
+            for key, value in LEGACY_DATA.items():
+                values.setdefault(key, value)
+            if values.get("test_scale") is None and values.get("image_size") is not None:
+                values["test_scale"] = [values["image_size"]] * 2
         return cls(**values)

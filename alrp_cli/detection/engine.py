@@ -38,7 +38,9 @@ class EpochSampler(torch.utils.data.Sampler[int]):
     world_size`` items (an incomplete last one dropped) and rank ``rank`` yields its
     ``batch_size`` consecutive items of each, so the ranks' batches, concatenated in rank
     order, are the batches one process would draw with batch ``batch_size × world_size``.
-    ``start`` counts global items.
+    ``start`` counts global items. With ``keyed`` it yields ``(epoch, index)`` pairs, which
+    :class:`SeededSamples` reads: a DataLoader whose workers persist across epochs then
+    needs only :meth:`set_epoch`.
     """
 
     def __init__(
@@ -51,17 +53,26 @@ class EpochSampler(torch.utils.data.Sampler[int]):
         rank: int = 0,
         world_size: int = 1,
         batch_size: int = 1,
+        keyed: bool = False,
     ) -> None:
         self.size, self.seed, self.epoch, self.start = size, seed, epoch, start
         self.rank, self.world_size, self.batch_size = rank, world_size, batch_size
+        self.keyed = keyed
 
-    def __iter__(self) -> Iterator[int]:
+    def set_epoch(self, epoch: int, *, start: int = 0) -> None:
+        """Draw ``epoch``'s permutation from global item ``start`` on."""
+        self.epoch, self.start = epoch, start
+
+    def __iter__(self) -> Iterator[Any]:
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         order = torch.randperm(self.size, generator=g)[self.start :]
         if self.world_size > 1:
             b, w = self.batch_size, self.world_size
             order = order[: len(order) // (b * w) * b * w].reshape(-1, w, b)[:, self.rank]
-        yield from order.reshape(-1).tolist()
+        if self.keyed:
+            yield from ((self.epoch, i) for i in order.reshape(-1).tolist())
+        else:
+            yield from order.reshape(-1).tolist()
 
     def __len__(self) -> int:
         rest = max(0, self.size - self.start)
@@ -76,7 +87,8 @@ class SeededSamples(torch.utils.data.Dataset):
     The random augmentation of an image is then a pure function of (seed, epoch, index):
     the same whichever process, worker or position in a batch loads it, so a global batch
     split over several processes is augmented exactly as one process would augment it, and
-    a resumed run needs no saved RNG state for its data.
+    a resumed run needs no saved RNG state for its data. The index may also be an
+    ``(epoch, index)`` pair (:class:`EpochSampler` with ``keyed``), which overrides ``epoch``.
     """
 
     def __init__(self, dataset: torch.utils.data.Dataset, *, seed: int, epoch: int) -> None:
@@ -85,8 +97,9 @@ class SeededSamples(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
-    def __getitem__(self, index: int) -> Any:
-        key = ((self.seed * 1_000_003 + self.epoch) * 10_000_019 + index) % (2**63)
+    def __getitem__(self, index: int | tuple[int, int]) -> Any:
+        epoch, index = index if isinstance(index, tuple) else (self.epoch, index)
+        key = ((self.seed * 1_000_003 + epoch) * 10_000_019 + index) % (2**63)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(key)
             return self.dataset[index]
@@ -261,11 +274,15 @@ def predict_loader(
     max_detections: int = 100,
     on_batch: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """COCO results (original coordinates, original category ids) for every loader image."""
+    """COCO results (original coordinates, original category ids) for every loader image.
+
+    The loader yields ``(images Tensor[B, 3, H, W], targets)`` with per image ``image_id``,
+    ``scale`` (sx, sy) and ``size`` (h, w) before padding (``size`` absent: the whole input).
+    """
     model.eval()
     results: list[dict[str, Any]] = []
     for images, targets in loader:
-        images = images.to(device)
+        images = images.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
             out = model(images)
         # clip each image's boxes to the image itself, not to the batch's padding (mmdet

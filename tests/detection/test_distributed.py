@@ -68,6 +68,38 @@ def test_augmentation_is_a_function_of_seed_epoch_and_image(tiny_coco: Path) -> 
     assert any(not torch.equal(forward[i], other_epoch[i][0]) for i in range(4))
 
 
+def test_one_persistent_loader_serves_every_epoch_as_fresh_in_process_loaders_do(
+    tiny_coco: Path,
+) -> None:
+    """The run keeps one DataLoader (its workers persist); moving its keyed sampler to an
+    epoch and position gives the batches a new in-process loader of that epoch gives."""
+    from alrp_cli.detection.data import CocoDataset, coco_layout, collate
+
+    paths = coco_layout(tiny_coco)
+    ds = CocoDataset(paths.train_images, paths.train_ann, train=True, image_size=64)
+
+    def batches(loader: torch.utils.data.DataLoader) -> list[torch.Tensor]:
+        return [images for images, _ in loader]
+
+    keyed = EpochSampler(len(ds), seed=3, epoch=0, keyed=True)
+    persistent = torch.utils.data.DataLoader(
+        SeededSamples(ds, seed=3, epoch=0), batch_size=2, sampler=keyed, collate_fn=collate,
+        num_workers=1, persistent_workers=True,
+    )  # fmt: skip
+    firsts = []
+    for epoch, start in ((0, 0), (1, 0), (2, 4)):  # epoch 2 resumed after 4 items
+        keyed.set_epoch(epoch, start=start)
+        fresh = torch.utils.data.DataLoader(
+            SeededSamples(ds, seed=3, epoch=epoch), batch_size=2, collate_fn=collate,
+            sampler=EpochSampler(len(ds), seed=3, epoch=epoch, start=start),
+        )  # fmt: skip
+        got, expected = batches(persistent), batches(fresh)
+        assert len(got) == len(expected) == (len(ds) - start) // 2
+        assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
+        firsts.append(got[0])
+    assert not torch.equal(firsts[0], firsts[1])  # another epoch, other samples
+
+
 # ---------------------------------------------------------------- real processes (slow)
 
 

@@ -179,3 +179,58 @@ def test_print_config_prints_the_resolved_recipe_and_trains_nothing(tmp_path: Pa
     assert doc["group_norm"] is True and doc["lr_steps"] == [0.5] and doc["lr_batch"] == 8
     bad = runner.invoke(app, ["train", "--print-config", "--sb-period-epochs", "0"])
     assert bad.exit_code == 2 and "--sb-period-epochs" in bad.stderr
+
+
+# coco500 = configs/_base_/datasets/coco500_detection_augm.py
+def test_coco_data_options_are_the_official_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    cfg = _coco()
+    assert cfg.augmentation == "official"  # coco500:5-28
+    assert cfg.test_scale == [833, 500]  # coco500:33
+    assert cfg.keep_empty_images is False  # filter_empty_gt (mmdet/datasets/custom.py:59)
+    assert cfg.workers == 8  # 16 CPUs, one process: 15, capped at 8
+    assert _coco(nproc=4).workers == 3  # 16 CPUs over 4 processes, one each kept
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # torchrun's: 2 CPUs per process
+    assert _coco().workers == 1
+    given = _coco(workers=0, augmentation="mild", test_scale=[512, 512], keep_empty_images=True)
+    assert (given.workers, given.augmentation, given.test_scale) == (0, "mild", [512, 512])
+    assert given.keep_empty_images is True
+
+
+def test_synthetic_data_options_are_mild_square_and_in_process() -> None:
+    cfg = TrainConfig().resolved()
+    assert (cfg.augmentation, cfg.test_scale, cfg.workers) == ("mild", [128, 128], 0)
+    assert TrainConfig(image_size=64).resolved().test_scale == [64, 64]
+    with pytest.raises(UserError, match="--augmentation"):
+        TrainConfig(augmentation="strong").resolved()
+    with pytest.raises(UserError, match="--test-scale"):
+        TrainConfig(test_scale=[833]).resolved()
+
+
+def test_an_old_config_keeps_its_data_pipeline() -> None:
+    old = TrainConfig(**COCO).resolved().to_dict()
+    for key in ("augmentation", "test_scale", "keep_empty_images"):
+        del old[key]
+    cfg = TrainConfig.from_dict(old)  # it trained with the mild pipeline, kept empty images
+    assert (cfg.augmentation, cfg.test_scale, cfg.keep_empty_images) == ("mild", [512, 512], True)
+
+
+def test_print_config_shows_the_data_options(tmp_path: Path) -> None:
+    args = ["train", "--train-ann", str(tmp_path / "a.json"), "--print-config"]
+    doc = json.loads(runner.invoke(app, args).stdout)
+    assert doc["augmentation"] == "official" and doc["test_scale"] == [833, 500]
+    assert isinstance(doc["workers"], int) and doc["workers"] >= 1
+    doc = json.loads(
+        runner.invoke(
+            app, [*args, "--test-scale", "1333,800", "--workers", "2", "--keep-empty-images"]
+        ).stdout
+    )
+    assert doc["test_scale"] == [1333, 800] and doc["workers"] == 2
+    assert doc["keep_empty_images"] is True
+    synthetic = json.loads(runner.invoke(app, ["train", "--print-config"]).stdout)
+    assert synthetic["augmentation"] == "mild" and synthetic["workers"] == 0
+    bad = runner.invoke(app, [*args, "--test-scale", "833"])
+    assert bad.exit_code == 2 and "--test-scale" in bad.stderr
