@@ -19,12 +19,12 @@ from pathlib import Path
 
 import torch
 
+from alrp_cli import registry
 from alrp_cli.errors import UserError
-from alrp_cli.losses import alrp_loss, ap_loss
-from alrp_cli.losses.reference import alrp_loss_reference, ap_loss_reference
 
 DEFAULT_GRID: tuple[tuple[int, int], ...] = ((100, 200_000), (1_000, 2_000_000))
-LOSSES = ("alrp", "ap")
+#: The losses with a fast kernel and a loop reference (:class:`~alrp_cli.registry.BenchForm`).
+LOSSES = registry.names("bench")
 
 
 @dataclass
@@ -138,19 +138,15 @@ def peak_extra_bytes(fn: Callable[[], object], device: torch.device) -> int | No
 
 
 def _runner(loss: str, fast: bool, logits, targets, loc_errors) -> Callable[[], object]:
+    form = registry.get(loss, "bench").bench
+    assert form is not None
+
     def run() -> None:
         x = logits.detach().requires_grad_()
-        if loss == "alrp":
-            e = loc_errors.detach().requires_grad_()
-            if fast:
-                out = alrp_loss(x, targets, e)
-                (out.cls + out.loc).backward()
-            else:
-                alrp_loss_reference(x, targets, e)  # forward computes the update too
-        elif fast:
-            ap_loss(x, targets).backward()
+        if fast:
+            form.fast(x, targets, loc_errors).backward()
         else:
-            ap_loss_reference(x, targets)
+            form.loop(x, targets, loc_errors)
 
     return run
 
@@ -171,7 +167,7 @@ def run_bench(
 
     Args:
         grid: (P, N) pairs.
-        losses: any of ``"alrp"``, ``"ap"``.
+        losses: any of :data:`LOSSES` (the registry's losses with a loop reference).
         device, dtype: where and in what the logits live.
         repeats: timed runs of the fast kernels and of the sort (median reported).
         reference_repeats: timed runs of the loop reference (it is slow); 0 or

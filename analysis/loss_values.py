@@ -1,9 +1,11 @@
-"""aLRP Loss and AP Loss values of one class's ranked detections.
+"""The ranking losses' values on one class's ranked detections (aLRP Loss, AP Loss).
 
-The detections of a class are a loss input: TPs are positives with localisation error
-e = (1 − IoU)/(1 − τ), FPs are negatives, ignored detections are ignored; the logits are
-the scores (δ = 0, the exact ranking) or logit(score) (δ > 0). The values come from the
-same kernels the training uses (:mod:`alrp_cli.losses`).
+The detections of a class are a loss input: TPs are positives (with their IoU: aLRP's
+localisation error is e = (1 − IoU)/(1 − τ)), FPs are negatives, ignored detections are
+ignored; the logits are the scores (δ = 0, the exact ranking) or logit(score) (δ > 0).
+The losses and what they report are those of :mod:`alrp_cli.registry` with an
+:class:`~alrp_cli.registry.AnalysisForm`; the values come from the same kernels the
+training uses (:mod:`alrp_cli.losses`).
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from alrp_cli.losses import alrp_loss, ap_loss
+from alrp_cli import registry
 from analysis.matching import FP, TP
+
+#: The loss values reported per class and on average: keys of :func:`class_losses`.
+LOSS_KEYS = tuple(m.key for m in registry.measures())
 
 # Scores are clipped into [EPS, 1 − EPS] before logit(), so 0 and 1 stay finite.
 LOGIT_EPS = 1e-7
@@ -30,25 +35,26 @@ def class_losses(
     iou_threshold: float = 0.5,
     delta: float = 0.0,
 ) -> dict[str, float]:
-    """aLRP (cls, loc, sum) and AP-loss of one class's detections in ranked order.
+    """The losses' values (:data:`LOSS_KEYS`) of one class's detections in ranked order.
 
     ``status`` int8 (M,) (TP 1, FP 0, else ignored), ``iou`` float64 (M,), ``score``
-    float64 (M,) in [0, 1]. Returns ``{"alrp_cls", "alrp_loc", "alrp", "ap_loss"}``,
-    all NaN when the class has no TP (the losses are not defined without positives).
+    float64 (M,) in [0, 1]. Returns ``{"alrp_cls", "alrp_loc", "alrp", "ap_loss"}``
+    (aLRP's cls, loc and sum, AP Loss), all NaN when the class has no TP (the losses are
+    not defined without positives).
     """
     tp = status == TP
     if not tp.any():
-        nan = float("nan")
-        return {"alrp_cls": nan, "alrp_loc": nan, "alrp": nan, "ap_loss": nan}
+        return dict.fromkeys(LOSS_KEYS, float("nan"))
     targets = torch.from_numpy(np.where(tp, 1, np.where(status == FP, 0, -1)).astype(np.int64))
     s = torch.from_numpy(np.ascontiguousarray(score, dtype=np.float64))
     logits = s if delta == 0 else torch.logit(s, eps=LOGIT_EPS)
-    loc = torch.from_numpy((1.0 - iou[tp]) / (1.0 - iou_threshold))
+    ious = torch.from_numpy(np.ascontiguousarray(iou[tp], dtype=np.float64))
+    values: dict[str, float] = {}
     with torch.no_grad():
-        out = alrp_loss(logits, targets, loc, delta=delta)
-        ap = ap_loss(logits, targets, delta=delta)
-    cls, loc_v = float(out.cls), float(out.loc)
-    return {"alrp_cls": cls, "alrp_loc": loc_v, "alrp": cls + loc_v, "ap_loss": float(ap)}
+        for entry in registry.entries("analysis"):
+            assert entry.analysis is not None
+            values.update(entry.analysis.values(logits, targets, ious, iou_threshold, delta))
+    return {k: values[k] for k in LOSS_KEYS}
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ from alrp_cli.errors import UserError
 from analysis import coco as coco_mod
 from analysis.ground_truth import GroundTruth, load_gt
 from analysis.io import Predictions, load_predictions
-from analysis.loss_values import check_delta, class_losses, single_thread
+from analysis.loss_values import LOSS_KEYS, check_delta, class_losses, single_thread
 from analysis.lrp import ClassLRP, class_olrp, mean_defined
 from analysis.matching import CUT, FP, TP, Matches, match_all
 from analysis.ranking import iou_by_score_decile, rank_correlations
@@ -28,7 +28,6 @@ from analysis.ranking import iou_by_score_decile, rank_correlations
 Progress = Callable[[str, int, int], None]
 """``progress(phase, done, total)``: called as each phase advances (for a progress bar)."""
 
-LOSS_KEYS = ("alrp_cls", "alrp_loc", "alrp", "ap_loss")
 RANK_KEYS = ("spearman", "kendall", "concordant_share", "n_tp")
 
 

@@ -38,23 +38,19 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from alrp_cli import registry
 from alrp_cli.bench import make_inputs, parse_size
 from alrp_cli.detection.collective import TorchDistributedCollective
-from alrp_cli.losses import alrp_loss, ap_loss
 from alrp_cli.losses.collective import Collective
 
-LOSSES = ("alrp", "ap")
+LOSSES = registry.names("bench")
 
 
 def step(loss: str, logits, targets, e, collective: Collective | None) -> None:
-    """Forward + backward of one loss (aLRP: cls + loc, as a training step uses both)."""
-    x = logits.clone().requires_grad_()
-    if loss == "alrp":
-        ee = e.clone().requires_grad_()
-        out = alrp_loss(x, targets, ee, delta=1.0, collective=collective)
-        (out.cls + out.loc).backward()
-    else:
-        ap_loss(x, targets, delta=1.0, collective=collective).backward()
+    """Forward + backward of one loss as a training step runs it (aLRP: cls + loc)."""
+    form = registry.get(loss, "bench").bench
+    assert form is not None
+    form.fast(logits.clone().requires_grad_(), targets, e, collective=collective).backward()
 
 
 def timed(loss: str, inputs, collective: Collective | None) -> float:
@@ -197,7 +193,7 @@ def main() -> None:
             logits_bytes = n * 4
             one_local, one_whole = single[key]
             print(
-                f"| {'aLRP' if loss == 'alrp' else 'AP'} | {p:,} | {n:,} | {one_local * 1e3:.1f} "
+                f"| {registry.get(loss).label} | {p:,} | {n:,} | {one_local * 1e3:.1f} "
                 f"| {one_whole * 1e3:.1f} | {medians['local'] * 1e3:.1f} "
                 f"| {medians['global'] * 1e3:.1f} | {medians['global'] / medians['local']:.2f} "
                 f"| {waited * 1e3:.1f} "

@@ -3,7 +3,7 @@
 Two tables, every cell mean ± std over seeds:
 
 1. *own recipe*: each loss with the scale-free part of its official COCO recipe
-   (alrp_cli.detection.config.LOSS_RECIPES): assigner and anchors, no head normalisation,
+   (its recipe in alrp_cli.registry): assigner and anchors, no head normalisation,
    warmup ratio 0.001, schedule steps as fractions of the run, and the learning rate in the
    official ratio to aLRP's (aLRP 0.008, AP 0.002, focal 0.02 at batch 32) times --base-lr;
 2. *shared recipe*: every loss with the synthetic preset (ATSS, GroupNorm head) at each
@@ -39,21 +39,26 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from pathlib import Path
 from typing import Any
 
+from alrp_cli import registry
 from alrp_cli.atomic import write_json, write_text
-from alrp_cli.detection.config import LOSS_RECIPES, PRESETS, TrainConfig, default_anchors
+from alrp_cli.detection.config import PRESETS, TrainConfig
 
-LOSSES = ("alrp", "ap", "focal")
+LOSSES = registry.names("train")
+#: The loss of the --ablation runs: they vary its self-balance and its head (aLRP).
+ABLATED = registry.DEFAULT_LOSS
 METRICS = ("AP", "AP50", "AP75", "moLRP", "spearman")
 ALRP_LR = PRESETS["coco"]["lr"]
 
 
 def own_recipe(loss: str, base_lr: float) -> dict[str, Any]:
     """The options of ``loss``'s official recipe that carry over to the synthetic scale."""
-    recipe = {**PRESETS["coco"], **LOSS_RECIPES[loss]}
+    own = registry.get(loss, "train").recipe
+    assert own is not None
+    recipe = own.coco_values(PRESETS["coco"], None)
     lr_at_32 = recipe["lr"] * 32 / recipe["lr_batch"]
     assigner = recipe["assigner"]
-    scales, ratios = default_anchors(loss, assigner)
-    steps = [0.6, 0.8] if loss == "alrp" and assigner == "maxiou" else recipe["lr_steps"]
+    scales, ratios = own.anchors_for(assigner)
+    steps = recipe["lr_steps"]
     return {
         "assigner": assigner,
         "anchor_scales_per_octave": scales,
@@ -116,15 +121,15 @@ def plan(args: argparse.Namespace, done: dict[str, dict[str, Any]]) -> list[dict
                     "options": opts,
                 }
             )
-    if args.ablation and "alrp" in best_lr:  # after the grid: at aLRP's best shared rate
-        lr = best_lr["alrp"]
+    if args.ablation and ABLATED in best_lr:  # after the grid: at aLRP's best shared rate
+        lr = best_lr[ABLATED]
         for variant, options in ablations(args).items():
             runs.append(
                 {
-                    "name": f"ablation-alrp-{variant}-lr{lr:g}-s{first}",
+                    "name": f"ablation-{ABLATED}-{variant}-lr{lr:g}-s{first}",
                     "table": "ablation",
                     "variant": variant,
-                    "loss": "alrp",
+                    "loss": ABLATED,
                     "seed": first,
                     "lr": lr,
                     "options": {"lr": lr, **options},
@@ -242,7 +247,8 @@ def tables(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     import torch
 
     lines = [
-        "# aLRP vs AP Loss vs focal loss (benchmarks/compare_losses.py)",
+        f"# {' vs '.join(registry.get(loss).title for loss in args.losses)} "
+        "(benchmarks/compare_losses.py)",
         "",
         f"Command: `python benchmarks/compare_losses.py {' '.join(args.argv)}`; machine: "
         f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
@@ -295,12 +301,13 @@ def tables(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
             r
             for r in results
             if r["table"] == "shared"
-            and r["loss"] == "alrp"
+            and r["loss"] == ABLATED
             and r["seed"] == first
             and r["lr"] == ablation[0]["lr"]
         ]
         lines += [
-            f"## Ablation: aLRP, shared recipe at lr {ablation[0]['lr']:g}, seed {first}",
+            f"## Ablation: {registry.get(ABLATED).label}, shared recipe at lr "
+            f"{ablation[0]['lr']:g}, seed {first}",
             "",
             "| variant | " + " | ".join(METRICS) + " | SB weight, first → last epoch | train s |",
             "|---|" + "---|" * (len(METRICS) + 2),
@@ -316,7 +323,7 @@ def tables(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
                 f"| {name} | " + " | ".join(cells) + f" | {sb} | {r['train_seconds']:.0f} |"
             )
         lines.append("")
-    sb = [r for r in results if r["loss"] == "alrp"]
+    sb = [r for r in results if registry.SELF_BALANCE in registry.get(r["loss"]).needs]
     if sb:
         lines += ["## Self-balance weight used in each epoch (aLRP)", ""]
         for r in sb:
@@ -324,9 +331,6 @@ def tables(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
             lines.append(f"- {r['name']}: {traj}")
         lines.append("")
     return "\n".join(lines)
-
-
-LOSS_NAMES = {"alrp": "aLRP", "ap": "AP Loss", "focal": "focal"}
 
 
 def figure(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
@@ -342,7 +346,7 @@ def figure(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
         for loss in args.losses:
             mine = best_runs([r for r in results if r["table"] == table and r["loss"] == loss])
             if mine:
-                rows[f"{LOSS_NAMES[loss]}, {arm}"] = [r.get("headline", r) for r in mine]
+                rows[f"{registry.get(loss).label}, {arm}"] = [r.get("headline", r) for r in mine]
     if not rows:
         return
     frames = {
@@ -383,7 +387,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args.losses = [s for s in args.losses.split(",") if s]
     args.lr_grid = [float(s) for s in args.lr_grid.split(",")]
     if len(args.seeds) < 1 or any(loss not in LOSSES for loss in args.losses):
-        p.error("--seeds needs one seed at least; --losses from alrp, ap, focal")
+        p.error(f"--seeds needs one seed at least; --losses from {', '.join(LOSSES)}")
     if args.jobs < 1 or args.eval_every < 1 or min(args.num_train, args.num_val) < 1:
         p.error("--jobs, --eval-every, --num-train and --num-val must be at least 1")
     if args.threads is None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.error import URLError
 
 import pytest
 
@@ -15,3 +17,19 @@ SHARED_DATA = REPO / "data" / "coco-val2014-100"
 def shared_coco() -> Path:
     """The real COCO val2014 subset shipped in data/: 100 images' annotations + results."""
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_downloads(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Tests never touch the network: torch's cache is an empty temporary folder (also for
+    the processes tests start) and torch.hub's download raises. Yields the cache folder."""
+    import torch.hub
+
+    def offline(url: str, *args: object, **kwargs: object) -> None:
+        raise URLError(f"tests never download ({url})")
+
+    home = tmp_path_factory.mktemp("torch-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TORCH_HOME", str(home))
+        mp.setattr(torch.hub, "download_url_to_file", offline)
+        yield home

@@ -5,7 +5,8 @@ are equal: Σ_{i∈P} |g_i| = Σ_{j∈N} |g_j|, for aLRP Loss and AP Loss alike.
 
 - :mod:`~alrp_cli.balance.problems`: random loss inputs across regimes;
 - :mod:`~alrp_cli.balance.recorded`: recorded inputs (``train --record-loss-inputs``);
-- :mod:`~alrp_cli.balance.specs`: the losses by name (aLRP, AP; focal, BCE for contrast);
+- :mod:`~alrp_cli.balance.specs`: the losses by name, from :mod:`alrp_cli.registry` (aLRP,
+  AP; focal, BCE for contrast);
 - :mod:`~alrp_cli.balance.check`: :func:`check_balance`, which takes any loss callable;
 - :mod:`~alrp_cli.balance.run`: the command's whole run (its ``--plot`` is figure 7 of
   ``alrp report``, drawn by :mod:`analysis.figures`).

@@ -136,7 +136,8 @@ def update_of(spec: LossSpec, problem: Problem) -> tuple[float, Tensor]:
     logits, exactly as a training step gets it; a loss with no graph has a zero update.
     """
     logits = problem.logits.detach().clone().requires_grad_(True)
-    loss = spec.fn(logits, problem.targets, problem.loc_errors, problem.delta)
+    extra = {"ious": problem.ious} if spec.takes_ious else {}
+    loss = spec.fn(logits, problem.targets, problem.loc_errors, problem.delta, **extra)
     if loss.requires_grad:
         loss.backward()
     grad = logits.grad if logits.grad is not None else torch.zeros_like(logits)
@@ -156,7 +157,11 @@ def _reference_deviation(spec: LossSpec, problem: Problem, value: float, grad: T
     assert spec.reference is not None
     logits = problem.logits.detach().to("cpu", torch.float64)
     loc = problem.loc_errors.detach().to("cpu", torch.float64)
-    ref_value, ref_grad = spec.reference(logits, problem.targets.cpu(), loc, problem.delta)
+    extra = {}
+    if spec.takes_ious:
+        ious = problem.ious
+        extra["ious"] = None if ious is None else ious.detach().to("cpu", torch.float64)
+    ref_value, ref_grad = spec.reference(logits, problem.targets.cpu(), loc, problem.delta, **extra)
     ref_grad = ref_grad.to(torch.float64)
     scale = float(ref_grad.abs().max()) if ref_grad.numel() else 0.0
     diff = float((grad.to("cpu", torch.float64) - ref_grad).abs().max()) if grad.numel() else 0.0

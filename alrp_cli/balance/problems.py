@@ -38,7 +38,9 @@ class Problem:
 
     ``trial`` is the trial index; ``seed`` the trial's own seed (-1 for recorded inputs);
     ``regime`` names how the scores were drawn (``"recorded"`` for ``--from`` inputs);
-    ``batch`` is the recorded batch index (-1 for random problems).
+    ``batch`` is the recorded batch index (-1 for random problems); ``ious`` (P,) float,
+    the IoU of each positive's box where recorded inputs hold it (None otherwise): the
+    continuous targets of a loss that takes them.
     """
 
     trial: int
@@ -49,6 +51,7 @@ class Problem:
     delta: float
     regime: str
     batch: int = -1
+    ious: Tensor | None = None
 
     @property
     def num_positives(self) -> int:

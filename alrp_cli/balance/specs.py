@@ -2,8 +2,9 @@
 
 A spec wraps a loss function ``fn(logits, targets, loc_errors, delta) -> scalar``; the
 check calls ``fn(...).backward()`` and reads ``logits.grad``, exactly as a training step
-gets its update. aLRP and AP Loss are *checked* (Theorem 2 must hold); sigmoid focal loss
-and BCE are shown for contrast only.
+gets its update. The named losses are those of :mod:`alrp_cli.registry` with a
+:class:`~alrp_cli.registry.BalanceForm`: aLRP and AP Loss are *checked* (Theorem 2 must
+hold); sigmoid focal loss and BCE are shown for contrast only.
 """
 
 from __future__ import annotations
@@ -11,13 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import torch.nn.functional as F
 from torch import Tensor
-from torchvision.ops import sigmoid_focal_loss
 
+from alrp_cli import registry
 from alrp_cli.errors import UserError
-from alrp_cli.losses import alrp_loss, ap_loss
-from alrp_cli.losses.reference import alrp_loss_reference, ap_loss_reference
 
 LossFn = Callable[[Tensor, Tensor, Tensor, float], Tensor]
 #: A loop reference: ``(logits, targets, loc_errors, delta) -> (loss value, d loss / d logits)``.
@@ -34,6 +32,8 @@ class LossSpec:
     [0, 1]. ``reference``: an independent formulation to compare value and gradient with.
     ``reference_max_work``, ``reference_max_positives``: compare only on problems with
     P·N and P at most these (the loop reference costs one Python pass per positive).
+    ``takes_ious``: ``fn`` and ``reference`` also get ``ious=`` (Tensor[P], the problem's
+    recorded IoUs, or None), for a loss whose positives carry continuous targets.
     """
 
     name: str
@@ -43,62 +43,32 @@ class LossSpec:
     reference: ReferenceFn | None = None
     reference_max_work: int = 2_000_000
     reference_max_positives: int = 300
-
-
-def _alrp_cls(logits: Tensor, targets: Tensor, loc_errors: Tensor, delta: float) -> Tensor:
-    return alrp_loss(logits, targets, loc_errors, delta=delta).cls
-
-
-def _ap(logits: Tensor, targets: Tensor, loc_errors: Tensor, delta: float) -> Tensor:
-    return ap_loss(logits, targets, delta=delta)
-
-
-def _alrp_reference(
-    logits: Tensor, targets: Tensor, loc_errors: Tensor, delta: float
-) -> tuple[float, Tensor]:
-    out = alrp_loss_reference(logits, targets, loc_errors, delta=delta)
-    return float(out.cls), out.grad_logits
-
-
-def _ap_reference(
-    logits: Tensor, targets: Tensor, loc_errors: Tensor, delta: float
-) -> tuple[float, Tensor]:
-    out = ap_loss_reference(logits, targets, delta=delta)
-    return float(out.cls), out.grad_logits
-
-
-def _focal(logits: Tensor, targets: Tensor, loc_errors: Tensor, delta: float) -> Tensor:
-    # RetinaNet's classification loss (alpha 0.25, gamma 2) over the non-ignored pairs,
-    # summed and divided by |P|, as RetinaNet trains with it.
-    keep = targets >= 0
-    num_pos = max(int((targets == 1).sum()), 1)
-    loss = sigmoid_focal_loss(logits[keep], targets[keep].to(logits.dtype), reduction="sum")
-    return loss / num_pos
-
-
-def _bce(logits: Tensor, targets: Tensor, loc_errors: Tensor, delta: float) -> Tensor:
-    keep = targets >= 0
-    num_pos = max(int((targets == 1).sum()), 1)
-    t = targets[keep].to(logits.dtype)
-    return F.binary_cross_entropy_with_logits(logits[keep], t, reduction="sum") / num_pos
+    takes_ious: bool = False
 
 
 def builtin_specs() -> dict[str, LossSpec]:
-    """The losses ``alrp check-balance --loss`` accepts, by name."""
-    return {
-        "alrp": LossSpec("alrp", _alrp_cls, checked=True, bounded=True, reference=_alrp_reference),
-        "ap": LossSpec("ap", _ap, checked=True, bounded=True, reference=_ap_reference),
-        "focal": LossSpec("focal", _focal, checked=False),
-        "bce": LossSpec("bce", _bce, checked=False),
-    }
+    """The losses ``alrp check-balance --loss`` accepts, by name: the registry's."""
+    specs = {}
+    for entry in registry.entries("balance"):
+        form = entry.balance
+        assert form is not None
+        specs[entry.name] = LossSpec(
+            entry.name,
+            form.fn,
+            checked=form.checked,
+            bounded=form.bounded,
+            reference=form.reference,
+            takes_ious=form.takes_ious,
+        )
+    return specs
 
 
 #: Names accepted by :func:`resolve_losses`, in report order.
-LOSS_NAMES = ("alrp", "ap", "focal", "bce")
+LOSS_NAMES = registry.names("balance")
 
 
 def resolve_losses(names: Sequence[str] | None) -> list[LossSpec]:
-    """The specs for ``names`` (all four when empty), in the order given, without repeats.
+    """The specs for ``names`` (all of them when empty), in the order given, without repeats.
 
     Raises :class:`UserError` for an unknown name.
     """

@@ -13,11 +13,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from alrp_cli import registry
 from alrp_cli.cli.options import JSON_HELP, table_console
 from alrp_cli.cli.progress import progress_bar
 from alrp_cli.errors import UserError
 from alrp_cli.outputs import Outputs, write_json_output
 from analysis.io import load_gt, load_predictions
+from analysis.loss_values import LOSS_KEYS
 from analysis.pipeline import AnalysisResult, analysis_document, check_options, resolve_classes
 from analysis.pipeline import analyze as run_analysis
 from analysis.rundir import resolve_predictions
@@ -195,10 +197,7 @@ def _print_file(out: Console, r: AnalysisResult, top: int) -> None:
         ("moLRP loc", r.lrp["moLRP_loc"]),
         ("moLRP FP", r.lrp["moLRP_FP"]),
         ("moLRP FN", r.lrp["moLRP_FN"]),
-        ("aLRP L_cls", r.losses["mean"]["alrp_cls"]),
-        ("aLRP L_loc", r.losses["mean"]["alrp_loc"]),
-        ("aLRP", r.losses["mean"]["alrp"]),
-        ("AP Loss", r.losses["mean"]["ap_loss"]),
+        *[(m.label, r.losses["mean"][m.key]) for m in registry.measures()],
     ]
     pooled = r.ranking["pooled"]
     rank_rows = [
@@ -235,10 +234,7 @@ def _print_file(out: Console, r: AnalysisResult, top: int) -> None:
     ]
     ranking = [
         ("name", "class"),
-        ("alrp_cls", "L_cls"),
-        ("alrp_loc", "L_loc"),
-        ("alrp", "aLRP"),
-        ("ap_loss", "AP Loss"),
+        *[(m.key, m.column) for m in registry.measures()],
         ("spearman", "Spearman"),
         ("kendall", "Kendall"),
         ("concordant_share", "concord."),
@@ -278,10 +274,7 @@ def _comparison(results: list[AnalysisResult]) -> Table:
     rows += [
         (k, [r.lrp[k] for r in results]) for k in ("moLRP", "moLRP_loc", "moLRP_FP", "moLRP_FN")
     ]
-    rows += [
-        (f"loss {k}", [r.losses["mean"][k] for r in results])
-        for k in ("alrp_cls", "alrp_loc", "alrp", "ap_loss")
-    ]
+    rows += [(f"loss {k}", [r.losses["mean"][k] for r in results]) for k in LOSS_KEYS]
     rows += [
         (f"rank {k}", [r.ranking["pooled"][k] for r in results])
         for k in ("spearman", "kendall", "concordant_share", "n_tp")

@@ -192,6 +192,9 @@ def _register() -> None:
 
     app.command("train")(train.train)
     app.command("predict")(predict.predict)
+    from alrp_cli.cli import import_
+
+    app.command("import")(import_.import_command)
     from alrp_cli.cli import report
 
     app.command("report")(report.report)

@@ -85,7 +85,7 @@ def bench(
         help="A grid cell PxN (repeatable), e.g. 1000x2M. Default: 100x200k, 1000x2M.",
     ),
     loss: list[str] | None = typer.Option(
-        None, "--loss", help=f"Loss to time (repeatable): {', '.join(LOSSES)}. Default: both."
+        None, "--loss", help=f"Loss to time (repeatable): {', '.join(LOSSES)}. Default: all."
     ),
     device: str = typer.Option("auto", help="auto (CUDA when available), cpu, cuda, cuda:N."),
     dtype: str = typer.Option("float32", help="Logits dtype: " + ", ".join(DTYPES) + "."),

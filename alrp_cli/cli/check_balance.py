@@ -11,7 +11,13 @@ from rich.console import Console
 from rich.table import Table
 
 from alrp_cli.atomic import atomic_path
-from alrp_cli.balance import BalanceConfig, BalanceReport, failure_message, run_balance_check
+from alrp_cli.balance import (
+    LOSS_NAMES,
+    BalanceConfig,
+    BalanceReport,
+    failure_message,
+    run_balance_check,
+)
 from alrp_cli.cli.options import JSON_HELP, SEED_MAX, table_console
 from alrp_cli.cli.progress import progress_bar
 from alrp_cli.errors import CheckFailed, UserError
@@ -88,7 +94,9 @@ def _table(report: BalanceReport) -> Table:
 
 def check_balance_command(
     loss: list[str] | None = typer.Option(
-        None, "--loss", help="Loss to check: alrp, ap, focal, bce (repeatable; default all)."
+        None,
+        "--loss",
+        help=f"Loss to check: {', '.join(LOSS_NAMES)} (repeatable; default all).",
     ),
     trials: int = typer.Option(
         200, "--trials", help="Number of random problems (at most 1,000,000)."

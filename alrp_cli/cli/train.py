@@ -20,6 +20,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from alrp_cli import registry
 from alrp_cli.cli.options import JSON_HELP, SEED_MAX, table_console
 from alrp_cli.errors import AlrpError, UserError
 from alrp_cli.outputs import Outputs, write_json_output
@@ -156,6 +157,16 @@ def _parse_steps(text: str) -> list[float]:
     return steps
 
 
+def _parse_scale(text: str) -> list[int]:
+    try:
+        scale = [int(part) for part in text.split(",")]
+    except ValueError:
+        scale = []
+    if len(scale) != 2 or min(scale) < 1:
+        raise UserError(f"--test-scale: {text!r} is not LONG,SHORT (two positive integers)")
+    return scale
+
+
 def _ignored_with_resume(ctx: typer.Context) -> list[str]:
     """The options typed on the command line that ``--resume`` ignores (it keeps config.json)."""
     kept = {"resume", "json_path", "nproc"}  # --nproc starts the processes
@@ -186,15 +197,43 @@ def train(
         "--skip-bad-images",
         help="Leave unreadable or truncated training images out (counted) instead of stopping.",
     ),
-    loss: str = typer.Option("alrp", "--loss", help="alrp | ap | focal."),
+    keep_empty_images: bool = typer.Option(
+        False,
+        "--keep-empty-images",
+        help="Train also on images no annotation refers to (the official loader leaves them out).",
+    ),
+    augmentation: str | None = typer.Option(
+        None,
+        "--augmentation",
+        help="official | mild: the training pipeline [synthetic: mild; COCO: official, "
+        "the paper's SSD-style augmentation].",
+    ),
+    test_scale: str | None = typer.Option(
+        None,
+        "--test-scale",
+        help="LONG,SHORT: evaluation keeps the aspect ratio within these sides "
+        "[synthetic: the image size; COCO: 833,500].",
+    ),
+    loss: str = typer.Option(
+        registry.DEFAULT_LOSS, "--loss", help=" | ".join(registry.names("train")) + "."
+    ),
     assigner: str | None = typer.Option(
         None, "--assigner", help="atss | maxiou [synthetic: atss; COCO: per loss, see docs]."
     ),
     backbone: str | None = typer.Option(
         None, "--backbone", help="resnet18|34|50|101 [synthetic: resnet18, COCO: resnet50]."
     ),
-    pretrained: bool = typer.Option(
-        False, "--pretrained/--no-pretrained", help="ImageNet backbone weights (must be cached)."
+    pretrained: bool | None = typer.Option(
+        None,
+        "--pretrained/--no-pretrained",
+        help="Start the backbone from torchvision's ImageNet weights, downloaded once into "
+        "torch's cache [synthetic: off, COCO: on]; --no-pretrained trains from scratch.",
+    ),
+    backbone_weights: Path | None = typer.Option(
+        None,
+        "--backbone-weights",
+        help="A local copy of the ImageNet weights (a torchvision state dict, e.g. "
+        "resnet50-0676ba61.pth) for machines without internet; implies --pretrained.",
     ),
     head_channels: int | None = typer.Option(
         None, "--head-channels", help="FPN/head width [synthetic: 64, COCO: 256]."
@@ -272,7 +311,12 @@ def train(
         "--standalone --nproc_per_node N); one per GPU.",
     ),
     seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Random seed."),
-    workers: int = typer.Option(0, "--workers", help="Data-loading worker processes."),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        help="Data-loading worker processes per training process "
+        "[synthetic: 0; COCO: its CPUs less one, at most 8].",
+    ),
     threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads."),
     eval_every: int = typer.Option(1, "--eval-every", help="Evaluate every N epochs (and last)."),
     log_every: int = typer.Option(20, "--log-every", help="Step record every N iterations."),
@@ -303,10 +347,14 @@ def train(
         train_images=None if train_images is None else str(train_images),
         val_images=None if val_images is None else str(val_images),
         skip_bad_images=skip_bad_images,
+        keep_empty_images=keep_empty_images,
+        augmentation=augmentation,
+        test_scale=None if test_scale is None else _parse_scale(test_scale),
         loss=loss,
         assigner=assigner,
         backbone=backbone,
         pretrained=pretrained,
+        backbone_weights=None if backbone_weights is None else str(backbone_weights),
         head_channels=head_channels,
         group_norm=group_norm,
         p6_from=p6_from,
@@ -344,7 +392,9 @@ def train(
     if print_config:
         typer.echo(json.dumps(resolved_config(config), indent=2))
         return
-    outputs = Outputs([data, train_ann, train_images, val_ann, val_images, resume])
+    outputs = Outputs(
+        [data, train_ann, train_images, val_ann, val_images, resume, backbone_weights]
+    )
     if resume is None:  # without --out: runs/ in the working directory
         outputs.folder(out or Path("runs"), "--out" if out else "--out (default runs/)")
     json_path = outputs.file(json_path, "--json", stdout=True)

@@ -8,25 +8,28 @@ is built by a small function here, the same way for one process and for several.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from alrp_cli.atomic import write_json
 from alrp_cli.detection.checkpoint import load_checkpoint, load_weights, set_rng_state
 from alrp_cli.detection.config import TrainConfig
 from alrp_cli.detection.data import CocoDataset, coco_layout, collate, resolve_data
+from alrp_cli.detection.data.annotations import CROWD, box_counts, describe
 from alrp_cli.detection.data.coco import image_problem
 from alrp_cli.detection.distributed import Dist, init_distributed, sync_batch_norm
 from alrp_cli.detection.engine import TrainState
 from alrp_cli.detection.head_losses import make_loss_module
 from alrp_cli.detection.metrics_log import MetricsLog
 from alrp_cli.detection.model import Detector
+from alrp_cli.detection.pretrained import backbone_state_dict
 from alrp_cli.detection.run_dir import (
     check_new_run_dir,
     create_run_dir,
@@ -64,6 +67,7 @@ class Run:
     state: TrainState
     log: MetricsLog | None
     meta: dict[str, Any]
+    loaders: dict[str, torch.utils.data.DataLoader] = field(default_factory=dict)
 
     @property
     def batch_per_rank(self) -> int:
@@ -96,8 +100,12 @@ def lr_factor(iteration: int, *, cfg: TrainConfig, iters_per_epoch: int) -> floa
     return factor
 
 
-def build_model(cfg: TrainConfig, num_classes: int, *, load_pretrained: bool = True) -> Detector:
-    """The detector a (resolved) config describes."""
+def build_model(
+    cfg: TrainConfig, num_classes: int, *, backbone_weights: Mapping[str, Tensor] | None = None
+) -> Detector:
+    """The detector a (resolved) config describes; ``backbone_weights`` (ImageNet weights
+    from :func:`pretrained_backbone`) start a new pretrained run, else the weights come from
+    a checkpoint or a random initialisation."""
     assert cfg.backbone is not None and cfg.head_channels is not None
     return Detector(
         num_classes,
@@ -105,13 +113,44 @@ def build_model(cfg: TrainConfig, num_classes: int, *, load_pretrained: bool = T
         assigner=cfg.assigner,
         head_channels=cfg.head_channels,
         group_norm=bool(cfg.group_norm),
-        pretrained=cfg.pretrained and load_pretrained,
-        frozen_bn=cfg.pretrained,
+        pretrained=bool(cfg.pretrained),
+        backbone_weights=backbone_weights,
         p6_from=cfg.p6_from or "c5",
         anchors=(cfg.anchor_scales_per_octave, tuple(cfg.anchor_ratios))
         if cfg.anchor_scales_per_octave and cfg.anchor_ratios
         else None,
     )
+
+
+def pretrained_backbone(cfg: TrainConfig, dist: Dist, emit: EventFn) -> dict[str, Tensor] | None:
+    """The ImageNet weights of a new pretrained run (None when not pretrained).
+
+    Rank 0 goes first (it downloads into torch's cache once), then the others read the file
+    (another node with an empty cache downloads its own copy). All processes agree: a
+    UserError on one is raised on every one, before any run directory exists.
+    """
+    if not cfg.pretrained:
+        return None
+    assert cfg.backbone is not None
+
+    def downloading(url: str, path: Path) -> None:
+        emit({"type": "message", "text": f"downloading the ImageNet weights {url} to {path}"})
+
+    state, error = None, None
+    for first in (True, False):
+        if dist.is_main == first:
+            try:
+                state = backbone_state_dict(
+                    cfg.backbone,
+                    weights_file=cfg.backbone_weights,
+                    progress=dist.is_main,
+                    on_download=downloading,
+                )
+            except UserError as err:
+                error = str(err)
+        if dist.any(error is not None):
+            raise UserError(error or "the backbone weights failed on another process")
+    return state
 
 
 def resolve_amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
@@ -188,7 +227,7 @@ def _open_run_dir(cfg: TrainConfig, run_dir: Path | None, dist: Dist) -> Path:
 
 def _datasets(cfg: TrainConfig, emit: EventFn, dist: Dist) -> tuple[CocoDataset, CocoDataset]:
     """Training and validation sets; rank 0 first (it may build the synthetic set's cache)."""
-    assert cfg.image_size is not None
+    assert cfg.image_size is not None and cfg.augmentation is not None
     if not dist.is_main:
         dist.barrier()
     paths = resolve_data(cfg.data, cfg.train_ann, cfg.train_images, cfg.val_ann, cfg.val_images)
@@ -200,17 +239,52 @@ def _datasets(cfg: TrainConfig, emit: EventFn, dist: Dist) -> tuple[CocoDataset,
     if dist.is_main:
         dist.barrier()
     assert paths.train_ann and paths.train_images and paths.val_ann and paths.val_images
+    common = {"image_size": cfg.image_size, "augmentation": cfg.augmentation}
     train_ds = CocoDataset(
-        paths.train_images, paths.train_ann, train=True, image_size=cfg.image_size
+        paths.train_images,
+        paths.train_ann,
+        train=True,
+        keep_empty_images=cfg.keep_empty_images,
+        **common,
     )
-    val_ds = CocoDataset(paths.val_images, paths.val_ann, train=False, image_size=cfg.image_size)
+    val_ds = CocoDataset(
+        paths.val_images, paths.val_ann, train=False, test_scale=cfg.test_scale, **common
+    )
     if train_ds.category_ids != val_ds.category_ids:
         raise UserError(
             f"{paths.val_ann}: categories differ from the training annotations {paths.train_ann}"
         )
+    _check_boxes(train_ds, emit)
     _check_images(train_ds, "train", skip=cfg.skip_bad_images, emit=emit, dist=dist)
     _check_images(val_ds, "val", skip=False, emit=emit, dist=dist)
     return train_ds, val_ds
+
+
+def _check_boxes(ds: CocoDataset, emit: EventFn) -> None:
+    """Refuse training data without a single usable box (it would train 'loss 0.000'); say
+    which images and boxes the official rules leave out (:mod:`.data.annotations`)."""
+    counts = box_counts(ds.coco, ds.ids)
+    images = ", ".join(f"{n} {why}" for why, n in sorted(ds.dropped_images.items()))
+    if not counts["usable"]:
+        total = counts.total()
+        what = f"{total} boxes, none usable ({describe(counts)})" if total else "no boxes"
+        left = f"; left out: {images}" if images else ""
+        raise UserError(
+            f"{ds.ann_file}: nothing to train on: {len(ds)} training images, {what}{left}"
+        )
+    if images:
+        empty = ds.dropped_images["without annotations"]
+        hint = " (--keep-empty-images keeps them)" if empty else ""
+        emit({"type": "message", "text": f"left out training images: {images}{hint}"})
+    unusable = Counter({r: n for r, n in counts.items() if r not in ("usable", CROWD)})
+    if unusable:
+        emit(
+            {
+                "type": "message",
+                "text": f"{ds.ann_file}: {unusable.total()} of {counts.total()} training boxes "
+                f"are not used: {describe(unusable)}",
+            }
+        )
 
 
 def _check_images(ds: CocoDataset, split: str, *, skip: bool, emit: EventFn, dist: Dist) -> None:
@@ -247,13 +321,20 @@ def _check_images(ds: CocoDataset, split: str, *, skip: bool, emit: EventFn, dis
     )
 
 
+def trains_batch_norm(model: Detector) -> bool:
+    """Whether ``model`` has BatchNorm that learns batch statistics in training (then
+    several processes need SyncBatchNorm). A pretrained backbone's BatchNorm stays in eval
+    mode (``norm_eval``): fixed statistics, the same on every process."""
+    return not model.norm_eval and any(type(m) is nn.BatchNorm2d for m in model.modules())
+
+
 def _wrap_model(model: Detector, dist: Dist, device: torch.device) -> nn.Module:
     """DistributedDataParallel over several processes, with BatchNorm statistics of the global
     batch where BatchNorm trains (so N processes × batch B compute what one process computes
     at batch N·B); the model itself alone."""
     if not dist.distributed:
         return model
-    if any(type(m) is nn.BatchNorm2d for m in model.modules()):
+    if trains_batch_norm(model):
         sync_batch_norm(model, device)
     ids = [device.index] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
@@ -290,7 +371,11 @@ def _setup(
             f"{train_ds.ann_file}: {len(train_ds)} training images, fewer than one batch "
             f"(--batch-size {cfg.batch_size})"
         )
-    model = build_model(cfg, train_ds.num_classes, load_pretrained=checkpoint is None).to(device)
+    # ImageNet weights of a new run: after the data checks, before any run directory exists
+    backbone_weights = pretrained_backbone(cfg, dist, emit) if checkpoint is None else None
+    model = build_model(cfg, train_ds.num_classes, backbone_weights=backbone_weights)
+    model.to(device)
+    del backbone_weights
     if checkpoint is not None:
         assert checkpoint_file is not None
         load_weights(model, checkpoint["model"], checkpoint_file)
@@ -368,41 +453,64 @@ def _setup(
     )
 
 
+def _loader_options(run: Run) -> dict[str, Any]:
+    """Workers kept alive across epochs and evaluations (no restart per epoch), and batches
+    in pinned memory on CUDA (asynchronous copies to the GPU)."""
+    workers = int(run.cfg.workers or 0)
+    return {
+        "num_workers": workers,
+        "persistent_workers": workers > 0,
+        "pin_memory": run.device.type == "cuda",
+        "collate_fn": collate,
+    }
+
+
 def train_loader(run: Run) -> torch.utils.data.DataLoader:
     """This process's batches for the rest of the current epoch: its share of each global
     batch (see :class:`~alrp_cli.detection.engine.EpochSampler`), augmented as a function
-    of (seed, epoch, image)."""
+    of (seed, epoch, image). One loader serves the whole run (its workers persist); each
+    call moves its sampler to the current epoch and position."""
     from alrp_cli.detection.engine import EpochSampler, SeededSamples
 
     cfg, state, dist = run.cfg, run.state, run.dist
     assert cfg.batch_size is not None
+    start = state.epoch_iter * cfg.batch_size
+    loader = run.loaders.get("train")
+    if loader is not None:
+        loader.sampler.set_epoch(state.epoch, start=start)  # type: ignore[attr-defined]
+        return loader
     sampler = EpochSampler(
         len(run.train_ds),
         seed=cfg.seed,
         epoch=state.epoch,
-        start=state.epoch_iter * cfg.batch_size,
+        start=start,
         rank=dist.rank,
         world_size=dist.world_size,
         batch_size=run.batch_per_rank,
+        keyed=True,
     )
-    return torch.utils.data.DataLoader(
+    loader = torch.utils.data.DataLoader(
         SeededSamples(run.train_ds, seed=cfg.seed, epoch=state.epoch),
         batch_size=run.batch_per_rank,
         sampler=sampler,
         drop_last=True,
-        collate_fn=collate,
-        num_workers=cfg.workers,
         # worker seeds from (seed, epoch), not from the global RNG
         generator=torch.Generator().manual_seed(cfg.seed * 7919 + state.epoch),
+        **_loader_options(run),
     )
+    run.loaders["train"] = loader
+    return loader
 
 
 def val_loader(run: Run) -> torch.utils.data.DataLoader:
     """This process's shard of the validation set: images rank, rank + W, rank + 2W, ...,
-    in batches of the global batch size (inference holds no gradients)."""
-    shard = torch.utils.data.Subset(
-        run.val_ds, range(run.dist.rank, len(run.val_ds), run.dist.world_size)
-    )
-    return torch.utils.data.DataLoader(
-        shard, batch_size=run.cfg.batch_size, collate_fn=collate, num_workers=run.cfg.workers
-    )
+    in batches of the global batch size (inference holds no gradients); one loader for the
+    whole run."""
+    if "val" not in run.loaders:
+        shard = torch.utils.data.Subset(
+            run.val_ds, range(run.dist.rank, len(run.val_ds), run.dist.world_size)
+        )
+        run.loaders["val"] = torch.utils.data.DataLoader(
+            shard, batch_size=run.cfg.batch_size, **_loader_options(run)
+        )
+    return run.loaders["val"]

@@ -7,6 +7,7 @@ Everything saved is a tensor, dict, list, number or string, so checkpoints load 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -87,26 +88,44 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
+def state_mismatch(
+    expected: Mapping[str, torch.Size],
+    given: Mapping[str, Tensor],
+    *,
+    optional: Callable[[str], bool] = lambda key: False,
+    extra: str = "unexpected",
+) -> str | None:
+    """How ``given`` tensors differ from the ``expected`` names and shapes (``optional``
+    names may be missing), as "2 missing: a, b; 1 unexpected: c" naming up to 3 of each;
+    None when they fit."""
+    missing = [k for k in expected if k not in given and not optional(k)]
+    unknown = [k for k in given if k not in expected]
+    shapes = [
+        f"{k} {list(given[k].shape)}, expected {list(expected[k])}"
+        for k in expected
+        if k in given and given[k].shape != expected[k]
+    ]
+    parts = [
+        f"{len(keys)} {what}: {', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''}"
+        for keys, what in ((missing, "missing"), (unknown, extra), (shapes, "of another shape"))
+        if keys
+    ]
+    return "; ".join(parts) or None
+
+
 def load_weights(model: nn.Module, weights: dict[str, Tensor], path: str | Path) -> None:
     """``model.load_state_dict(weights)``; a mismatch is a UserError that names it (a config
     that does not describe these weights, e.g. another backbone)."""
     own = model.state_dict()
-    missing = [k for k in own if k not in weights]
-    unexpected = [k for k in weights if k not in own]
-    shapes = [
-        f"{k}: checkpoint {list(weights[k].shape)}, model {list(own[k].shape)}"
-        for k in own
-        if k in weights and weights[k].shape != own[k].shape
-    ]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-        if shapes:
-            parts.append(f"{len(shapes)} of another shape (e.g. {shapes[0]})")
+    # runs with a pretrained backbone saved before it had BatchNorm in eval mode had
+    # FrozenBatchNorm2d, which keeps no batch counter: the counters are unused in eval mode
+    weights = {
+        **{k: v for k, v in own.items() if k.endswith("num_batches_tracked")},
+        **weights,
+    }
+    problem = state_mismatch({k: v.shape for k, v in own.items()}, weights)
+    if problem:
         raise UserError(
-            f"{path}: the weights do not match the model its config describes: " + "; ".join(parts)
+            f"{path}: the weights do not match the model its config describes: {problem}"
         )
     model.load_state_dict(weights)

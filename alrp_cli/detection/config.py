@@ -3,18 +3,21 @@
 Options left ``None`` resolve by preset: with no dataset given (or a folder written by
 ``alrp data synth``) the run trains on the synthetic shapes dataset with a small
 configuration that finishes on a laptop CPU; with any other COCO-format dataset the
-defaults are the official configuration of the chosen loss (:data:`LOSS_RECIPES`; for aLRP:
-ResNet-50, 512 px, ATSS, no head normalisation, 100 epochs, learning rate 0.008 at batch 32).
+defaults are the official configuration of the chosen loss (its recipe in
+:mod:`alrp_cli.registry` over :data:`PRESETS`; for aLRP: ResNet-50, 512 px, ATSS, no head
+normalisation, 100 epochs, learning rate 0.008 at batch 32).
 ``config.json`` in the run directory and ``alrp train --print-config`` show the resolved values.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from alrp_cli import registry
 from alrp_cli.errors import UserError
 
 # Sources: the official aLRP repository, github.com/kemaloksuz/aLRPLoss at commit 2cfaa8e
@@ -27,8 +30,11 @@ from alrp_cli.errors import UserError
 # "coco500"     configs/_base_/datasets/coco500_detection_augm.py
 PRESETS: dict[str, dict[str, Any]] = {
     "coco": {
-        "assigner": "atss",  # ATSS cfg:42 (aLRP's headline model); per loss below
+        "assigner": "atss",  # ATSS cfg:42 (aLRP's headline model); per loss: its recipe
         "backbone": "resnet50",  # ATSS cfg:10
+        # pretrained='torchvision://resnet50' (ATSS cfg:7): torchvision's ImageNet weights,
+        # IMAGENET1K_V1 today; frozen stem and stage 1, BatchNorm in eval mode (ATSS cfg:13-15)
+        "pretrained": True,
         "head_channels": 256,  # ATSS cfg:20, 29
         "group_norm": False,  # no norm_cfg in the towers: alrp_loss_retina_head.py:40
         "p6_from": "c5",  # add_extra_convs='on_input': ATSS cfg:22, RetinaNet base:19
@@ -40,6 +46,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lr_steps": [0.75, 0.95],  # ATSS cfg:57 (epochs 75, 95)
         "warmup_iters": 500,  # schedule_1x:8
         "warmup_ratio": 0.001,  # schedule_1x:9
+        "augmentation": "official",  # coco500:5-28 (detection/data/transforms.py)
+        "test_scale": [833, 500],  # coco500:33 (keep ratio, :36; pad to 32, :39)
+        # workers: default_workers() below (coco500:46 has 4 per GPU)
     },
     # The small CPU configuration: one recipe for every loss so that a comparison on it
     # varies the loss only. It differs from the official one where a 2-core CPU needs it
@@ -49,6 +58,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "synthetic": {
         "assigner": "atss",
         "backbone": "resnet18",
+        "pretrained": False,  # from scratch: the CPU preset downloads nothing
         "head_channels": 64,
         "group_norm": True,
         "p6_from": "c5",
@@ -60,55 +70,52 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lr_steps": [0.75, 0.95],
         "warmup_iters": 100,
         "warmup_ratio": 1.0 / 3.0,
+        # Milder augmentation (no 4x expand, crops on 30% of the images) for a model learnt
+        # from scratch in 8 epochs; test_scale is [image_size, image_size] (square images:
+        # the same as a plain resize); no workers (0 is fastest here, docs/benchmarks.md).
+        "augmentation": "mild",
+        "workers": 0,
     },
 }
-# Per-loss recipes of the COCO preset (override PRESETS["coco"]); see docs/training.md.
-LOSS_RECIPES: dict[str, dict[str, Any]] = {
-    "alrp": {},  # the ATSS cfg above; with --assigner maxiou the max-IoU cfg's schedule
-    "ap": {
-        "assigner": "maxiou",  # AP cfg:2 inherits RetinaNet base:47 (MaxIoUAssigner)
-        "lr": 0.002,  # AP cfg:15, at batch 32 (coco500:45, 8 per GPU x 4 GPUs)
-        "lr_steps": [0.6, 0.8],  # AP cfg:18 (epochs 60, 80 of 100, AP cfg:19)
-    },
-    "focal": {  # mmdetection's RetinaNet 1x, the focal-loss baseline
-        "assigner": "maxiou",  # RetinaNet base:47
-        "batch_size": 16,  # docs/getting_started.md:261 (8 GPUs x 2 images)
-        "lr_batch": 16,
-        "lr": 0.01,  # configs/retinanet/retinanet_r50_fpn_1x_coco.py:7
-        "epochs": 12,  # schedule_1x:11
-        "lr_steps": [8 / 12, 11 / 12],  # schedule_1x:10 (epochs 8, 11)
-    },
-}
-# With the max-IoU assigner the aLRP schedule is the max-IoU cfg's: steps at 60, 80 of 100
-# (max-IoU cfg:18-19; README.md: "decreasing learning rate in 60th and 80th epochs").
-ALRP_MAXIOU_STEPS = [0.6, 0.8]
 # Values an older config.json lacks: what those runs were built with (so they resume).
 LEGACY: dict[str, Any] = {"p6_from": "p5", "sb_period_epochs": 1}
+# The same for the data options (test_scale: [image_size, image_size], then a plain resize).
+LEGACY_DATA: dict[str, Any] = {"augmentation": "mild", "keep_empty_images": True}
+# Data-loading workers per process on the COCO preset: at most this many (docs/benchmarks.md).
+WORKERS_CAP = 8
 
 
-def default_anchors(loss: str, assigner: str) -> tuple[int, list[float]]:
-    """(scales per octave, aspect ratios) of the official anchors for ``loss`` and ``assigner``.
+def default_workers(nproc: int = 1) -> int:
+    """Data-loading workers per process on the COCO preset.
 
-    aLRP and AP Loss: 2 scales per octave (ATSS cfg:33, max-IoU cfg:8, AP cfg:8) with ratio 1
-    (ATSS cfg:34) or ratios 0.5, 1, 2 (RetinaNet base:31) — 2 or 6 anchors per location;
-    focal loss with max-IoU: RetinaNet's 3 scales per octave × 3 ratios (RetinaNet base:30-31).
+    The CPUs this process may run on (``os.sched_getaffinity``), shared by the training
+    processes of the node (``LOCAL_WORLD_SIZE`` under torchrun, else ``nproc``), less one
+    for the process itself; at least 1, at most :data:`WORKERS_CAP`.
     """
-    if assigner == "atss":
-        return 2, [1.0]
-    if loss == "focal":
-        return 3, [0.5, 1.0, 2.0]
-    return 2, [0.5, 1.0, 2.0]
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", nproc))
+    return max(1, min(WORKERS_CAP, cpus // max(1, local) - 1))
 
 
 CHOICES = {
-    "loss": ("alrp", "ap", "focal"),
+    "loss": registry.names("train"),
     "assigner": ("atss", "maxiou"),
     "p6_from": ("c5", "p5"),
     "backbone": ("resnet18", "resnet34", "resnet50", "resnet101"),
     "device": ("auto", "cpu", "cuda"),
     "ranking": ("global", "local"),
     "amp_dtype": ("auto", "bfloat16", "float16"),
+    "augmentation": ("official", "mild"),
 }
+
+
+def _check_choice(name: str, value: Any) -> None:
+    """UserError naming the option unless ``value`` is None or one of its choices."""
+    if value is not None and value not in CHOICES[name]:
+        raise UserError(f"--{name.replace('_', '-')}: {value!r} is not one of {CHOICES[name]}")
 
 
 @dataclass
@@ -122,11 +129,16 @@ class TrainConfig:
     train_images: str | None = None
     val_images: str | None = None
     skip_bad_images: bool = False
+    # False: the official filter_empty_gt=True (mmdet/datasets/custom.py:59, not set in coco500)
+    keep_empty_images: bool = False
+    augmentation: str | None = None  # "official" | "mild", by preset
+    test_scale: list[int] | None = None  # [long, short] of the keep-ratio evaluation, by preset
     # model
-    loss: str = "alrp"
+    loss: str = registry.DEFAULT_LOSS
     assigner: str | None = None
     backbone: str | None = None
-    pretrained: bool = False
+    pretrained: bool | None = None
+    backbone_weights: str | None = None
     head_channels: int | None = None
     group_norm: bool | None = None
     p6_from: str | None = None
@@ -163,7 +175,7 @@ class TrainConfig:
     world_size: int = 1
     backend: str | None = None
     seed: int = 0
-    workers: int = 0
+    workers: int | None = None  # per process; by preset (default_workers() on COCO)
     threads: int | None = None
     eval_every: int = 1
     log_every: int = 20
@@ -182,26 +194,36 @@ class TrainConfig:
         given = (self.data, self.train_ann, self.val_ann, self.train_images, self.val_images)
         return "coco" if any(v is not None for v in given) else "synthetic"
 
-    def resolved(self) -> TrainConfig:
+    def resolved(self, preset: str | None = None) -> TrainConfig:
         """A copy with every ``None`` preset option filled in, validated.
 
-        COCO preset: the official recipe of ``loss`` (:data:`LOSS_RECIPES` over
+        COCO preset: the official recipe of ``loss`` (its registry entry's recipe over
         :data:`PRESETS`); synthetic preset: one recipe for every loss. Anchors follow the
-        loss and assigner (:func:`default_anchors`).
+        loss and assigner in every preset (the recipe's, :meth:`Recipe.anchors_for`).
+        ``preset`` overrides :attr:`preset` (a model imported without its data).
+        ``backbone_weights`` implies ``pretrained``.
         """
         values = dataclasses.asdict(self)
-        if values["loss"] not in LOSS_RECIPES:
-            raise UserError(f"--loss: {values['loss']!r} is not one of {CHOICES['loss']}")
-        recipe = dict(PRESETS[self.preset])
-        if self.preset == "coco":
-            recipe.update(LOSS_RECIPES[values["loss"]])
-            assigner = values["assigner"] or recipe["assigner"]
-            if values["loss"] == "alrp" and assigner == "maxiou":
-                recipe["lr_steps"] = list(ALRP_MAXIOU_STEPS)
-        for key, value in recipe.items():
+        _check_choice("loss", values["loss"])
+        recipe = registry.get(values["loss"], "train").recipe
+        assert recipe is not None
+        preset_name = preset or self.preset
+        if values["backbone_weights"] is not None:
+            if values["pretrained"] is False:
+                raise UserError("--backbone-weights: contradicts --no-pretrained; give one")
+            values["pretrained"] = True
+        defaults = dict(PRESETS[preset_name])
+        if preset_name == "coco":
+            defaults = recipe.coco_values(defaults, values["assigner"])
+        for key, value in defaults.items():
             if values[key] is None:
                 values[key] = list(value) if isinstance(value, list) else value
-        scales, ratios = default_anchors(values["loss"], values["assigner"])
+        if values["test_scale"] is None:  # synthetic: the training size, square
+            values["test_scale"] = [values["image_size"]] * 2
+        if values["workers"] is None:
+            values["workers"] = default_workers(values["nproc"])
+        _check_choice("assigner", values["assigner"])
+        scales, ratios = recipe.anchors_for(values["assigner"])
         if values["anchor_scales_per_octave"] is None:
             values["anchor_scales_per_octave"] = scales
         if values["anchor_ratios"] is None:
@@ -212,10 +234,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise :class:`UserError` naming the first impossible option value."""
-        for name, allowed in CHOICES.items():
-            value = getattr(self, name)
-            if value is not None and value not in allowed:
-                raise UserError(f"--{name.replace('_', '-')}: {value!r} is not one of {allowed}")
+        for name in CHOICES:
+            _check_choice(name, getattr(self, name))
         positive = ("head_channels", "image_size", "batch_size", "epochs", "lr", "lr_batch")
         for name in positive:
             value = getattr(self, name)
@@ -225,17 +245,21 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')}: must be >= 1")
         for name in ("workers", "record_loss_inputs", "max_detections"):
-            if getattr(self, name) < 0:
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise UserError(f"--{name.replace('_', '-')}: must be >= 0")
         if self.image_size is not None and self.image_size % 32:
             raise UserError(f"--image-size: must be a multiple of 32, got {self.image_size}")
-        if self.batch_size == 1 and self.image_size == 32 and not self.pretrained:
+        if self.batch_size == 1 and self.image_size == 32 and self.pretrained is False:
             # BatchNorm trains here: at 32 px the last stage is 1 x 1, one value per channel
             raise UserError(
                 "--batch-size 1 at --image-size 32: the backbone's BatchNorm would train on one "
                 "value per channel (its last stage is 1 × 1); use --image-size 64 or more, or "
                 "--batch-size 2 or more"
             )
+        if self.test_scale is not None and (
+            len(self.test_scale) != 2 or any(int(v) != v or v < 1 for v in self.test_scale)
+        ):
+            raise UserError(f"--test-scale: must be two positive integers, got {self.test_scale}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise UserError(f"--grad-clip: must be > 0, got {self.grad_clip}")
         if self.sb_init <= 0:
@@ -326,4 +350,9 @@ class TrainConfig:
             maxiou = values.get("assigner") == "maxiou"
             values["anchor_scales_per_octave"] = 3 if maxiou else 2
             values["anchor_ratios"] = [0.5, 1.0, 2.0] if maxiou else [1.0]
+        if values.get("backbone") is not None:  # resolved before the data options existed
+            for key, value in LEGACY_DATA.items():
+                values.setdefault(key, value)
+            if values.get("test_scale") is None and values.get("image_size") is not None:
+                values["test_scale"] = [values["image_size"]] * 2
         return cls(**values)

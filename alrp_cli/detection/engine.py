@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from alrp_cli import registry
 from alrp_cli.detection.distributed import Dist
 from alrp_cli.detection.head_losses import build_loss_inputs, compute_loss, count_non_finite
 from alrp_cli.detection.model import Detector
@@ -37,7 +38,9 @@ class EpochSampler(torch.utils.data.Sampler[int]):
     world_size`` items (an incomplete last one dropped) and rank ``rank`` yields its
     ``batch_size`` consecutive items of each, so the ranks' batches, concatenated in rank
     order, are the batches one process would draw with batch ``batch_size × world_size``.
-    ``start`` counts global items.
+    ``start`` counts global items. With ``keyed`` it yields ``(epoch, index)`` pairs, which
+    :class:`SeededSamples` reads: a DataLoader whose workers persist across epochs then
+    needs only :meth:`set_epoch`.
     """
 
     def __init__(
@@ -50,17 +53,26 @@ class EpochSampler(torch.utils.data.Sampler[int]):
         rank: int = 0,
         world_size: int = 1,
         batch_size: int = 1,
+        keyed: bool = False,
     ) -> None:
         self.size, self.seed, self.epoch, self.start = size, seed, epoch, start
         self.rank, self.world_size, self.batch_size = rank, world_size, batch_size
+        self.keyed = keyed
 
-    def __iter__(self) -> Iterator[int]:
+    def set_epoch(self, epoch: int, *, start: int = 0) -> None:
+        """Draw ``epoch``'s permutation from global item ``start`` on."""
+        self.epoch, self.start = epoch, start
+
+    def __iter__(self) -> Iterator[Any]:
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         order = torch.randperm(self.size, generator=g)[self.start :]
         if self.world_size > 1:
             b, w = self.batch_size, self.world_size
             order = order[: len(order) // (b * w) * b * w].reshape(-1, w, b)[:, self.rank]
-        yield from order.reshape(-1).tolist()
+        if self.keyed:
+            yield from ((self.epoch, i) for i in order.reshape(-1).tolist())
+        else:
+            yield from order.reshape(-1).tolist()
 
     def __len__(self) -> int:
         rest = max(0, self.size - self.start)
@@ -75,7 +87,8 @@ class SeededSamples(torch.utils.data.Dataset):
     The random augmentation of an image is then a pure function of (seed, epoch, index):
     the same whichever process, worker or position in a batch loads it, so a global batch
     split over several processes is augmented exactly as one process would augment it, and
-    a resumed run needs no saved RNG state for its data.
+    a resumed run needs no saved RNG state for its data. The index may also be an
+    ``(epoch, index)`` pair (:class:`EpochSampler` with ``keyed``), which overrides ``epoch``.
     """
 
     def __init__(self, dataset: torch.utils.data.Dataset, *, seed: int, epoch: int) -> None:
@@ -84,8 +97,9 @@ class SeededSamples(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
-    def __getitem__(self, index: int) -> Any:
-        key = ((self.seed * 1_000_003 + self.epoch) * 10_000_019 + index) % (2**63)
+    def __getitem__(self, index: int | tuple[int, int]) -> Any:
+        epoch, index = index if isinstance(index, tuple) else (self.epoch, index)
+        key = ((self.seed * 1_000_003 + epoch) * 10_000_019 + index) % (2**63)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(key)
             return self.dataset[index]
@@ -148,10 +162,12 @@ def train_one_epoch(
     """Train over ``loader`` (the rest of ``state.epoch``), updating ``state`` in place.
 
     ``on_step`` receives a step record every ``log_every`` global iterations (and a "tick"
-    record every iteration); ``on_loss_inputs`` receives each batch's LossInputs. Returns
-    False when ``should_stop()`` (on any process) interrupted the epoch. Raises
-    :class:`NonFiniteLoss` (on every process) when the loss inputs or the loss are not
-    finite, before any collective of the loss or of the backward pass could wait for it.
+    record every iteration), with ``images_per_s`` and ``data_s`` (seconds per step this
+    process waited for ``loader``) since the previous step record; ``on_loss_inputs``
+    receives each batch's LossInputs. Returns False when ``should_stop()`` (on any
+    process) interrupted the epoch. Raises :class:`NonFiniteLoss` (on every process) when
+    the loss inputs or the loss are not finite, before any collective of the loss or of the
+    backward pass could wait for it.
 
     Several processes (``dist``): ``forward`` is the DistributedDataParallel wrapper of
     ``model``; with ``collective`` the loss is the global batch's (its gradient is scaled by
@@ -160,15 +176,18 @@ def train_one_epoch(
     """
     dist = dist or Dist()
     forward = forward or model
+    ious = registry.IOUS in registry.get(loss, "train").needs
     grad_scale = float(dist.world_size) if collective is not None else 1.0
     model.train()
     window_images, window_start = 0, time.perf_counter()
+    window_wait, window_steps, fetched = 0.0, 0, time.perf_counter()
     for images, targets in loader:
         t0 = time.perf_counter()
+        window_wait, window_steps = window_wait + t0 - fetched, window_steps + 1
         images, targets = _to_device(images, targets, device)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
             out = forward(images)
-        inputs = build_loss_inputs(model, out, targets, assigner=assigner)  # float32
+        inputs = build_loss_inputs(model, out, targets, assigner=assigner, ious=ious)  # float32
         if on_loss_inputs is not None:
             on_loss_inputs(inputs)
         bad = dist.all_reduce_sum(count_non_finite(inputs)).tolist()
@@ -229,13 +248,16 @@ def train_one_epoch(
         if on_step is not None:
             elapsed = time.perf_counter() - window_start
             record["images_per_s"] = window_images / elapsed if elapsed > 0 else 0.0
+            record["data_s"] = window_wait / window_steps  # waiting for the loader, per step
             if state.global_iter % log_every == 0:
                 on_step(record)
                 window_images, window_start = 0, time.perf_counter()
+                window_wait, window_steps = 0.0, 0
             else:
                 on_step({**record, "type": "tick"})
         if dist.any(should_stop()):  # every process stops after the same iteration
             return False
+        fetched = time.perf_counter()
     return True
 
 
@@ -254,17 +276,27 @@ def predict_loader(
     max_detections: int = 100,
     on_batch: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """COCO results (original coordinates, original category ids) for every loader image."""
+    """COCO results (original coordinates, original category ids) for every loader image.
+
+    The loader yields ``(images Tensor[B, 3, H, W], targets)`` with per image ``image_id``,
+    ``scale`` (sx, sy) and ``size`` (h, w) before padding (``size`` absent: the whole input).
+    """
     model.eval()
     results: list[dict[str, Any]] = []
     for images, targets in loader:
-        images = images.to(device)
+        images = images.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
             out = model(images)
+        # clip each image's boxes to the image itself, not to the batch's padding (mmdet
+        # decodes with max_shape = img_shape, the resized image before padding)
+        sizes = [
+            (int(t["size"][0]), int(t["size"][1])) if "size" in t else tuple(images.shape[-2:])
+            for t in targets
+        ]
         dets = postprocess(
             model,
             out,
-            (int(images.shape[-2]), int(images.shape[-1])),
+            sizes,
             pre_nms_topk=pre_nms_topk,
             score_threshold=score_threshold,
             nms_iou=nms_iou,

@@ -8,10 +8,9 @@ not multiples of 128) and unrounded (:mod:`.anchors`), P6/P7 as the official FPN
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 
 import torch
 import torchvision
@@ -24,9 +23,9 @@ from torchvision.models.detection.retinanet import (
 )
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
 
+from alrp_cli import registry
 from alrp_cli.detection.anchors import STRIDES, ExactAnchorGenerator, anchor_sizes
 from alrp_cli.detection.group_norm import GroupNorm
-from alrp_cli.errors import UserError
 
 BACKBONES = {
     "resnet18": ("resnet18", [128, 256, 512], "ResNet18_Weights"),
@@ -37,21 +36,6 @@ BACKBONES = {
 P6_SOURCES = ("c5", "p5")
 # Box coder of the published aLRP configuration: target stds (0.1, 0.1, 0.2, 0.2).
 BOX_CODER_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
-
-
-def anchor_shapes(assigner: str) -> tuple[int, tuple[float, ...]]:
-    """Scales per octave and aspect ratios of the official aLRP anchors for ``assigner``.
-
-    ATSS: 2 scales per octave, ratio 1.0
-    (configs/alrp_loss/alrp_loss_retinanet_r50_fpn_ATSS_100e_coco500.py:33-34); max-IoU:
-    2 scales per octave (configs/alrp_loss/alrp_loss_retinanet_r50_fpn_100e_coco500.py:8)
-    × ratios 0.5, 1, 2 (configs/_base_/models/retinanet_r50_fpn.py:31) = 6 per location.
-    """
-    if assigner == "atss":
-        return 2, (1.0,)
-    if assigner == "maxiou":
-        return 2, (0.5, 1.0, 2.0)
-    raise ValueError(f"assigner must be 'atss' or 'maxiou', got {assigner!r}")
 
 
 class Anchors(nn.Module):
@@ -98,9 +82,6 @@ class ExtraLevels(ExtraFPNBlock):
         self.source = source
         self.p6 = nn.Conv2d(c5_channels if source == "c5" else channels, channels, 3, 2, 1)
         self.p7 = nn.Conv2d(channels, channels, 3, 2, 1)
-        for module in (self.p6, self.p7):  # as the other FPN convs of torchvision
-            nn.init.kaiming_uniform_(module.weight, a=1)
-            nn.init.constant_(module.bias, 0)
 
     def forward(
         self, p: list[Tensor], c: list[Tensor], names: list[str]
@@ -109,20 +90,6 @@ class ExtraLevels(ExtraFPNBlock):
         p.extend([p6, self.p7(p6)])
         names.extend(["p6", "p7"])
         return p, names
-
-
-def weights_path(weights: torchvision.models.WeightsEnum) -> Path:
-    """Where torchvision looks for downloaded ``weights`` (``$TORCH_HOME/hub/checkpoints``)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
-
-
-def _require_cached(weights: torchvision.models.WeightsEnum) -> None:
-    # Never download at run time: the user places the file (or runs torchvision once online).
-    path = weights_path(weights)
-    if not path.is_file():
-        raise UserError(
-            f"{path}: ImageNet weights not found (--pretrained); download {weights.url} there"
-        )
 
 
 @dataclass
@@ -136,13 +103,36 @@ class HeadOutput:
     level_counts: list[int]
 
 
+def init_fpn_(fpn: nn.Module) -> None:
+    """Initialise every conv of the FPN (laterals, outputs, P6, P7) as mmdetection's FPN:
+    ``xavier_init(m, distribution='uniform')`` — Xavier-uniform weights (gain 1), zero bias
+    (mmdet/models/necks/fpn.py:159-163; torchvision's FPN uses Kaiming-uniform, a = 1)."""
+    for module in fpn.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
 class Detector(nn.Module):
     """ResNet + FPN P3–P7 + RetinaNet head (4 convs per tower, optional GroupNorm, prior bias).
 
     Defaults are the official aLRP head: no normalisation in the towers, conv weights
     N(0, 0.01²), classification prior 0.01 (mmdet/models/dense_heads/alrp_loss_retina_head.py:
-    40, 102-110; torchvision's heads initialise the same way), P6 from C5. ``anchors`` =
-    (scales per octave, ratios) overrides the assigner's official anchors.
+    40, 102-110; torchvision's heads initialise the same way), P6 from C5, FPN convs
+    Xavier-uniform. ``anchors`` = (scales per octave, ratios); None: the official aLRP
+    anchors of ``assigner`` (the default loss's recipe in :mod:`alrp_cli.registry`).
+
+    ``pretrained``: the backbone starts from ImageNet weights and trains as the official
+    configuration's (``frozen_stages=1``, ``norm_eval=True``, ATSS cfg:13-15, i.e.
+    configs/alrp_loss/alrp_loss_retinanet_r50_fpn_ATSS_100e_coco500.py; mmdetection's
+    ``ResNet._freeze_stages`` and ``ResNet.train``, mmdet/models/backbones/resnet.py:569-645):
+    the stem and stage 1 are frozen, every BatchNorm of the backbone stays in eval mode
+    (running statistics fixed) while the affine parameters of stages 2–4 train.
+    ``backbone_weights`` (a checked torchvision ResNet state dict, see
+    :func:`alrp_cli.detection.pretrained.backbone_state_dict`) is loaded into the ResNet;
+    without it the weights come later (a checkpoint). Not pretrained: ordinary BatchNorm
+    that learns its statistics, nothing frozen.
 
     ``forward(images Tensor[B, 3, H, W] float in [0, 1])`` returns a :class:`HeadOutput`.
     Images are normalised with the ImageNet mean/std inside the model.
@@ -157,7 +147,7 @@ class Detector(nn.Module):
         head_channels: int = 256,
         group_norm: bool = False,
         pretrained: bool = False,
-        frozen_bn: bool | None = None,
+        backbone_weights: Mapping[str, Tensor] | None = None,
         prior_probability: float = 0.01,
         p6_from: str = "c5",
         anchors: tuple[int, tuple[float, ...]] | None = None,
@@ -167,19 +157,16 @@ class Detector(nn.Module):
             raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, got {backbone!r}")
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        name, in_channels, weights_enum = BACKBONES[backbone]
-        weights = getattr(torchvision.models, weights_enum).IMAGENET1K_V1
-        if pretrained:
-            _require_cached(weights)
-        # Pretrained: frozen BatchNorm as in the published configuration; from scratch the
-        # statistics must be learnt, so ordinary BatchNorm.
-        frozen = pretrained if frozen_bn is None else frozen_bn
-        norm = torchvision.ops.misc.FrozenBatchNorm2d if frozen else nn.BatchNorm2d
-        resnet = getattr(torchvision.models, name)(
-            weights=weights if pretrained else None, norm_layer=norm
-        )
-        if frozen:  # freeze the stem and stage 1, as mmdetection's frozen_stages=1
-            for module in (resnet.conv1, resnet.layer1):
+        if backbone_weights is not None and not pretrained:
+            raise ValueError("backbone_weights needs pretrained=True")
+        name, in_channels, _ = BACKBONES[backbone]
+        resnet = getattr(torchvision.models, name)()
+        if backbone_weights is not None:
+            # strict=False: the 2017 ImageNet files have no num_batches_tracked counters
+            resnet.load_state_dict(dict(backbone_weights), strict=False)
+        self.norm_eval = pretrained
+        if pretrained:  # mmdetection's frozen_stages=1: the stem and stage 1
+            for module in (resnet.conv1, resnet.bn1, resnet.layer1):
                 module.requires_grad_(False)
         self.backbone = BackboneWithFPN(
             resnet,
@@ -188,7 +175,10 @@ class Detector(nn.Module):
             head_channels,
             extra_blocks=ExtraLevels(in_channels[-1], head_channels, source=p6_from),
         )
-        self.anchors = Anchors(*(anchors or anchor_shapes(assigner)))
+        init_fpn_(self.backbone.fpn)
+        if anchors is None:  # the one place anchors resolve: the loss's recipe
+            anchors = registry.default_anchors(registry.DEFAULT_LOSS, assigner)
+        self.anchors = Anchors(anchors[0], tuple(anchors[1]))
         a = self.anchors.num_per_location
         norm_layer = partial(GroupNorm, min(32, head_channels)) if group_norm else None
         self.cls_head = RetinaNetClassificationHead(
@@ -199,6 +189,16 @@ class Detector(nn.Module):
         self.num_classes = num_classes
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+    def train(self, mode: bool = True) -> Detector:
+        """Training mode; with ``norm_eval`` the backbone's BatchNorm layers stay in eval
+        mode, as mmdetection's ``ResNet.train`` (``norm_eval=True``)."""
+        super().train(mode)
+        if mode and self.norm_eval:
+            for module in self.backbone.body.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
 
     def forward(self, images: Tensor) -> HeadOutput:
         features = list(self.backbone((images - self.mean) / self.std).values())

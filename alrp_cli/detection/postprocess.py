@@ -1,10 +1,14 @@
-"""Inference post-processing: top-k per level, score threshold, batched NMS, max detections."""
+"""Inference post-processing as mmdetection 2.x's ``AnchorHead.get_bboxes`` (the official
+aLRP and AP Loss heads inherit it): per level the top anchors by their best class score,
+then every class above the threshold, class-wise NMS, the best detections per image."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
-from torchvision.ops import batched_nms, clip_boxes_to_image, remove_small_boxes
+from torchvision.ops import batched_nms
 
 from alrp_cli.detection.model import Detector, HeadOutput
 
@@ -12,48 +16,60 @@ from alrp_cli.detection.model import Detector, HeadOutput
 def postprocess(
     model: Detector,
     out: HeadOutput,
-    image_size: tuple[int, int],
+    image_size: tuple[int, int] | Sequence[tuple[int, int]],
     *,
     pre_nms_topk: int = 1000,
     score_threshold: float = 0.05,
     nms_iou: float = 0.5,
     max_detections: int = 100,
 ) -> list[dict[str, Tensor]]:
-    """Detections per image, in input-image coordinates (the published defaults).
+    """Detections per image, in input-image coordinates (the published test settings).
 
-    Per FPN level the ``pre_nms_topk`` highest (anchor, class) scores above
-    ``score_threshold`` are decoded and clipped to ``image_size`` (h, w); class-wise NMS at
-    ``nms_iou`` over all levels; the best ``max_detections`` are kept. Returns per image
-    {"boxes" Tensor[D, 4] XYXY float32, "scores" Tensor[D], "labels" Tensor[D] int64 0..C-1}.
+    mmdetection's rule (mmdet/models/dense_heads/anchor_head.py:572-647 with
+    ``multiclass_nms``, mmdet/core/post_processing/bbox_nms.py:6-61): per FPN level, sigmoid
+    scores; where a level has more than ``pre_nms_topk`` anchors, keep the ``pre_nms_topk``
+    anchors with the highest best-class score; decode and clip them to the image
+    (``image_size`` (h, w), or one per image: the resized image before padding, as
+    mmdetection's ``img_shape``). Over all levels, every (anchor, class) with score above
+    ``score_threshold`` is a candidate; class-wise NMS at ``nms_iou``; the best
+    ``max_detections`` are kept. (``min_bbox_size`` is unused by that rule.)
+
+    ``out.cls`` Tensor[B, A, C] logits, ``out.reg`` Tensor[B, A, 4]. Returns per image
+    {"boxes" Tensor[D, 4] XYXY float32, "scores" Tensor[D], "labels" Tensor[D] int64 0..C-1},
+    by decreasing score, boxes of zero width or height left out (a COCO result needs w, h > 0).
     """
-    num_classes = out.cls.shape[-1]
+    batch = out.cls.shape[0]
+    sizes = (
+        [tuple(image_size)] * batch
+        if len(image_size) == 2 and isinstance(image_size[0], int)
+        else [tuple(s) for s in image_size]
+    )
+    if len(sizes) != batch:
+        raise ValueError(f"image_size: {len(sizes)} sizes for {batch} images")
     results = []
-    for i in range(out.cls.shape[0]):
-        boxes_all, scores_all, labels_all = [], [], []
+    for i, (h, w) in enumerate(sizes):
+        boxes_all, scores_all = [], []
         start = 0
         for count in out.level_counts:
-            logits = out.cls[i, start : start + count].float()
-            scores = torch.sigmoid(logits).flatten()
-            keep = scores > score_threshold
-            scores = scores[keep]
-            idx = keep.nonzero().squeeze(1)
-            k = min(pre_nms_topk, idx.numel())
-            scores, order = scores.topk(k)
-            idx = idx[order]
-            anchor_idx = torch.div(idx, num_classes, rounding_mode="floor") + start
-            boxes = model.decode(out.reg[i, anchor_idx].float(), out.anchors[anchor_idx])
-            boxes_all.append(clip_boxes_to_image(boxes, image_size))
+            scores = torch.sigmoid(out.cls[i, start : start + count].float())
+            index = torch.arange(start, start + count, device=scores.device)
+            if 0 < pre_nms_topk < count:
+                top = scores.max(dim=1).values.topk(pre_nms_topk).indices
+                scores, index = scores[top], index[top]
+            boxes = model.decode(out.reg[i, index].float(), out.anchors[index])
+            boxes[:, 0::2] = boxes[:, 0::2].clamp(min=0, max=w)
+            boxes[:, 1::2] = boxes[:, 1::2].clamp(min=0, max=h)
+            boxes_all.append(boxes)
             scores_all.append(scores)
-            labels_all.append(idx % num_classes)
             start += count
-        boxes = torch.cat(boxes_all)
         scores = torch.cat(scores_all)
-        labels = torch.cat(labels_all)
-        # Boxes clipped to (almost) nothing are no detections (COCO results need w, h > 0).
-        valid = remove_small_boxes(boxes, 1e-2)
-        boxes, scores, labels = boxes[valid], scores[valid], labels[valid]
-        keep = batched_nms(boxes, scores, labels, nms_iou)[:max_detections]
-        results.append({"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]})
+        anchor, label = (scores > score_threshold).nonzero(as_tuple=True)
+        boxes, scores = torch.cat(boxes_all)[anchor], scores[anchor, label]
+        keep = batched_nms(boxes, scores, label, nms_iou)[:max_detections]
+        boxes, scores, label = boxes[keep], scores[keep], label[keep]
+        # mmdetection would write a box clipped to nothing; COCO results need w, h > 0
+        real = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        results.append({"boxes": boxes[real], "scores": scores[real], "labels": label[real]})
     return results
 
 

@@ -15,15 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
 
 from alrp_cli.atomic import write_json
 from alrp_cli.detection.checkpoint import checkpoint_file, load_checkpoint, load_weights
 from alrp_cli.detection.config import TrainConfig
-from alrp_cli.detection.data import CocoDataset, collate
+from alrp_cli.detection.data import CocoDataset, build_transforms, collate
 from alrp_cli.detection.data.coco import image_problem
+from alrp_cli.detection.data.decode import read_rgb
 from alrp_cli.detection.engine import predict_loader
 from alrp_cli.detection.train import build_model, select_device
 from alrp_cli.errors import UserError
@@ -41,13 +41,22 @@ def _check_image(path: Path) -> None:
 
 
 class ImageFolder(Dataset):
-    """Every image file of a folder (or one image file), resized like the evaluation pipeline.
+    """Every image file of a folder (or one image file), through the evaluation pipeline.
 
-    Items are ``(image Tensor[3, S, S] float32 in [0, 1], {"image_id": int, "scale":
-    Tensor[2] (sx, sy)})``. A file that is not a readable image is a UserError.
+    Items are ``(image Tensor[3, H', W'] float32, {"image_id": int, "scale": Tensor[2]
+    (sx, sy), "size": Tensor[2] (H', W')})``, the image resized as
+    :func:`~alrp_cli.detection.data.build_transforms` does for evaluation (the aspect ratio
+    kept, within ``test_scale``). A file that is not a readable image is a UserError.
     """
 
-    def __init__(self, folder: str | Path, *, image_size: int) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        *,
+        image_size: int,
+        test_scale: tuple[int, int] | list[int] | None = None,
+        augmentation: str = "mild",
+    ) -> None:
         folder = Path(folder)
         if folder.is_file():
             files = [folder]
@@ -72,29 +81,22 @@ class ImageFolder(Dataset):
             self.ids = list(range(1, len(files) + 1))
         self.files = files
         self.image_size = image_size
-        self.transform = v2.Compose(
-            [
-                v2.ToImage(),
-                v2.Resize((image_size, image_size), antialias=True),
-                v2.ToDtype(torch.float32, scale=True),
-            ]
+        self.transform = build_transforms(
+            train=False, image_size=image_size, augmentation=augmentation, test_scale=test_scale
         )
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
-        path = self.files[index]
-        try:
-            with Image.open(path) as img:
-                image = img.convert("RGB")
-        except (UnidentifiedImageError, OSError) as err:
-            raise UserError(f"{path}: not a readable image ({err})") from None
-        w, h = image.size
-        s = self.image_size
-        return self.transform(image), {
+        image = read_rgb(self.files[index])
+        h, w = F.get_size(image)
+        out = self.transform(image)
+        out_h, out_w = F.get_size(out)
+        return out.as_subclass(torch.Tensor), {
             "image_id": self.ids[index],
-            "scale": torch.tensor([s / w, s / h], dtype=torch.float32),
+            "size": torch.tensor([out_h, out_w], dtype=torch.int64),
+            "scale": torch.tensor([out_w / w, out_h / h], dtype=torch.float32),
         }
 
 
@@ -138,7 +140,14 @@ def predict(
     assert cfg.image_size is not None
     dataset: Dataset
     if ann is not None:
-        dataset = CocoDataset(images, ann, train=False, image_size=cfg.image_size)
+        dataset = CocoDataset(
+            images,
+            ann,
+            train=False,
+            image_size=cfg.image_size,
+            augmentation=cfg.augmentation or "mild",
+            test_scale=cfg.test_scale,
+        )
         for path in dataset.image_paths().values():
             _check_image(path)
         if dataset.category_ids != list(meta["category_ids"]):
@@ -147,12 +156,23 @@ def predict(
                 f"{list(meta['category_ids'])}"
             )
     else:
-        dataset = ImageFolder(images, image_size=cfg.image_size)
+        dataset = ImageFolder(
+            images,
+            image_size=cfg.image_size,
+            test_scale=cfg.test_scale,
+            augmentation=cfg.augmentation or "mild",
+        )
     dev = select_device(device)
-    model = build_model(cfg, int(meta["num_classes"]), load_pretrained=False)
+    model = build_model(cfg, int(meta["num_classes"]))
     load_weights(model, state["model"], checkpoint)
     model.to(dev)
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate, num_workers=workers)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        collate_fn=collate,
+        num_workers=workers,
+        pin_memory=dev.type == "cuda",
+    )
     if on_start is not None:
         on_start(len(dataset))
     results = predict_loader(

@@ -1,7 +1,7 @@
 """Recording the loss inputs of the first batches of a run (``loss_inputs.pt``).
 
-The file is what ``alrp check-balance --from`` reads (format in DESIGN.md): plain tensors,
-numbers and strings, loadable with ``torch.load(..., weights_only=True)``.
+The file is what ``alrp check-balance --from`` reads; its format, writer and reader are
+:mod:`alrp_cli.loss_inputs_file`.
 """
 
 from __future__ import annotations
@@ -10,10 +10,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
+from alrp_cli import registry
+from alrp_cli.loss_inputs import LossInputs
+from alrp_cli.loss_inputs_file import Recorder
 
-from alrp_cli.atomic import atomic_path
-from alrp_cli.detection.head_losses import LossInputs
+
+def loss_inputs_meta(meta: dict[str, Any], loss: str, assigner: str | None) -> dict[str, Any]:
+    """The ``meta`` of a run's ``loss_inputs.pt``: the dataset's ``meta``, the loss, the
+    assigner and the δ the loss trains with (none for a loss without a ranking)."""
+    delta = registry.get(loss, "train").delta
+    extra = {} if delta is None else {"delta": delta}
+    return {**meta, "loss": loss, "assigner": assigner, **extra}
 
 
 def loss_inputs_recorder(
@@ -22,33 +29,26 @@ def loss_inputs_recorder(
     """``(record, write)`` for ``train --record-loss-inputs count``.
 
     ``record(inputs)`` keeps detached CPU copies of a batch's logits (float32), targets
-    (int8) and loc errors (float32) until ``count`` batches are held, then writes
-    ``{"version": 1, "batches": [...], "meta": meta}`` atomically to ``path``; ``write()``
+    (int8), loc errors (float32) and, where the loss takes them, IoUs until ``count``
+    batches are held, then writes them with ``meta`` atomically to ``path``; ``write()``
     writes what is held (a run shorter than ``count`` batches). Nothing is recorded when
     the run resumes at iteration ``start >= count``.
     """
-    batches: list[dict[str, torch.Tensor]] = []
-    done = {"written": count == 0 or start >= count}
+    recorder = Recorder(count if start < count else 0)
+    done = {"written": recorder.full}
 
     def write() -> None:
-        if done["written"] or not batches:
+        if done["written"] or not recorder.batches:
             return
         done["written"] = True
-        payload = {"version": 1, "batches": batches, "meta": meta}
-        with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
+        recorder.save(path, meta)
 
     def record(inputs: LossInputs) -> None:
         if done["written"]:
             return
-        batches.append(
-            {
-                "logits": inputs.logits.detach().float().cpu().clone(),
-                "targets": inputs.targets.detach().cpu().clone(),
-                "loc_errors": inputs.loc_errors.detach().float().cpu().clone(),
-            }
-        )
-        if len(batches) >= count:
+        assert inputs.loc_errors is not None
+        recorder.record(inputs.logits, inputs.targets, inputs.loc_errors, inputs.ious)
+        if recorder.full:
             write()
 
     return record, write

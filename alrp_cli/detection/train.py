@@ -39,7 +39,7 @@ from alrp_cli.detection.build import (
 from alrp_cli.detection.checkpoint import save_checkpoint
 from alrp_cli.detection.config import TrainConfig
 from alrp_cli.detection.engine import evaluate, predict_loader, train_one_epoch
-from alrp_cli.detection.recording import loss_inputs_recorder
+from alrp_cli.detection.recording import loss_inputs_meta, loss_inputs_recorder
 from alrp_cli.errors import AlrpError
 
 __all__ = [
@@ -264,7 +264,7 @@ def fit(run: Run, emit: EventFn) -> TrainResult:
     record_inputs, flush_inputs = loss_inputs_recorder(
         run.run_dir / "loss_inputs.pt",
         cfg.record_loss_inputs if dist.is_main else 0,
-        {**run.meta, "loss": cfg.loss, "assigner": cfg.assigner, "delta": 1.0},
+        loss_inputs_meta(run.meta, cfg.loss, cfg.assigner),
         state.global_iter,
     )
 

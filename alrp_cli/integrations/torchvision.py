@@ -14,8 +14,11 @@ The loss, per batch (the ranking is over every (image, anchor, class) pair of th
   anchor's class, 0 elsewhere, -1 on every class of an ignored anchor (RetinaNet; FCOS
   ignores nothing);
 - e = 1 − GIoU of each positive's decoded box (torchvision's box coder) and its matched
-  box, in the order the positives appear in the flat logits;
-- ``loss="alrp"``: :class:`~alrp_cli.losses.ALRPLoss` (self-balance state in this module's
+  box, in the order the positives appear in the flat logits (the flattening is
+  :func:`alrp_cli.loss_inputs.flatten_head_outputs`, the one ``alrp train`` uses);
+- ``loss``: one of ``alrp_cli.registry.names("head")``; its registry entry's
+  :class:`~alrp_cli.registry.HeadForm` builds ``loss_module`` and computes the two parts.
+  ``loss="alrp"``: :class:`~alrp_cli.losses.ALRPLoss` (self-balance state in this module's
   ``state_dict`` under ``loss_module.``); returns ``classification`` = L_cls and
   ``bbox_regression`` = w · L_loc, so their sum is aLRP Loss;
 - ``loss="ap"``: ``classification`` = AP Loss, ``bbox_regression`` = torchvision's own
@@ -30,81 +33,28 @@ from __future__ import annotations
 
 import copy
 import os
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torchvision.models.detection.fcos import FCOSHead
 from torchvision.models.detection.retinanet import RetinaNetHead
-from torchvision.ops import generalized_box_iou_loss
 
-from alrp_cli.atomic import atomic_path
-from alrp_cli.losses import ALRPLoss, APLoss, Collective
+from alrp_cli import registry
+from alrp_cli.loss_inputs import LossInputs, flatten_head_outputs
+from alrp_cli.loss_inputs_file import Recorder
+from alrp_cli.losses import Collective
 
-LOSSES = ("alrp", "ap")
 CENTERNESS = ("bce", "none")
 
 
-class FlatTargets(NamedTuple):
-    """A batch flattened over (image, anchor, class) pairs.
-
-    Attributes:
-        logits (Tensor[B·A·C], head dtype): classification logits, row-major.
-        targets (Tensor[B·A·C], int8): 1 positive, 0 negative, -1 ignored.
-        pos_image, pos_anchor (Tensor[P], int64): image and anchor of each positive, in the
-            order the positives appear in ``logits``.
-        gt_boxes (Tensor[P, 4], float): matched box (XYXY) of each positive.
-    """
-
-    logits: Tensor
-    targets: Tensor
-    pos_image: Tensor
-    pos_anchor: Tensor
-    gt_boxes: Tensor
-
-
-def flatten_targets(
-    cls_logits: Tensor,
-    targets: list[dict[str, Tensor]],
-    matched_idxs: list[Tensor],
-    *,
-    ignore_value: int | None,
-) -> FlatTargets:
-    """Flatten ``cls_logits`` (Tensor[B, A, C]) with one-hot targets from the matcher output.
-
-    ``matched_idxs[b]`` (Tensor[A], int64) holds the matched box of each anchor, a negative
-    value otherwise; anchors equal to ``ignore_value`` (None: none) are ignored on every
-    class. ``targets[b]`` has "boxes" (Tensor[K, 4] XYXY) and "labels" (Tensor[K], int64).
-    """
-    b, a, c = cls_logits.shape
-    matched = torch.stack(matched_idxs)  # [B, A]
-    pos_image, pos_anchor = (matched >= 0).nonzero(as_tuple=True)  # row-major order
-    gt = matched[pos_image, pos_anchor]
-    labels, boxes = [], []
-    for i, t in enumerate(targets):
-        idx = gt[pos_image == i]
-        labels.append(t["labels"][idx])
-        boxes.append(t["boxes"][idx])
-    onehot = torch.zeros((b, a, c), dtype=torch.int8, device=cls_logits.device)
-    onehot[pos_image, pos_anchor, torch.cat(labels)] = 1
-    if ignore_value is not None:
-        onehot[matched == ignore_value] = -1
-    return FlatTargets(
-        logits=cls_logits.reshape(-1),
-        targets=onehot.reshape(-1),
-        pos_image=pos_image,
-        pos_anchor=pos_anchor,
-        gt_boxes=torch.cat(boxes),
-    )
-
-
 class _RankingLossMixin:
-    """What both heads share: the loss module, its options, and recording of loss inputs."""
+    """What both heads share: the loss module, its options, flattening the batch, and
+    recording the loss inputs."""
 
     loss: str
     loss_module: nn.Module
-    recorded: list[dict[str, Tensor]]
-    record_limit: int
+    _recorder: Recorder
 
     def _setup_loss(
         self,
@@ -115,27 +65,26 @@ class _RankingLossMixin:
         record: int,
         collective: Collective | None = None,
     ) -> None:
-        if loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        form = registry.get(loss, "head").head
+        assert form is not None
         self.loss = loss
-        module = (
-            ALRPLoss(period=period, init_weight=init_weight, delta=delta, collective=collective)
-            if loss == "alrp"
-            else APLoss(delta=delta, collective=collective)
+        module = form.make_module(
+            period=period, init_weight=init_weight, delta=delta, collective=collective
         )
         # After super().__init__ (or a fresh nn.Module.__init__ in from_head).
         self.loss_module = module  # type: ignore[misc]
-        self.recorded = []
-        self.record_limit = int(record)
+        self._recorder = Recorder(record)
 
-    def _record(self, flat: FlatTargets, loc_errors: Tensor) -> None:
-        self.recorded.append(
-            {
-                "logits": flat.logits.detach().float().cpu().clone(),
-                "targets": flat.targets.detach().cpu().clone(),
-                "loc_errors": loc_errors.detach().float().cpu().clone(),
-            }
-        )
+    @property
+    def recorded(self) -> list[dict[str, Tensor]]:
+        """The recorded batches: dicts of "logits", "targets", "loc_errors" (detached CPU
+        copies) and, for a loss with continuous targets, "ious"."""
+        return self._recorder.batches
+
+    @property
+    def record_limit(self) -> int:
+        """How many training batches are recorded (``record``)."""
+        return self._recorder.limit
 
     def save_loss_inputs(
         self, path: str | os.PathLike[str], meta: dict[str, Any] | None = None
@@ -143,31 +92,53 @@ class _RankingLossMixin:
         """Write the recorded batches as ``alrp check-balance --from`` reads them.
 
         The file (written atomically) is ``{"version": 1, "batches": [{"logits": Tensor[N],
-        "targets": Tensor[N], "loc_errors": Tensor[P]}, ...], "meta": {"delta": δ, ...}}``.
+        "targets": Tensor[N], "loc_errors": Tensor[P]}, ...], "meta": {"delta": δ, ...}}``
+        (see :mod:`alrp_cli.loss_inputs_file`).
         """
         if not self.recorded:
             raise ValueError("no loss inputs recorded: pass record=N and run training steps")
         info = {"source": type(self).__name__, "loss": self.loss, **(meta or {})}
         info.setdefault("delta", float(self.loss_module.delta))  # type: ignore[arg-type]
-        payload = {"version": 1, "batches": list(self.recorded), "meta": info}
-        with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
+        self._recorder.save(path, info)
 
     @property
     def recording(self) -> bool:
         """Whether the next training batch's loss inputs will be kept."""
-        return len(self.recorded) < self.record_limit
+        return not self._recorder.full
 
-    def _ranking_loss(
-        self, flat: FlatTargets, loc_errors: Tensor | None
-    ) -> tuple[Tensor, Tensor | None]:
-        """(classification, aLRP's w · L_loc; None for AP Loss, where e may be None)."""
-        if loc_errors is not None and self.recording:
-            self._record(flat, loc_errors)
-        if self.loss == "alrp":
-            res = self.loss_module(flat.logits, flat.targets, loc_errors)
-            return res.cls, res.weight.to(res.loc.dtype) * res.loc
-        return self.loss_module(flat.logits, flat.targets), None
+    def _flatten(
+        self,
+        head_outputs: dict[str, Tensor],
+        anchors: list[Tensor],
+        matched_idxs: list[Tensor],
+        targets: list[dict[str, Tensor]],
+        *,
+        decode: Any,
+        ignore_value: int | None,
+        loc_errors: bool = False,
+    ) -> LossInputs:
+        """The batch flattened, with e = 1 − GIoU where the loss, the caller
+        (``loc_errors``) or a recording needs it, and IoUs where the loss takes them."""
+        needs = registry.get(self.loss).needs
+        return flatten_head_outputs(
+            head_outputs["cls_logits"],
+            head_outputs["bbox_regression"],
+            torch.stack(anchors),
+            torch.stack(matched_idxs),
+            targets,
+            decode=decode,
+            ignore_value=ignore_value,
+            loc_errors=loc_errors or registry.LOC_ERRORS in needs or self.recording,
+            ious=registry.IOUS in needs,
+        )
+
+    def _ranking_loss(self, flat: LossInputs) -> tuple[Tensor, Tensor | None]:
+        """(classification, the loss's own box loss; None: the head keeps torchvision's)."""
+        if flat.loc_errors is not None and self.recording:
+            self._recorder.record(flat.logits, flat.targets, flat.loc_errors, flat.ious)
+        form = registry.get(self.loss, "head").head
+        assert form is not None
+        return form.apply(self.loss_module, flat)
 
 
 def _adopt(cls: type[nn.Module], head: nn.Module, base: type[nn.Module]) -> Any:
@@ -233,7 +204,8 @@ class ALRPRetinaNetHead(_RankingLossMixin, RetinaNetHead):
         Args:
             head: a torchvision ``RetinaNetHead`` (v1 or v2).
             period: training iterations per epoch, the self-balance period of aLRP Loss.
-            loss: "alrp" or "ap".
+            loss: a loss of :mod:`alrp_cli.registry` offered for heads,
+                ``registry.names("head")``: "alrp" or "ap".
             init_weight: aLRP's first weight of L_loc (50 in the paper).
             delta: δ of the smoothed step (1.0 in the paper).
             record: keep the loss inputs of the first ``record`` training batches in
@@ -255,30 +227,18 @@ class ALRPRetinaNetHead(_RankingLossMixin, RetinaNetHead):
     ) -> dict[str, Tensor]:
         """The loss dict of the batch: cls_logits Tensor[B, A, C], bbox_regression
         Tensor[B, A, 4], anchors B × Tensor[A, 4], matched_idxs B × Tensor[A] (int64)."""
-        flat = flatten_targets(
-            head_outputs["cls_logits"],
-            targets,
+        flat = self._flatten(
+            head_outputs,
+            anchors,
             matched_idxs,
+            targets,
+            decode=self.regression_head.box_coder.decode_single,
             ignore_value=self.classification_head.BETWEEN_THRESHOLDS,
         )
-        if self.loss == "alrp":
-            cls, loc = self._ranking_loss(flat, self._loc_errors(flat, head_outputs, anchors))
-        else:
-            with torch.no_grad():  # AP Loss needs no e; only a recording does
-                e = self._loc_errors(flat, head_outputs, anchors) if self.recording else None
-            cls, _ = self._ranking_loss(flat, e)
+        cls, loc = self._ranking_loss(flat)
+        if loc is None:
             loc = self.regression_head.compute_loss(targets, head_outputs, anchors, matched_idxs)
         return {"classification": cls, "bbox_regression": loc}
-
-    def _loc_errors(
-        self, flat: FlatTargets, head_outputs: dict[str, Tensor], anchors: list[Tensor]
-    ) -> Tensor:
-        """e = 1 − GIoU (Tensor[P], float32) of each positive's decoded box."""
-        deltas = head_outputs["bbox_regression"][flat.pos_image, flat.pos_anchor]
-        anchor_boxes = torch.stack(anchors)[flat.pos_image, flat.pos_anchor]
-        coder = self.regression_head.box_coder
-        boxes = coder.decode_single(deltas.float(), anchor_boxes)
-        return generalized_box_iou_loss(boxes, flat.gt_boxes.float(), reduction="none")
 
 
 class ALRPFCOSHead(_RankingLossMixin, FCOSHead):
@@ -344,22 +304,25 @@ class ALRPFCOSHead(_RankingLossMixin, FCOSHead):
         """The loss dict of the batch: cls_logits Tensor[B, A, C], bbox_regression
         Tensor[B, A, 4], bbox_ctrness Tensor[B, A, 1], anchors B × Tensor[A, 4],
         matched_idxs B × Tensor[A] (int64, -1 background)."""
-        flat = flatten_targets(head_outputs["cls_logits"], targets, matched_idxs, ignore_value=None)
-        num_pos = max(1, flat.pos_image.numel())
-        anchor_boxes = torch.stack(anchors)[flat.pos_image, flat.pos_anchor]
-        deltas = head_outputs["bbox_regression"][flat.pos_image, flat.pos_anchor]
-        boxes = self.box_coder.decode(deltas.float(), anchor_boxes)
-        loc_errors = generalized_box_iou_loss(boxes, flat.gt_boxes.float(), reduction="none")
-        if self.loss == "alrp":
-            cls, loc = self._ranking_loss(flat, loc_errors)
-        else:
-            cls, _ = self._ranking_loss(flat, loc_errors.detach())  # e only recorded
-            loc = loc_errors.sum() / num_pos
+        flat = self._flatten(
+            head_outputs,
+            anchors,
+            matched_idxs,
+            targets,
+            decode=self.box_coder.decode,
+            ignore_value=None,
+            loc_errors=True,
+        )
+        num_pos = max(1, flat.num_pos)
+        cls, loc = self._ranking_loss(flat)
+        if loc is None:  # torchvision's box loss of FCOS: GIoU loss over the positives
+            assert flat.loc_errors is not None
+            loc = flat.loc_errors.sum() / num_pos
         ctrness = head_outputs["bbox_ctrness"][flat.pos_image, flat.pos_anchor, 0]
         if self.centerness == "none":
             ctr_loss = head_outputs["bbox_ctrness"].sum() * 0.0
         else:
-            ctr_loss = self._centerness_loss(ctrness, anchor_boxes, flat.gt_boxes) / num_pos
+            ctr_loss = self._centerness_loss(ctrness, flat.anchors, flat.gt_boxes) / num_pos
         return {"classification": cls, "bbox_regression": loc, "bbox_ctrness": ctr_loss}
 
     def _centerness_loss(self, ctrness: Tensor, anchor_boxes: Tensor, gt_boxes: Tensor) -> Tensor:

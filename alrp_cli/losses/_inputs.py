@@ -1,4 +1,4 @@
-"""Input checks and the split into positives and relevant negatives, shared by both losses."""
+"""Input checks and the split into positives and relevant negatives, shared by the losses."""
 
 from __future__ import annotations
 
@@ -27,10 +27,14 @@ def all_finite(logits: Tensor) -> bool:
     return bool(torch.isfinite(logits.sum())) or bool(torch.isfinite(logits).all())
 
 
-def check_inputs(logits: Tensor, targets: Tensor, delta: float) -> bool:
+def check_inputs(
+    logits: Tensor, targets: Tensor, delta: float, *, continuous: bool = False
+) -> bool:
     """Raise ValueError for inputs the losses cannot take (shapes, labels, δ, non-finite).
 
-    Returns whether every logit is finite (ignored pairs may hold non-finite logits).
+    ``continuous``: targets are -1, 0 or a quality in (0, 1] (Rank & Sort Loss) instead of
+    the integers -1, 0, 1. Returns whether every logit is finite (ignored pairs may hold
+    non-finite logits).
     """
     if not torch.is_tensor(logits) or not logits.is_floating_point():
         raise ValueError(f"logits must be a floating-point tensor, got {type(logits).__name__}")
@@ -42,14 +46,17 @@ def check_inputs(logits: Tensor, targets: Tensor, delta: float) -> bool:
         raise ValueError(f"delta must be >= 0, got {delta}")
     if targets.numel() == 0:
         return True
-    if targets.is_floating_point() or targets.dtype == torch.bool:
+    if continuous:
+        check_quality_targets(targets)
+    elif targets.is_floating_point() or targets.dtype == torch.bool:
         raise ValueError(f"targets must be an integer tensor (1, 0, -1), got {targets.dtype}")
-    low, high = torch.aminmax(targets)
-    if bool(low < -1) or bool(high > 1):
-        raise ValueError(
-            f"targets must be 1 (positive), 0 (negative) or -1 (ignored); found values "
-            f"in [{int(low)}, {int(high)}]"
-        )
+    else:
+        low, high = torch.aminmax(targets)
+        if bool(low < -1) or bool(high > 1):
+            raise ValueError(
+                f"targets must be 1 (positive), 0 (negative) or -1 (ignored); found values "
+                f"in [{int(low)}, {int(high)}]"
+            )
     if all_finite(logits):
         return True
     nonfinite = ~torch.isfinite(logits) & (targets != -1)
@@ -60,6 +67,25 @@ def check_inputs(logits: Tensor, targets: Tensor, delta: float) -> bool:
             f"entries (first at index {first}); check the head's output and the learning rate"
         )
     return False
+
+
+def check_quality_targets(targets: Tensor) -> None:
+    """Raise ValueError unless every target is -1 (ignored), 0 (negative) or in (0, 1].
+
+    One ``aminmax`` settles the common case (no ignored pairs, or none in (-1, 0)); a
+    second pass looks for values in (-1, 0) only when an ignored pair is present.
+    """
+    if targets.dtype == torch.bool or targets.is_complex():
+        raise ValueError(f"targets must be a real tensor (IoU, 0 or -1), got {targets.dtype}")
+    low, high = (float(v) for v in torch.aminmax(targets))
+    bad = not (low >= -1 and high <= 1)  # also NaN
+    if not bad and low < 0:
+        bad = bool(((targets < 0) & (targets != -1)).any())
+    if bad:
+        raise ValueError(
+            "targets must be an IoU in (0, 1] (positive), 0 (negative) or -1 (ignored); "
+            f"found values in [{low:g}, {high:g}]"
+        )
 
 
 def check_loc_errors(loc_errors: Tensor, num_pos: int) -> None:
@@ -89,6 +115,7 @@ class Split:
             this process's positives are ``start .. start + P_r − 1`` in input order.
         pos_scores (Tensor[P] float64): scores of all positives, in input order.
         pos_errors (Tensor[P] float64 or None): their localisation errors (aLRP only).
+        pos_targets (Tensor[P] float64 or None): their targets in (0, 1] (Rank & Sort only).
         point_bin (Tensor[N] int32): bin of every negative; ``bins.num_bins`` for positives
             and ignored pairs, which the negative sums leave out.
         point_offset (Tensor[N] or None): offset of each logit from its bin's left edge in
@@ -115,6 +142,7 @@ class Split:
     bins: Bins
     work_dtype: torch.dtype
     collective: Collective | None = None
+    pos_targets: Tensor | None = None
 
     @property
     def num_pos(self) -> int:
@@ -190,6 +218,7 @@ def prepare(
     delta: float,
     *,
     loc_errors: Tensor | None = None,
+    continuous: bool = False,
     collective: Collective | None = None,
 ) -> Split | None:
     """Check the inputs and bin them; None when there are no positives (on any rank).
@@ -198,6 +227,8 @@ def prepare(
         logits (Tensor[N] float), targets (Tensor[N] int), delta (float ≥ 0).
         loc_errors (Tensor[P_r] float or None): checked, and gathered with the positives'
             scores (aLRP).
+        continuous: targets are -1, 0 or in (0, 1] (Rank & Sort); the positives' targets
+            are gathered with their scores into ``Split.pos_targets``.
         collective: rank over the global batch of its ranks (see ``collective.py``).
 
     Raises ValueError for inputs the losses cannot take; with a collective, on every rank
@@ -205,15 +236,15 @@ def prepare(
     """
     failure = None
     try:
-        finite = check_inputs(logits, targets, delta)
-        pos_index = (targets == 1).nonzero().squeeze(1)
+        finite = check_inputs(logits, targets, delta, continuous=continuous)
+        pos_index = (targets > 0).nonzero().squeeze(1)  # == 1 for the integer targets
         if loc_errors is not None:
             check_loc_errors(loc_errors, pos_index.numel())
     except ValueError as exc:
         if collective is None:
             raise
         failure = exc
-    width = 1 if loc_errors is None else 2
+    width = 1 + (loc_errors is not None) + continuous
     if failure is not None:
         assert collective is not None
         device = logits.device if torch.is_tensor(logits) else None
@@ -222,12 +253,27 @@ def prepare(
     columns = [logits[pos_index].to(torch.float64)]
     if loc_errors is not None:
         columns.append(loc_errors.detach().to(torch.float64, copy=False))
+    if continuous:
+        columns.append(targets.detach()[pos_index].to(torch.float64))
     start = 0
     if collective is not None:
         columns, start = _gather_positives(collective, torch.stack(columns, 1), width)
     if columns[0].numel() == 0:
         return None
-    return _split(logits, targets, float(delta), finite, pos_index, columns, start, collective)
+    pos_errors = columns[1] if loc_errors is not None else None
+    pos_targets = columns[-1] if continuous else None
+    return _split(
+        logits,
+        targets,
+        float(delta),
+        finite,
+        pos_index,
+        start,
+        collective,
+        pos_scores=columns[0],
+        pos_errors=pos_errors,
+        pos_targets=pos_targets,
+    )
 
 
 def _split(
@@ -236,12 +282,14 @@ def _split(
     delta: float,
     finite: bool,
     pos_index: Tensor,
-    columns: list[Tensor],
     start: int,
     collective: Collective | None,
+    *,
+    pos_scores: Tensor,
+    pos_errors: Tensor | None,
+    pos_targets: Tensor | None,
 ) -> Split:
-    """Bin the local points against all positives (``columns``: scores[, errors])."""
-    pos_scores = columns[0]
+    """Bin the local points against all positives (columns Tensor[P] float64 each)."""
     sorted_scores, order = pos_scores.sort(stable=True)
     inverse = torch.empty_like(order)
     inverse[order] = torch.arange(order.numel(), device=order.device)
@@ -259,7 +307,7 @@ def _split(
         inverse=inverse,
         start=start,
         pos_scores=pos_scores,
-        pos_errors=columns[1] if len(columns) > 1 else None,
+        pos_errors=pos_errors,
         point_bin=point_bin,
         point_offset=local_offsets(bins, scores, point_bin) if smooth else None,
         pos_bin=pos_bin,
@@ -267,6 +315,7 @@ def _split(
         bins=bins,
         work_dtype=work,
         collective=collective,
+        pos_targets=pos_targets,
     )
 
 
@@ -275,8 +324,9 @@ def self_term(delta: float) -> float:
     return 0.5 if delta > 0 else 1.0
 
 
-def _is_one(value: Tensor) -> bool:
-    # Only on the CPU, where reading the value costs no device synchronisation.
+def is_one(value: Tensor) -> bool:
+    """Whether an incoming gradient is the scalar 1 (checked on the CPU only, where reading
+    the value costs no device synchronisation)."""
     return value.device.type == "cpu" and value.numel() == 1 and float(value) == 1.0
 
 
@@ -287,6 +337,6 @@ def scaled_update(update: Tensor, grad_output: Tensor) -> Tensor:
     graph is retained (the saved tensor still holds a reference), and takes it over
     otherwise.
     """
-    if _is_one(grad_output):
+    if is_one(grad_output):
         return update
     return update * grad_output.to(update.dtype)

@@ -10,12 +10,15 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, NullLocator
 
+from alrp_cli import registry
 from analysis.figures.theme import COLUMN_WIDTH, LOSS_COLORS, PALETTE, new_figure, note, themed
 
-LOSS_NAMES = {"alrp": "aLRP", "ap": "AP", "focal": "focal", "bce": "BCE"}
-MARKERS = {"alrp": "o", "ap": "s", "focal": "^", "bce": "v"}
-SIZES = {"alrp": 12, "ap": 30}
-DRAW_ORDER = {"bce": 0, "focal": 1, "ap": 2, "alrp": 3}
+#: The registry's losses: label, marker, size and drawing order (others: their name, a
+#: diamond, drawn first).
+LOSS_NAMES = {e.name: e.label for e in registry.entries()}
+MARKERS = {e.name: e.style.marker for e in registry.entries()}
+SIZES = {e.name: e.style.size for e in registry.entries()}
+DRAW_ORDER = {e.name: e.style.draw_order for e in registry.entries()}
 
 
 #: The axes span at most this many decades below the largest sum; smaller sums are drawn

@@ -12,6 +12,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from alrp_cli import registry
 from analysis.figures.theme import COLUMN_WIDTH, TEXT_WIDTH, colors_for, new_figure, themed
 
 #: Component columns of the analysis JSON's "lrp" block and how the figures name them.
@@ -31,8 +32,7 @@ HEADLINE = [
     ("moLRP_loc", "oLRP loc", False),
     ("moLRP_FP", "oLRP FP", False),
     ("moLRP_FN", "oLRP FN", False),
-    ("alrp", "aLRP loss", False),
-    ("ap_loss", "AP loss", False),
+    *[(m.key, m.headline, False) for m in registry.measures() if m.headline],
     ("spearman", "Spearman ρ", True),
 ]
 
@@ -45,7 +45,7 @@ PANELS = [
     ),
     (
         "Loss of the ranked detections (lower is better)",
-        [("alrp_cls", "aLRP cls"), ("alrp_loc", "aLRP loc"), ("alrp", "aLRP"), ("ap_loss", "AP")],
+        [(m.key, m.figure) for m in registry.measures()],
     ),
     (
         "Ranking vs localisation (higher is better)",

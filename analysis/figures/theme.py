@@ -17,6 +17,8 @@ from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from alrp_cli import registry
+
 #: Width of one column of a two-column paper (inches); the text width is twice that.
 COLUMN_WIDTH = 3.5
 TEXT_WIDTH = 7.0
@@ -43,7 +45,9 @@ THEME: dict[str, Any] = {
 PALETTE = sns.color_palette("colorblind")
 
 #: Fixed colours of the losses in check-balance figures (balanced ones cool, others warm).
-LOSS_COLORS = {"alrp": PALETTE[0], "ap": PALETTE[2], "focal": PALETTE[3], "bce": PALETTE[1]}
+LOSS_COLORS = {
+    e.name: PALETTE[e.style.color] for e in registry.entries() if e.style.color is not None
+}
 
 P = ParamSpec("P")
 R = TypeVar("R")

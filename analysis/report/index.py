@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from alrp_cli import registry
 from alrp_cli.atomic import write_text
 from analysis.report.build import FigureResult, headline_table
 from analysis.report.inputs import ReportInputs
@@ -117,8 +118,7 @@ def key_tables(inputs: ReportInputs) -> list[Table]:
             ("moLRP_loc", "oLRP loc"),
             ("moLRP_FP", "oLRP FP"),
             ("moLRP_FN", "oLRP FN"),
-            ("alrp", "aLRP loss"),
-            ("ap_loss", "AP loss"),
+            *[(m.key, m.headline) for m in registry.measures() if m.headline],
             ("spearman", "Spearman ρ"),
             ("n_tp", "TPs"),
         ]

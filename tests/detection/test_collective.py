@@ -3,8 +3,9 @@
 One fork of 3 processes: the 3-rank cases run on the world group, the 2-rank cases on a
 sub-group of ranks 0 and 1. Each process writes its results to a file; the parent checks
 them against one process on the whole batch and the loop reference
-(tests/losses/sharding.py). A slow test checks DistributedDataParallel's averaged
-gradients of world_size × the global loss against one process.
+(tests/losses/sharding.py; Rank & Sort Loss: tests/losses/sharding_rs.py). A
+slow test checks DistributedDataParallel's averaged gradients of world_size × the global
+loss against one process.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from alrp_cli.detection.collective import TorchDistributedCollective
-from alrp_cli.losses import alrp_loss, ap_loss
+from alrp_cli.losses import alrp_loss, ap_loss, rs_loss
+from tests.losses import sharding_rs as rs
 from tests.losses.sharding import assert_close, check_global, make_case, run_rank, standard_cases
 
 WORLD = 3
@@ -83,6 +85,10 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
                 before = collective.num_calls
                 results[f"{w}/{case.name}"] = run_rank(collective, case)
                 results[f"{w}/{case.name}/calls"] = collective.num_calls - before
+            for case in rs.rs_cases(w):
+                before = collective.num_calls
+                results[f"rs/{w}/{case.name}"] = rs.run_rank(collective, case)
+                results[f"rs/{w}/{case.name}/calls"] = collective.num_calls - before
         # A bad input on rank 2 raises on every rank, instead of hanging the others.
         case = make_case("bad", 10, "overlapping", 90, 3, 1.0)
         logits, targets, e = case.shard(rank)
@@ -93,6 +99,14 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
             results["bad"] = "no error"
         except ValueError as exc:
             results["bad"] = str(exc)
+        logits, targets = rs.shard(rs.rs_cases(3)[0], rank)
+        try:  # Rank & Sort: a target out of range on rank 2
+            rs_loss(
+                logits, torch.full_like(targets, 2.0) if rank == 2 else targets, collective=world
+            )
+            results["bad_rs"] = "no error"
+        except ValueError as exc:
+            results["bad_rs"] = str(exc)
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -132,10 +146,24 @@ def test_global_losses_equal_one_process(gloo_results: list[dict], world_size: i
         assert calls == {4 if no_positive else 6}, case.name
 
 
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_global_rs_loss_equals_one_process(gloo_results: list[dict], world_size: int) -> None:
+    for case in rs.rs_cases(world_size):
+        per_rank = [gloo_results[r][f"rs/{world_size}/{case.name}"] for r in range(world_size)]
+        rs.check_global(case, per_rank)
+        calls = {gloo_results[r][f"rs/{world_size}/{case.name}/calls"] for r in range(world_size)}
+        # Three loss calls (both parts, each part alone), each an all-gather (2 calls:
+        # sizes, rows) and, with positives, one all-reduce of the bins.
+        no_positive = int((case.targets > 0).sum()) == 0
+        assert calls == {6 if no_positive else 9}, case.name
+
+
 def test_bad_input_raises_on_every_rank(gloo_results: list[dict]) -> None:
     assert "non-finite" in gloo_results[2]["bad"]
+    assert "IoU in (0, 1]" in gloo_results[2]["bad_rs"]
     for rank in (0, 1):
         assert "rank(s) [2]" in gloo_results[rank]["bad"]
+        assert "rank(s) [2]" in gloo_results[rank]["bad_rs"]
 
 
 def test_needs_an_initialised_process_group() -> None:

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from alrp_cli.detection.data import (
+    MEAN,
     CocoDataset,
     DataPaths,
     build_transforms,
@@ -57,6 +58,12 @@ def hand_coco(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+# The official test resize keeps the ratio (coco500:33-36): at test scale (96, 96) the three
+# images (w, h) = (80, 60), (40, 100), (50, 50) become, by mmcv's rescale_size (factor
+# min(96 / long, 96 / short), sides rounded to nearest), 96 x 72, 38 x 96 and 96 x 96.
+EVAL_SIZES = {10: (96, 72), 20: (38, 96), 30: (96, 96)}  # id -> (w', h')
+
+
 def test_eval_items_have_the_documented_shapes_and_exact_scaled_boxes(hand_coco: Path) -> None:
     ds = CocoDataset(hand_coco / "img", hand_coco / "ann.json", train=False, image_size=96)
     assert len(ds) == 3 and ds.num_classes == 2
@@ -65,17 +72,20 @@ def test_eval_items_have_the_documented_shapes_and_exact_scaled_boxes(hand_coco:
     raw = json.loads((hand_coco / "ann.json").read_text())
     for index, image_id in enumerate([10, 20, 30]):
         image, target = ds[index]
-        assert image.dtype == torch.float32 and image.shape == (3, 96, 96)
+        out_w, out_h = EVAL_SIZES[image_id]
+        assert image.dtype == torch.float32 and image.shape == (3, out_h, out_w)
         assert type(image) is torch.Tensor and image.min() >= 0 and image.max() <= 1
         info = next(i for i in raw["images"] if i["id"] == image_id)
         w, h = info["width"], info["height"]
         assert target["image_id"] == image_id
         assert target["orig_size"].tolist() == [h, w] and target["orig_size"].dtype == torch.int64
+        assert target["size"].tolist() == [out_h, out_w]
         assert target["scale"].dtype == torch.float32
-        assert target["scale"].tolist() == pytest.approx([96 / w, 96 / h])
+        sx, sy = out_w / w, out_h / h  # the actual per-axis factors, not the rescale factor
+        assert target["scale"].tolist() == pytest.approx([sx, sy])
         anns = [a for a in raw["annotations"] if a["image_id"] == image_id and not a["iscrowd"]]
         expected = [
-            [x * 96 / w, y * 96 / h, (x + bw) * 96 / w, (y + bh) * 96 / h]
+            [x * sx, y * sy, (x + bw) * sx, (y + bh) * sy]
             for x, y, bw, bh in (a["bbox"] for a in anns)
         ]
         boxes, labels = target["boxes"], target["labels"]
@@ -129,12 +139,36 @@ def test_train_augmentation_keeps_boxes_valid(tmp_path: Path) -> None:
 
 def test_images_without_boxes_and_collate(hand_coco: Path) -> None:
     for train in (False, True):
-        ds = CocoDataset(hand_coco / "img", hand_coco / "ann.json", train=train, image_size=32)
+        ds = CocoDataset(
+            hand_coco / "img", hand_coco / "ann.json", train=train, image_size=32,
+            keep_empty_images=True,
+        )  # fmt: skip
         _, target = ds[2]  # no annotations
         assert target["boxes"].shape == (0, 4) and target["boxes"].dtype == torch.float32
         assert target["labels"].shape == (0,) and target["labels"].dtype == torch.int64
-        images, targets = collate([ds[0], ds[1], ds[2]])
+        items = [ds[0], ds[1], ds[2]]
+        images, targets = collate(items)
         assert images.shape == (3, 3, 32, 32) and [t["image_id"] for t in targets] == [10, 20, 30]
+        for (image, _), padded in zip(items, images, strict=True):
+            h, w = image.shape[-2:]  # each image at the top left, the rest the official mean
+            assert torch.equal(padded[:, :h, :w], image)
+            mean = torch.tensor(MEAN).view(3, 1, 1)
+            assert torch.equal(padded[:, h:, :], mean.expand(3, 32 - h, 32))
+            assert torch.equal(padded[:, :, w:], mean.expand(3, 32, 32 - w))
+
+
+def test_training_leaves_out_images_without_annotations_unless_asked(hand_coco: Path) -> None:
+    # image 30 has no annotation at all: the official loader's filter_empty_gt drops it
+    ds = CocoDataset(hand_coco / "img", hand_coco / "ann.json", train=True, image_size=32)
+    assert [ds[i][1]["image_id"] for i in range(len(ds))] == [10, 20]
+    assert ds.dropped_images == {"without annotations": 1}
+    kept = CocoDataset(
+        hand_coco / "img", hand_coco / "ann.json", train=True, image_size=32,
+        keep_empty_images=True,
+    )  # fmt: skip
+    assert len(kept) == 3 and not kept.dropped_images
+    evaluation = CocoDataset(hand_coco / "img", hand_coco / "ann.json", train=False, image_size=32)
+    assert len(evaluation) == 3  # evaluation keeps every image
 
 
 def test_build_transforms_rejects_bad_size() -> None:

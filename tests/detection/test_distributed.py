@@ -68,6 +68,38 @@ def test_augmentation_is_a_function_of_seed_epoch_and_image(tiny_coco: Path) -> 
     assert any(not torch.equal(forward[i], other_epoch[i][0]) for i in range(4))
 
 
+def test_one_persistent_loader_serves_every_epoch_as_fresh_in_process_loaders_do(
+    tiny_coco: Path,
+) -> None:
+    """The run keeps one DataLoader (its workers persist); moving its keyed sampler to an
+    epoch and position gives the batches a new in-process loader of that epoch gives."""
+    from alrp_cli.detection.data import CocoDataset, coco_layout, collate
+
+    paths = coco_layout(tiny_coco)
+    ds = CocoDataset(paths.train_images, paths.train_ann, train=True, image_size=64)
+
+    def batches(loader: torch.utils.data.DataLoader) -> list[torch.Tensor]:
+        return [images for images, _ in loader]
+
+    keyed = EpochSampler(len(ds), seed=3, epoch=0, keyed=True)
+    persistent = torch.utils.data.DataLoader(
+        SeededSamples(ds, seed=3, epoch=0), batch_size=2, sampler=keyed, collate_fn=collate,
+        num_workers=1, persistent_workers=True,
+    )  # fmt: skip
+    firsts = []
+    for epoch, start in ((0, 0), (1, 0), (2, 4)):  # epoch 2 resumed after 4 items
+        keyed.set_epoch(epoch, start=start)
+        fresh = torch.utils.data.DataLoader(
+            SeededSamples(ds, seed=3, epoch=epoch), batch_size=2, collate_fn=collate,
+            sampler=EpochSampler(len(ds), seed=3, epoch=epoch, start=start),
+        )  # fmt: skip
+        got, expected = batches(persistent), batches(fresh)
+        assert len(got) == len(expected) == (len(ds) - start) // 2
+        assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
+        firsts.append(got[0])
+    assert not torch.equal(firsts[0], firsts[1])  # another epoch, other samples
+
+
 # ---------------------------------------------------------------- real processes (slow)
 
 
@@ -255,3 +287,34 @@ def test_a_diverging_run_stops_every_process_with_the_same_message(
     assert "]: Traceback" not in text and "ValueError" not in text
     ckpt = torch.load(out / "last.pt", weights_only=True)
     assert ckpt["train_state"]["global_iter"] == 2
+
+
+@pytest.mark.slow
+def test_two_processes_start_from_the_imagenet_weights_in_the_cache(
+    ddp_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The COCO preset under torchrun: rank 0 reads torch's cache first, then the other; the
+    frozen stem and the BatchNorm statistics stay the ImageNet ones (eval mode), the
+    later BatchNorm scales train. A closed proxy makes any download attempt fail locally."""
+    from alrp_cli.detection.data import coco_layout
+    from alrp_cli.detection.pretrained import imagenet_weights
+    from tests.detection.weights import imagenet_like
+
+    state = imagenet_like()
+    cache = tmp_path / "torch-home" / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.save(state, cache / Path(imagenet_weights("resnet18").url).name)
+    paths = coco_layout(ddp_data)
+    data = ["--train-ann", str(paths.train_ann), "--train-images", str(paths.train_images),
+            "--val-ann", str(paths.val_ann), "--val-images", str(paths.val_images)]  # fmt: skip
+    out = tmp_path / "run"
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # torchrun's processes
+    for proxy in ("https_proxy", "HTTPS_PROXY"):
+        monkeypatch.setenv(proxy, "http://127.0.0.1:9")
+    code, text = _finish(_torchrun([*data, *DDP_OPTIONS, "--epochs", "1", "--out", str(out)]))
+    assert code == 0, text
+    assert json.loads((out / "config.json").read_text())["pretrained"] is True
+    model = torch.load(out / "last.pt", weights_only=True)["model"]
+    for key in ("conv1.weight", "layer1.0.conv2.weight", "layer3.1.bn2.running_mean"):
+        assert torch.equal(model[f"backbone.body.{key}"], state[key]), key
+    assert not torch.equal(model["backbone.body.layer4.1.bn2.bias"], state["layer4.1.bn2.bias"])

@@ -121,3 +121,22 @@ def test_fixed_weight_never_self_balances(model: Detector) -> None:
         parts = compute_loss("alrp", inputs, fixed)
     assert parts.sb_weight == 10.0
     assert float(balanced.weight) != 50.0  # it did update after 2 steps
+
+
+def test_ious_only_when_asked_and_the_recording_names_the_losss_delta(model: Detector) -> None:
+    from alrp_cli.detection.recording import loss_inputs_meta
+
+    out, targets = _case()
+    assert build_loss_inputs(model, out, targets, assigner="maxiou").ious is None
+    inputs = build_loss_inputs(model, out, targets, assigner="maxiou", ious=True)
+    assert inputs.ious is not None and inputs.loc_errors is not None
+    assert inputs.ious.shape == (inputs.num_pos,) and not inputs.ious.requires_grad
+    assert bool((1.0 - inputs.loc_errors.detach() <= inputs.ious + 1e-6).all())  # GIoU ≤ IoU
+    meta = {"num_classes": 3}
+    assert loss_inputs_meta(meta, "alrp", "atss") == {
+        **meta,
+        "loss": "alrp",
+        "assigner": "atss",
+        "delta": 1.0,
+    }
+    assert "delta" not in loss_inputs_meta(meta, "focal", "maxiou")  # no ranking, no δ

@@ -8,15 +8,16 @@ import pytest
 import torch
 
 from alrp_cli.detection.anchors import STRIDES, anchor_sizes
-from alrp_cli.detection.model import Detector, anchor_shapes
+from alrp_cli.detection.model import Detector
+from alrp_cli.registry import DEFAULT_LOSS, default_anchors
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_anchor_sizes_follow_the_published_configuration() -> None:
     # 2 scales per octave for both assigners (ATSS cfg:33, max-IoU cfg:8); ratios 1 or 3.
-    assert anchor_shapes("atss") == (2, (1.0,))
-    assert anchor_shapes("maxiou") == (2, (0.5, 1.0, 2.0))
+    assert default_anchors(DEFAULT_LOSS, "atss") == (2, [1.0])
+    assert default_anchors(DEFAULT_LOSS, "maxiou") == (2, [0.5, 1.0, 2.0])
     sizes = anchor_sizes(2)
     assert sizes[0] == pytest.approx((32.0, 32.0 * math.sqrt(2)))  # 4 × stride 8, 2 per octave
     assert sizes[-1] == pytest.approx((512.0, 512.0 * math.sqrt(2)))

@@ -36,6 +36,7 @@ def test_coco_alrp_is_the_official_atss_recipe() -> None:
     cfg = _coco(loss="alrp")
     assert cfg.assigner == "atss"  # ATSS cfg:42
     assert cfg.backbone == "resnet50" and cfg.head_channels == 256  # ATSS cfg:10, 20, 29
+    assert cfg.pretrained is True  # ATSS cfg:7 pretrained='torchvision://resnet50'
     assert cfg.group_norm is False  # alrp_loss_retina_head.py:40 norm_cfg=None
     assert cfg.p6_from == "c5"  # ATSS cfg:22 add_extra_convs='on_input'
     assert (cfg.anchor_scales_per_octave, cfg.anchor_ratios) == (2, [1.0])  # ATSS cfg:33-34
@@ -77,7 +78,7 @@ def test_given_options_win_over_the_recipe() -> None:
 def test_synthetic_preset_is_one_recipe_for_every_loss() -> None:
     cfgs = [TrainConfig(loss=loss).resolved() for loss in ("alrp", "ap", "focal")]
     for cfg in cfgs:
-        assert cfg.preset == "synthetic"
+        assert cfg.preset == "synthetic" and cfg.pretrained is False  # downloads nothing
         assert (cfg.assigner, cfg.group_norm, cfg.p6_from) == ("atss", True, "c5")
         assert (cfg.lr, cfg.batch_size, cfg.lr_batch, cfg.epochs) == (0.04, 16, 32, 8)
         assert cfg.lr_steps == [0.75, 0.95] and cfg.warmup_ratio == pytest.approx(1 / 3)
@@ -169,6 +170,7 @@ def test_print_config_prints_the_resolved_recipe_and_trains_nothing(tmp_path: Pa
     assert doc == TrainConfig.from_dict(doc).resolved().to_dict()  # complete and resolved
     assert doc["loss"] == "ap" and doc["lr"] == 0.002 and doc["assigner"] == "maxiou"
     assert doc["anchor_ratios"] == [0.5, 1.0, 2.0] and doc["group_norm"] is False
+    assert doc["pretrained"] is True and doc["backbone_weights"] is None
     assert doc["sb_period_epochs"] == 2 and doc["out"] == str(out)
     assert not out.exists()
     # Given options win, as in training.
@@ -177,3 +179,58 @@ def test_print_config_prints_the_resolved_recipe_and_trains_nothing(tmp_path: Pa
     assert doc["group_norm"] is True and doc["lr_steps"] == [0.5] and doc["lr_batch"] == 8
     bad = runner.invoke(app, ["train", "--print-config", "--sb-period-epochs", "0"])
     assert bad.exit_code == 2 and "--sb-period-epochs" in bad.stderr
+
+
+# coco500 = configs/_base_/datasets/coco500_detection_augm.py
+def test_coco_data_options_are_the_official_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    cfg = _coco()
+    assert cfg.augmentation == "official"  # coco500:5-28
+    assert cfg.test_scale == [833, 500]  # coco500:33
+    assert cfg.keep_empty_images is False  # filter_empty_gt (mmdet/datasets/custom.py:59)
+    assert cfg.workers == 8  # 16 CPUs, one process: 15, capped at 8
+    assert _coco(nproc=4).workers == 3  # 16 CPUs over 4 processes, one each kept
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # torchrun's: 2 CPUs per process
+    assert _coco().workers == 1
+    given = _coco(workers=0, augmentation="mild", test_scale=[512, 512], keep_empty_images=True)
+    assert (given.workers, given.augmentation, given.test_scale) == (0, "mild", [512, 512])
+    assert given.keep_empty_images is True
+
+
+def test_synthetic_data_options_are_mild_square_and_in_process() -> None:
+    cfg = TrainConfig().resolved()
+    assert (cfg.augmentation, cfg.test_scale, cfg.workers) == ("mild", [128, 128], 0)
+    assert TrainConfig(image_size=64).resolved().test_scale == [64, 64]
+    with pytest.raises(UserError, match="--augmentation"):
+        TrainConfig(augmentation="strong").resolved()
+    with pytest.raises(UserError, match="--test-scale"):
+        TrainConfig(test_scale=[833]).resolved()
+
+
+def test_an_old_config_keeps_its_data_pipeline() -> None:
+    old = TrainConfig(**COCO).resolved().to_dict()
+    for key in ("augmentation", "test_scale", "keep_empty_images"):
+        del old[key]
+    cfg = TrainConfig.from_dict(old)  # it trained with the mild pipeline, kept empty images
+    assert (cfg.augmentation, cfg.test_scale, cfg.keep_empty_images) == ("mild", [512, 512], True)
+
+
+def test_print_config_shows_the_data_options(tmp_path: Path) -> None:
+    args = ["train", "--train-ann", str(tmp_path / "a.json"), "--print-config"]
+    doc = json.loads(runner.invoke(app, args).stdout)
+    assert doc["augmentation"] == "official" and doc["test_scale"] == [833, 500]
+    assert isinstance(doc["workers"], int) and doc["workers"] >= 1
+    doc = json.loads(
+        runner.invoke(
+            app, [*args, "--test-scale", "1333,800", "--workers", "2", "--keep-empty-images"]
+        ).stdout
+    )
+    assert doc["test_scale"] == [1333, 800] and doc["workers"] == 2
+    assert doc["keep_empty_images"] is True
+    synthetic = json.loads(runner.invoke(app, ["train", "--print-config"]).stdout)
+    assert synthetic["augmentation"] == "mild" and synthetic["workers"] == 0
+    bad = runner.invoke(app, [*args, "--test-scale", "833"])
+    assert bad.exit_code == 2 and "--test-scale" in bad.stderr

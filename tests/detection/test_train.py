@@ -58,10 +58,12 @@ def test_run_directory_and_exact_resume_after_sigint(tiny_coco: Path, tmp_path: 
     # Same log as the uninterrupted run, apart from timings.
     def records(run: Path) -> list[dict]:
         lines = (run / "metrics.jsonl").read_text().splitlines()
-        timing = ("images_per_s", "seconds")
+        timing = ("images_per_s", "data_s", "seconds")
         return [{k: v for k, v in json.loads(x).items() if k not in timing} for x in lines]
 
     assert records(tmp_path / "a") == records(tmp_path / "b")
+    raw = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert all(0 <= r["data_s"] < 60 for r in raw if r["type"] == "step")
     recs = records(tmp_path / "a")
     assert [r["type"] for r in recs] == ["step", "step", "epoch", "step", "step", "epoch", "eval"]
     step = recs[0]

@@ -30,3 +30,21 @@ def make_problem(
     num_pos = int((targets == 1).sum())
     loc_errors = torch.rand(num_pos, generator=g, dtype=torch.float64) * 2
     return scores.to(dtype), targets, loc_errors.to(dtype)
+
+
+def iou_targets(targets: torch.Tensor, seed: int, levels: int = 0) -> torch.Tensor:
+    """Rank & Sort targets (Tensor float64) from {1, 0, -1} ones: each positive gets an IoU
+    in (0, 1]; with ``levels``, one of ``1/levels, 2/levels, …, 1``, so that IoUs tie."""
+    g = torch.Generator().manual_seed(seed)
+    u = torch.rand(targets.shape, generator=g, dtype=torch.float64)
+    iou = (u * levels).floor().add(1) / levels if levels else 1.0 - u
+    return torch.where(targets == 1, iou, targets.to(torch.float64))
+
+
+def make_rs_problem(
+    seed: int, regime: str, n: int, dtype: torch.dtype = torch.float64, levels: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """logits (Tensor[n]) and Rank & Sort targets (Tensor[n] float64) in a regime of
+    :func:`make_problem`."""
+    logits, targets, _ = make_problem(seed, regime, n, dtype)
+    return logits, iou_targets(targets, seed + 1, levels)

@@ -150,17 +150,31 @@ SCALARS = ("cls", "loc", "ap")
 ROWS = ("rank", "grad_logits", "grad_loc", "grad_ap")
 
 
-def check_global(case: Case, per_rank: list[dict[str, Tensor]]) -> None:
-    """Every rank has the same values; values, ranks and gradients (rows concatenated in rank
-    order) equal the single-process loss and the loop reference on the whole batch."""
-    for key in SCALARS:
+def merge_ranks(
+    case: Case, per_rank: list[dict[str, Tensor]], scalars: tuple[str, ...], rows: tuple[str, ...]
+) -> dict[str, Tensor]:
+    """Check that every rank has the same ``scalars``, in the logits dtype; return them and
+    the ``rows`` of every rank concatenated in rank order."""
+    for key in scalars:
         for r, res in enumerate(per_rank):
             assert torch.equal(res[key], per_rank[0][key]), f"{case.name}: {key} rank {r} differs"
             assert res[key].dtype == case.logits.dtype, f"{case.name}: {key} dtype"
-    merged = {k: torch.cat([res[k] for res in per_rank]) for k in ROWS}
-    merged.update({k: per_rank[0][k] for k in SCALARS})
+    merged = {k: torch.cat([res[k] for res in per_rank]) for k in rows}
+    merged.update({k: per_rank[0][k] for k in scalars})
+    return merged
+
+
+def global_rtol(case: Case) -> float:
+    """The tolerance of the global-ranking checks: 1e-9 in float64, 1e-5 in float32."""
+    return 1e-9 if case.logits.dtype == torch.float64 else 1e-5
+
+
+def check_global(case: Case, per_rank: list[dict[str, Tensor]]) -> None:
+    """Every rank has the same values; values, ranks and gradients (rows concatenated in rank
+    order) equal the single-process loss and the loop reference on the whole batch."""
+    merged = merge_ranks(case, per_rank, SCALARS, ROWS)
     single = run_local(None, case.logits, case.targets, case.loc_errors, case.delta)
-    rtol = 1e-9 if case.logits.dtype == torch.float64 else 1e-5
+    rtol = global_rtol(case)
     for key in (*SCALARS, *ROWS):
         assert_close(merged[key], single[key], rtol, f"{case.name}: {key} vs single process")
     x = case.logits.double()

@@ -67,7 +67,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     # no GroupNorm: at 64 px a single image has one value per group at the coarsest level
     cfg = tiny_config(data, root / "unused", group_norm=False).resolved()
     ds = CocoDataset(paths.val_images, paths.val_ann, train=False, image_size=64)
-    model = build_model(cfg, ds.num_classes, load_pretrained=False)
+    model = build_model(cfg, ds.num_classes)
     meta = {"num_classes": ds.num_classes, "category_ids": ds.category_ids,
             "category_names": ds.category_names, "iters_per_epoch": 2}  # fmt: skip
     checkpoint = root / "ck.pt"

@@ -23,7 +23,7 @@ from tests.reliability.conftest import World, assert_refused, digest, invoke
 
 OUTPUT_OPTIONS = {"--json", "--csv-dir", "-o", "--output", "--out", "--plot"}
 FOLDER_OPTIONS = {("train", "--out"), ("report", "--out"), ("analyze", "--csv-dir"),
-                  ("data synth", "--out")}  # fmt: skip
+                  ("data synth", "--out"), ("import", "--out")}  # fmt: skip
 
 
 def commands(w: World, fresh: Path) -> dict[str, tuple[list[object], list[Path], dict]]:
@@ -54,6 +54,8 @@ def commands(w: World, fresh: Path) -> dict[str, tuple[list[object], list[Path],
             {},
         ),
         "bench": (["bench", "--size", "10x100", "--reference-repeats", "0"], [], {}),
+        # outputs are checked before the file is read: any checkpoint serves here
+        "import": (["import", w.checkpoint], [w.checkpoint], {"--out": fresh / "imported"}),
     }
 
 

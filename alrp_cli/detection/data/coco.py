@@ -1,10 +1,10 @@
-"""COCO-format detection data as a torch Dataset: torchvision ``CocoDetection`` + transforms v2.
+"""COCO-format detection data as a torch Dataset: images decoded by ``torchvision.io``,
+boxes as ``tv_tensors``, transforms v2.
 
-Images come from ``CocoDetection`` (PIL), targets are converted to ``tv_tensors`` by
-``torchvision.datasets.wrap_dataset_for_transforms_v2`` and then pass through
-:func:`~alrp_cli.detection.data.transforms.build_transforms`. Crowd annotations
-(``iscrowd = 1``) are left out of the training targets, as in torchvision's references;
-evaluation uses the annotation file itself (:attr:`CocoDataset.coco`).
+Images are read by :func:`~.decode.read_rgb`; boxes follow the official loader's rules
+(:mod:`.annotations`) and pass, with the image, through
+:func:`~alrp_cli.detection.data.transforms.build_transforms`. Evaluation uses the
+annotation file itself (:attr:`CocoDataset.coco`).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,9 +23,10 @@ from PIL import Image, UnidentifiedImageError
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
-from torchvision.datasets import CocoDetection, wrap_dataset_for_transforms_v2
 from torchvision.transforms.v2 import functional as F
 
+from alrp_cli.detection.data.annotations import CROWD, box_reason, training_image_ids
+from alrp_cli.detection.data.decode import read_rgb
 from alrp_cli.detection.data.transforms import build_transforms
 from alrp_cli.errors import UserError
 from analysis.ground_truth import load_gt
@@ -77,45 +79,29 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-class _CocoDetection(CocoDetection):
-    """CocoDetection over an already loaded COCO; crowd boxes dropped; clear missing-file errors."""
-
-    def __init__(self, images_dir: Path, coco: COCO) -> None:
-        # Deliberately not calling CocoDetection.__init__: it would parse the JSON again.
-        super(CocoDetection, self).__init__(str(images_dir))
-        self.coco = coco
-        self.ids = sorted(coco.imgs.keys())
-
-    def _load_image(self, id: int) -> Any:
-        path = Path(self.root) / self.coco.loadImgs(id)[0]["file_name"]
-        if not path.is_file():
-            raise UserError(f"{path}: image file listed in the annotations is missing")
-        try:
-            return super()._load_image(id)
-        except (UnidentifiedImageError, OSError) as err:
-            raise UserError(f"{path}: not a readable image ({err})") from None
-
-    def _load_target(self, id: int) -> list[Any]:
-        return [ann for ann in super()._load_target(id) if not ann.get("iscrowd", 0)]
-
-
 class CocoDataset(Dataset):
-    """A COCO-format detection dataset yielding fixed-size training/eval samples.
+    """A COCO-format detection dataset yielding training or evaluation samples.
 
     Each item is ``(image, target)``:
 
-    - ``image``: Tensor[3, S, S] float32 in [0, 1], S = ``image_size``, a plain resize
-      (aspect ratio not kept, no letterbox);
-    - ``target["boxes"]``: Tensor[K, 4] float32, XYXY in resized pixel coordinates;
+    - ``image``: Tensor[3, H', W'] float32 (value / 255): with ``train=True``
+      ``image_size`` × ``image_size``; with ``train=False`` the aspect ratio kept, as large as
+      fits in ``test_scale`` (long, short; default ``(image_size, image_size)``), unpadded
+      (:func:`collate` pads a batch);
+    - ``target["boxes"]``: Tensor[K, 4] float32, XYXY in the item's pixel coordinates;
     - ``target["labels"]``: Tensor[K] int64, contiguous 0..C-1 (see :attr:`category_ids`);
     - ``target["image_id"]``: int, the COCO image id;
     - ``target["orig_size"]``: Tensor[2] int64, (h, w) of the original image;
-    - ``target["scale"]``: Tensor[2] float32, (sx, sy) = (S / w, S / h): original to resized.
-      With ``train=False`` a box maps back by ``x / sx, y / sy``; with ``train=True`` the
-      random zoom/crop make the mapping random, and ``scale`` is still (S / w, S / h).
+    - ``target["size"]``: Tensor[2] int64, (H', W') of the image before any padding;
+    - ``target["scale"]``: Tensor[2] float32, (sx, sy) = (W' / w, H' / h), the actual
+      per-axis factors: with ``train=False`` a box maps back by ``x / sx, y / sy`` (mmdet's
+      ``scale_factor``); with ``train=True`` the random expand/crop make the mapping random.
 
-    With ``train=True`` the augmentation of :func:`build_transforms` applies and boxes
-    made invalid by it are dropped. Crowd annotations never appear in ``boxes``.
+    Boxes the official loader does not train on (:mod:`.annotations`: crowd, ignored,
+    outside the image, zero area or under 1 px) never appear in ``boxes``; with
+    ``augmentation="official"`` crowd boxes still take part in the crop, as there. With
+    ``train=True`` the images that no annotation refers to are left out unless
+    ``keep_empty_images``, and images under 32 px always (:attr:`dropped_images` counts them).
     """
 
     def __init__(
@@ -125,6 +111,9 @@ class CocoDataset(Dataset):
         *,
         train: bool,
         image_size: int,
+        augmentation: str = "mild",
+        test_scale: tuple[int, int] | list[int] | None = None,
+        keep_empty_images: bool = False,
     ) -> None:
         images_dir = Path(images_dir)
         if not images_dir.is_dir():
@@ -134,27 +123,35 @@ class CocoDataset(Dataset):
         self.images_dir = images_dir
         self.train = train
         self.image_size = image_size
+        self.augmentation = augmentation
+        self.test_scale = tuple(test_scale) if test_scale is not None else None
         cats = sorted(self.coco.cats.values(), key=lambda c: c["id"])
         self.category_ids: list[int] = [c["id"] for c in cats]
         self.category_names: list[str] = [str(c.get("name", c["id"])) for c in cats]
         self._label_of = {cid: i for i, cid in enumerate(self.category_ids)}
-        base = _CocoDetection(images_dir, self.coco)
-        self._base = base
-        if base.ids:  # fail early when --*-images points at the wrong folder
-            first = images_dir / self.coco.imgs[base.ids[0]]["file_name"]
+        self.dropped_images: Counter[str] = Counter()
+        if train:
+            self.ids, self.dropped_images = training_image_ids(
+                self.coco, keep_empty=keep_empty_images
+            )
+        else:
+            self.ids = sorted(self.coco.imgs)
+        if self.ids:  # fail early when --*-images points at the wrong folder
+            first = images_dir / self.coco.imgs[self.ids[0]]["file_name"]
             if not first.is_file():
                 raise UserError(f"{first}: image file listed in the annotations is missing")
-        self._ds = wrap_dataset_for_transforms_v2(base, target_keys={"image_id", "boxes", "labels"})
-        self._transforms = build_transforms(train=train, image_size=image_size)
+        self._transforms = build_transforms(
+            train=train, image_size=image_size, augmentation=augmentation, test_scale=test_scale
+        )
 
     def image_paths(self) -> dict[int, Path]:
         """Image id -> image file, for every image of the dataset."""
-        return {i: self.images_dir / self.coco.imgs[i]["file_name"] for i in self._base.ids}
+        return {i: self.images_dir / self.coco.imgs[i]["file_name"] for i in self.ids}
 
     def exclude(self, image_ids: Iterable[int]) -> None:
         """Leave these images out of the dataset (e.g. unreadable ones)."""
         dropped = set(image_ids)
-        self._base.ids = [i for i in self._base.ids if i not in dropped]
+        self.ids = [i for i in self.ids if i not in dropped]
 
     @property
     def num_classes(self) -> int:
@@ -162,31 +159,50 @@ class CocoDataset(Dataset):
         return len(self.category_ids)
 
     def __len__(self) -> int:
-        return len(self._ds)
+        return len(self.ids)
+
+    def _target(self, image_id: int, h: int, w: int) -> dict[str, Any]:
+        """Boxes (XYXY float32), labels and crowd flags of the boxes that take part."""
+        official_train = self.train and self.augmentation == "official"
+        rows, labels, crowd = [], [], []
+        for ann in self.coco.imgToAnns.get(image_id, []):
+            reason = box_reason(ann, w, h)
+            if reason is not None and not (reason == CROWD and official_train):
+                continue
+            x, y, bw, bh = ann["bbox"]
+            rows.append([x, y, x + bw, y + bh])
+            labels.append(self._label_of[ann["category_id"]])
+            crowd.append(reason == CROWD)
+        boxes = tv_tensors.BoundingBoxes(
+            torch.tensor(rows, dtype=torch.float32).reshape(-1, 4),
+            format="XYXY",
+            canvas_size=(h, w),
+            # the official pipeline clips boxes only in its crop and resize (T:206-213)
+            clamping_mode=None if official_train else "soft",
+        )
+        target = {"boxes": boxes, "labels": torch.tensor(labels, dtype=torch.int64)}
+        if official_train:
+            target["iscrowd"] = torch.tensor(crowd, dtype=torch.bool)
+        return target
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
-        image, target = self._ds[index]
+        image_id = self.ids[index]
+        image = read_rgb(self.images_dir / self.coco.imgs[image_id]["file_name"])
         h, w = F.get_size(image)
-        image_id = int(target["image_id"])
-        if "boxes" not in target:  # the wrapper returns only the id for an image without boxes
-            target["boxes"] = tv_tensors.BoundingBoxes(
-                torch.zeros(0, 4), format="XYXY", canvas_size=(h, w)
-            )
-            target["labels"] = torch.zeros(0, dtype=torch.int64)
-        # integer bboxes in the JSON give an int64 tensor, which resizing would truncate
-        target["boxes"] = tv_tensors.wrap(target["boxes"].to(torch.float32), like=target["boxes"])
-        target["labels"] = torch.as_tensor(
-            [self._label_of[int(c)] for c in target["labels"]], dtype=torch.int64
-        )
+        target = self._target(image_id, h, w)
         with _one_thread():
             image, target = self._transforms(image, target)
-        s = self.image_size
+        boxes, labels = target["boxes"].as_subclass(torch.Tensor), target["labels"]
+        if "iscrowd" in target:  # crowd boxes took part in the crop; they are no targets
+            boxes, labels = boxes[~target["iscrowd"]], labels[~target["iscrowd"]]
+        out_h, out_w = F.get_size(image)
         return image.as_subclass(torch.Tensor), {
-            "boxes": target["boxes"].as_subclass(torch.Tensor).to(torch.float32),
-            "labels": target["labels"],
+            "boxes": boxes.to(torch.float32),
+            "labels": labels,
             "image_id": image_id,
             "orig_size": torch.tensor([h, w], dtype=torch.int64),
-            "scale": torch.tensor([s / w, s / h], dtype=torch.float32),
+            "size": torch.tensor([out_h, out_w], dtype=torch.int64),
+            "scale": torch.tensor([out_w / w, out_h / h], dtype=torch.float32),
         }
 
 
@@ -214,12 +230,6 @@ def image_problem(path: Path) -> str | None:
     if fmt == "JPEG" and b"\xff\xd9" not in tail:
         return "truncated JPEG (no end-of-image marker)"
     return None
-
-
-def collate(batch: list[tuple[torch.Tensor, dict[str, Any]]]) -> tuple[torch.Tensor, list[dict]]:
-    """Stack images to Tensor[B, 3, S, S]; keep targets as a list of B dicts."""
-    images, targets = zip(*batch, strict=True)
-    return torch.stack(images), list(targets)
 
 
 def coco_summary(coco: COCO) -> dict[str, Any]:
