@@ -403,6 +403,7 @@ def train(
 
     if not launched_by_torchrun():
         config.validate()  # bad options: one line here, not once per process
+        config.check_machine()
         if nproc > 1:
             from alrp_cli.detection.launch import launch_local
 

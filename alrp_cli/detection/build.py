@@ -343,6 +343,7 @@ def _wrap_model(model: Detector, dist: Dist, device: torch.device) -> nn.Module:
 def setup(config: TrainConfig, emit: EventFn) -> Run:
     """Everything a run needs, fresh or restored from ``config.resume``'s checkpoint."""
     cfg, run_dir, checkpoint_file, checkpoint = _resolve_config(config)
+    cfg.check_machine()
     dist, device = _join_world(cfg, checkpoint is not None, emit)
     try:
         return _setup(cfg, run_dir, checkpoint_file, checkpoint, dist, device, emit)

@@ -285,16 +285,18 @@ class TrainConfig:
         if self.warmup_ratio is not None and not 0 < self.warmup_ratio <= 1:
             raise UserError(f"warmup_ratio: must be in (0, 1], got {self.warmup_ratio}")
         self.check_world_size(self.world_size)
-        self._check_machine_limits()
 
-    def _check_machine_limits(self) -> None:
-        """Counts and sizes beyond this machine (see :mod:`alrp_cli.limits`): refused now,
-        not as a million processes or an out-of-memory error later."""
+    def check_machine(self) -> None:
+        """Raise :class:`UserError` for counts and sizes beyond this machine (see
+        :mod:`alrp_cli.limits`): refused before a run starts, not as a million processes or
+        an out-of-memory error later. Apart from :meth:`validate`, so that
+        ``--print-config`` still shows a command meant for a larger machine."""
         from alrp_cli.limits import check_fits, check_per_core, cpu_count
 
         if self.threads is not None:
             check_per_core(self.threads, "--threads", what="threads")
-        check_per_core(self.workers, "--workers", what="worker processes")
+        if self.workers is not None:
+            check_per_core(self.workers, "--workers", what="worker processes")
         if self.nproc > 1:
             import torch
 

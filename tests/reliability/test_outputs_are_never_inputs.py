@@ -216,6 +216,11 @@ def test_dash_is_standard_output_for_json_and_refused_elsewhere(
         extra += ["--format", "png", "--dpi", "30"]
     if name == "train":
         extra += ["--epochs", "1"]
+    if name == "import":  # the world's checkpoint is alrp's own: import an official one
+        from tests.detection.weights import mmdet_checkpoint, save_legacy
+
+        save_legacy(mmdet_checkpoint(), tmp_path / "released.pth")
+        args, inputs = ["import", tmp_path / "released.pth"], [tmp_path / "released.pth"]
     before = digest(*inputs)
     result = invoke([*args, *extra, option, "-"])
     if option == "--json":
