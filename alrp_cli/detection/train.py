@@ -251,16 +251,7 @@ def fit(run: Run, emit: EventFn) -> TrainResult:
     cfg, state, dist = run.cfg, run.state, run.dist
     assert cfg.epochs is not None
     if state.epoch >= cfg.epochs and not state.eval_pending:  # a finished run: touch nothing
-        return TrainResult(
-            run_dir=run.run_dir,
-            epochs_done=state.epoch,
-            global_iter=state.global_iter,
-            interrupted=False,
-            signal=None,
-            best_ap=state.best_ap if state.best_ap >= 0 else None,
-            last_eval=None,
-            seconds=0.0,
-        )
+        return _result(run, stopped_by=None, last_eval=None, seconds=0.0)
     record_inputs, flush_inputs = loss_inputs_recorder(
         run.run_dir / "loss_inputs.pt",
         cfg.record_loss_inputs if dist.is_main else 0,
@@ -325,15 +316,25 @@ def fit(run: Run, emit: EventFn) -> TrainResult:
             save_last(run)
         flush_inputs()
         stopped_by = int(should_stop() or signal.SIGTERM) if interrupted else None
+    return _result(
+        run, stopped_by=stopped_by, last_eval=last_eval, seconds=time.perf_counter() - started
+    )
+
+
+def _result(
+    run: Run, *, stopped_by: int | None, last_eval: dict[str, Any] | None, seconds: float
+) -> TrainResult:
+    """Where ``run`` stands, stopped by signal ``stopped_by`` (None: not interrupted)."""
+    state = run.state
     return TrainResult(
         run_dir=run.run_dir,
         epochs_done=state.epoch,
         global_iter=state.global_iter,
-        interrupted=interrupted,
+        interrupted=stopped_by is not None,
         signal=stopped_by,
         best_ap=state.best_ap if state.best_ap >= 0 else None,
         last_eval=last_eval,
-        seconds=time.perf_counter() - started,
+        seconds=seconds,
     )
 
 
