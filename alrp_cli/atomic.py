@@ -30,7 +30,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    # a long target name keeps room for the temporary one's prefix and suffix
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.name[:64]}.", suffix=".tmp", dir=target.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -59,10 +62,14 @@ def _finite_or_none(obj: Any) -> Any:
     return obj
 
 
-def write_json(path: str | os.PathLike[str], obj: Any, *, indent: int | None = 2) -> None:
-    """Atomically write ``obj`` as strict JSON; NaN and infinities become ``null``.
+def json_text(obj: Any, *, indent: int | None = 2) -> str:
+    """``obj`` as strict JSON text ending in a newline; NaN and infinities become ``null``.
 
     Floats keep full precision (Python's shortest round-trip repr).
     """
-    text = json.dumps(_finite_or_none(obj), indent=indent, allow_nan=False)
-    write_text(path, text + "\n")
+    return json.dumps(_finite_or_none(obj), indent=indent, allow_nan=False) + "\n"
+
+
+def write_json(path: str | os.PathLike[str], obj: Any, *, indent: int | None = 2) -> None:
+    """Atomically write ``obj`` as :func:`json_text` to ``path``."""
+    write_text(path, json_text(obj, indent=indent))

@@ -140,11 +140,12 @@ def _read_typed(name: str) -> GroundTruth | None:
     del data, anns
     images_sorted = np.unique(image_ids)
     cats_sorted = np.unique(cat_ids)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):
         ok = (
             len(cat_ids) > 0
             and np.isfinite(bbox).all()
             and (bbox[:, 2:] >= 0).all()
+            and np.isfinite(bbox[:, :2] + bbox[:, 2:]).all()
             and np.isfinite(area).all()
             and np.isin(crowd, (0, 1)).all()
             and np.isin(img, images_sorted).all()
@@ -152,6 +153,8 @@ def _read_typed(name: str) -> GroundTruth | None:
         )
     if not ok:
         return None
+    _check_unique_ids(name, image_ids, "images")
+    _check_unique_ids(name, cat_ids, "categories")
     _check_unique_ids(name, ann_id)
     return GroundTruth(
         path=name,
@@ -186,6 +189,7 @@ def _validate_gt(name: str, data: Any) -> GroundTruth:
         if not isinstance(img, dict) or not is_int(img.get("id")):
             raise UserError(f"{name}: images[{i}]: expected an object with an integer 'id'")
     image_ids = np.array([int(img["id"]) for img in images], dtype=np.int64)
+    _check_unique_ids(name, image_ids, "images")
 
     cats = data["categories"]
     cat_names: dict[int, str] = {}
@@ -193,6 +197,7 @@ def _validate_gt(name: str, data: Any) -> GroundTruth:
         if not isinstance(cat, dict) or not is_int(cat.get("id")):
             raise UserError(f"{name}: categories[{i}]: expected an object with an integer 'id'")
         cat_names[int(cat["id"])] = str(cat.get("name", cat["id"]))
+    _check_unique_ids(name, [int(cat["id"]) for cat in cats], "categories")
     if not cat_names:
         raise UserError(f"{not_coco}: 'categories' is empty")
 
@@ -213,8 +218,14 @@ def _validate_gt(name: str, data: Any) -> GroundTruth:
         bb = a["bbox"]
         if not (isinstance(bb, list | tuple) and len(bb) == 4 and all(map(is_num, bb))):
             raise UserError(f"{where}: 'bbox' must be a list of 4 numbers [x, y, w, h]")
-        if not all(math.isfinite(v) for v in bb) or bb[2] < 0 or bb[3] < 0:
-            raise UserError(f"{where}: 'bbox' {list(bb)} has a non-finite or negative value")
+        if (
+            not all(math.isfinite(v) for v in (*bb, bb[0] + bb[2], bb[1] + bb[3]))
+            or min(bb[2:]) < 0
+        ):
+            raise UserError(
+                f"{where}: 'bbox' {list(bb)} has a non-finite or negative value (or a far "
+                "corner x + w, y + h beyond the floats)"
+            )
         ar = a.get("area", bb[2] * bb[3])
         if not is_num(ar) or not math.isfinite(ar):
             raise UserError(f"{where}: 'area' must be a finite number")
@@ -248,14 +259,26 @@ def _validate_gt(name: str, data: Any) -> GroundTruth:
     )
 
 
-def _check_unique_ids(name: str, ann_id: list[int]) -> None:
-    """UserError naming the first annotation whose id an earlier one already has.
+_DUPLICATES = {
+    "annotations": (
+        "annotation",
+        "pycocotools would evaluate one of the two boxes twice and drop the other",
+    ),
+    "images": ("image", "pycocotools would keep one of the two images and merge their boxes"),
+    "categories": ("category", "pycocotools would keep one of the two categories"),
+}
 
-    pycocotools indexes annotations by id, so with a duplicate it evaluates the last
-    annotation of that id in place of every one (one box counted twice, the other never
+
+def _check_unique_ids(name: str, ids: Any, key: str = "annotations") -> None:
+    """UserError naming the first entry of ``key`` (annotations, images, categories) whose
+    id an earlier one already has.
+
+    pycocotools indexes each of them by id, so with a duplicate it keeps the last entry of
+    that id in place of every one (for annotations: one box counted twice, the other never
     seen) and gives a different AP without a word; refusing is the only honest answer.
     """
-    ids = np.asarray(ann_id, dtype=np.int64)
+    what, why = _DUPLICATES[key]
+    ids = np.asarray(ids, dtype=np.int64)
     order = np.argsort(ids, kind="stable")
     same = np.flatnonzero(ids[order][1:] == ids[order][:-1])
     if not len(same):
@@ -264,7 +287,6 @@ def _check_unique_ids(name: str, ann_id: list[int]) -> None:
     i = int(later.min())
     first = int(np.flatnonzero(ids == ids[i])[0])
     raise UserError(
-        f"{name}: annotations[{i}]: duplicate annotation id {int(ids[i])} (also "
-        f"annotations[{first}]); ids must be unique (pycocotools would evaluate one of the "
-        "two boxes twice and drop the other)"
+        f"{name}: {key}[{i}]: duplicate {what} id {int(ids[i])} (also {key}[{first}]); ids "
+        f"must be unique ({why})"
     )

@@ -247,9 +247,7 @@ def _typed_chunk(piece: bytes, gt: GroundTruth, offset: int) -> Predictions | No
     del dets
     with np.errstate(invalid="ignore"):
         ok = (
-            np.isfinite(bbox).all(axis=1)
-            & (bbox[:, 2] > 0)
-            & (bbox[:, 3] > 0)
+            _boxes_ok(bbox)
             & (score >= 0)
             & (score <= 1)
             & _isin_sorted(img, gt.image_ids)
@@ -266,6 +264,19 @@ def _typed_chunk(piece: bytes, gt: GroundTruth, offset: int) -> Predictions | No
         index=np.arange(offset, offset + n, dtype=np.int64),
         n_records=n,
     )
+
+
+def _boxes_ok(bbox: np.ndarray) -> np.ndarray:
+    """bool (D,): each [x, y, w, h] of ``bbox`` (D, 4) is finite with w, h > 0, and its far
+    corner and its area are finite too (1e308 wide would overflow every IoU)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return (
+            np.isfinite(bbox).all(axis=1)
+            & (bbox[:, 2] > 0)
+            & (bbox[:, 3] > 0)
+            & np.isfinite(bbox[:, :2] + bbox[:, 2:]).all(axis=1)
+            & np.isfinite(bbox[:, 2] * bbox[:, 3])
+        )
 
 
 def _isin_sorted(values: np.ndarray, sorted_unique: np.ndarray) -> np.ndarray:
@@ -356,7 +367,7 @@ def _validate_records(
             dtype=np.float64,
         ).reshape(n, 4)
     with np.errstate(invalid="ignore"):
-        flag(~(np.isfinite(bbox).all(axis=1) & (bbox[:, 2] > 0) & (bbox[:, 3] > 0)), "bad_bbox")
+        flag(~_boxes_ok(bbox), "bad_bbox")
         flag(~(np.isfinite(score) & (score >= 0) & (score <= 1)), "bad_score")
     flag(~_isin_sorted(img, gt.image_ids) | huge["image_id"], "unknown_image")
     flag(~_isin_sorted(cat, gt.cat_ids) | huge["category_id"], "unknown_category")
@@ -402,7 +413,10 @@ def _explain(kind: str, rec: Any, gt: GroundTruth) -> str:
             return f"'score' is {json_type(rec['score'])}, expected a number"
         return f"'bbox' must be a list of 4 numbers [x, y, w, h], got {rec['bbox']!r:.60}"
     if kind == "bad_bbox":
-        return f"'bbox' {rec['bbox']} must be finite with positive width and height"
+        return (
+            f"'bbox' {rec['bbox']} must be finite with positive width and height, and a "
+            "finite far corner (x + w, y + h) and area"
+        )
     if kind == "bad_score":
         return f"'score' {rec['score']!r} must be a finite number in [0, 1]"
     if kind == "unknown_image":

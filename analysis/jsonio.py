@@ -13,18 +13,25 @@ from alrp_cli.errors import UserError
 
 
 def read_json(path: str | os.PathLike[str], what: str) -> Any:
-    """Parse a JSON file; any failure becomes a one-line UserError naming the file."""
+    """Parse a JSON file; any failure becomes a one-line UserError naming the file.
+
+    The one JSON reader of every command, so that a file gets the same message everywhere
+    (``what`` names the kind of file expected, e.g. "COCO results").
+    """
     p = Path(path)
+    expected = f"expected {'an' if what[:1].lower() in 'aeiou' else 'a'} {what} JSON file"
     try:
         raw = p.read_bytes()
     except FileNotFoundError:
         raise UserError(f"{p}: no such file ({what})") from None
     except IsADirectoryError:
-        raise UserError(f"{p}: is a directory, expected a {what} JSON file") from None
+        raise UserError(f"{p}: is a directory, {expected}") from None
     except OSError as err:
         raise UserError(f"{p}: cannot read ({err.strerror or err})") from None
+    if not raw:
+        raise UserError(f"{p}: empty file, {expected}")
     if not raw.strip():
-        raise UserError(f"{p}: empty file, expected a {what} JSON file")
+        raise UserError(f"{p}: holds only whitespace, {expected}")
     try:
         return json.loads(raw)
     except UnicodeDecodeError:

@@ -158,7 +158,6 @@ def match_all(
     area_of = np.array(s_area, dtype=np.int64)
     thr = np.minimum(np.array(s_thr), 1 - 1e-10)
     coco_steps = 100 if coco else 0
-    steps = max(coco_steps, max_dets)
 
     ign_all = gt_ignored(gt)
     n_gt = np.bincount(
@@ -182,6 +181,9 @@ def match_all(
     start = np.r_[0, np.flatnonzero(dkey_s[1:] != dkey_s[:-1]) + 1]
     rank[dorder] = np.arange(n_det) - np.repeat(start, np.diff(np.r_[start, n_det]))
     del dkey_s, start, dorder
+    # No group has more detections than the largest: a larger max_dets changes nothing, and
+    # the work below stays bounded by the file, whatever --max-dets says.
+    steps = max(coco_steps, min(max_dets, int(rank.max()) + 1))
     # Detections to match, by (rank, group): step r takes the r-th detection of every group.
     by_rank = np.argsort(rank, kind="stable")
     by_rank = by_rank[: np.searchsorted(rank[by_rank], steps)]

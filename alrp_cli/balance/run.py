@@ -22,9 +22,12 @@ from alrp_cli.balance.recorded import load_loss_inputs, recorded_problems
 from alrp_cli.balance.specs import LOSS_NAMES, resolve_losses
 from alrp_cli.device import resolve_device
 from alrp_cli.errors import UserError
+from alrp_cli.limits import LOSS_BYTES_PER_EXAMPLE, check_fits
 
 #: δ values random problems draw from unless ``--delta`` is given.
 DEFAULT_DELTAS = (0.0, 0.5, 1.0, 2.0)
+#: The most --trials: each trial's result is kept for the report (and a million take hours).
+MAX_TRIALS = 1_000_000
 #: δ for ``--from`` inputs whose meta holds no "delta" (the losses' default).
 DEFAULT_RECORDED_DELTA = 1.0
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -53,8 +56,8 @@ class BalanceConfig:
     def validate(self) -> None:
         """Raise :class:`UserError` (one line, naming the option) for an impossible value."""
         resolve_losses(self.losses)
-        if self.trials < 1:
-            raise UserError(f"--trials must be at least 1, got {self.trials}")
+        if not 1 <= self.trials <= MAX_TRIALS:
+            raise UserError(f"--trials must be 1 to {MAX_TRIALS:,}, got {self.trials}")
         if self.trial is not None and self.trial < 0:
             raise UserError(f"--trial must be 0 or more, got {self.trial}")
         if self.max_positives < 1:
@@ -69,7 +72,14 @@ class BalanceConfig:
         tol = self.tolerance
         if tol is not None and not (math.isfinite(tol) and tol > 0):
             raise UserError(f"--tolerance must be a positive number, got {self.tolerance}")
-        resolve_device(self.device)
+        device = resolve_device(self.device)
+        if self.from_file is None:  # the largest random problem: both caps at once
+            check_fits(
+                (self.max_positives + self.max_negatives) * LOSS_BYTES_PER_EXAMPLE,
+                "--max-positives/--max-negatives",
+                what=f"problems of {self.max_positives + self.max_negatives:,} examples",
+                device=device,
+            )
 
     @property
     def resolved_tolerance(self) -> float:

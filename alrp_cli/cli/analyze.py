@@ -14,10 +14,10 @@ from rich.console import Console
 from rich.table import Table
 
 from alrp_cli import registry
-from alrp_cli.atomic import write_json
+from alrp_cli.cli.options import JSON_HELP, table_console
 from alrp_cli.cli.progress import progress_bar
 from alrp_cli.errors import UserError
-from alrp_cli.outputs import Outputs
+from alrp_cli.outputs import Outputs, write_json_output
 from analysis.io import load_gt, load_predictions
 from analysis.loss_values import LOSS_KEYS
 from analysis.pipeline import AnalysisResult, analysis_document, check_options, resolve_classes
@@ -65,7 +65,9 @@ def analyze(
         help="A label per predictions file, in order (default: file stem; a run: its folder).",
     ),
     json_path: Path | None = typer.Option(
-        None, "--json", help="Write every number at full precision to this JSON file."
+        None,
+        "--json",
+        help="Write every number at full precision to this JSON file." + JSON_HELP,
     ),
     csv_dir: Path | None = typer.Option(
         None, "--csv-dir", help="Write <label>.classes.csv and <label>.detections.csv here."
@@ -85,12 +87,12 @@ def analyze(
     if top < 0:
         raise UserError(f"--top must be >= 0, got {top}")
     err = Console(stderr=True)
-    out = Console()
 
     # Validate everything before any work (and before the progress display starts).
     check_options(iou_threshold=iou_threshold, max_dets=max_dets, delta=delta)
     outputs = Outputs([*given, *predictions, gt])
-    outputs.file(json_path, "--json")
+    json_path = outputs.file(json_path, "--json", stdout=True)
+    out = table_console(json_path)
     if outputs.folder(csv_dir, "--csv-dir") is not None:
         for lab in labels:
             for kind in ("detections", "classes"):
@@ -134,13 +136,13 @@ def analyze(
                 delta=delta,
                 json_dir=json_path.parent,
             )
-            write_json(json_path, doc)
+            write_json_output(json_path, doc)
 
     for r in results:
         _print_file(out, r, top)
     if len(results) > 1:
         out.print(_comparison(results))
-    if json_path is not None:
+    if json_path is not None and str(json_path) != "-":
         err.print(f"wrote {json_path}")
     if csv_dir is not None:
         err.print(f"wrote CSV tables to {csv_dir}/")

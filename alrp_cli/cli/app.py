@@ -8,9 +8,12 @@ Commands live one per module in this package; each module exposes a function tha
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
+import typing
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -20,6 +23,7 @@ from typer.core import TyperGroup
 
 from alrp_cli import __version__
 from alrp_cli.errors import AlrpError
+from alrp_cli.outputs import begin_typed_paths, note_typed_path
 
 
 def one_line(message: str) -> str:
@@ -49,15 +53,52 @@ def _finite(callback: Any) -> Any:
     return check
 
 
+def _takes_paths(annotation: Any) -> bool:
+    return annotation is Path or any(_takes_paths(a) for a in typing.get_args(annotation))
+
+
+def _noting_typed_paths(process_value: Any) -> Any:
+    """Wrap a path parameter's processing so that the text typed reaches
+    :func:`~alrp_cli.outputs.note_typed_path` before ``Path()`` normalises it."""
+
+    def process(ctx: Any, value: Any) -> Any:
+        for v in value if isinstance(value, list | tuple) else (value,):
+            if isinstance(v, str):
+                note_typed_path(v)
+        return process_value(ctx, value)
+
+    return process
+
+
+def _help_on_stderr(parse_args: Any) -> Any:
+    """A group called without arguments shows its help and exits 2, Click's convention for
+    ``no_args_is_help``: the help is then an error message, so it goes to stderr (Typer's
+    Rich help would print it on stdout)."""
+
+    def parse(ctx: Any, args: list[str]) -> Any:
+        if args:
+            return parse_args(ctx, args)
+        with contextlib.redirect_stdout(sys.stderr):
+            return parse_args(ctx, args)
+
+    return parse
+
+
 def _prepare(command: Any) -> None:
-    """Once per command tree: refuse non-finite numbers in every option, and escape option
-    help for Rich, which would take "[synthetic: 8, COCO: 100]" for a markup tag and drop it
-    from the terminal's help (docs/cli.md, generated from the raw text, never lost it)."""
+    """Once per command tree: refuse non-finite numbers in every option, note what is typed
+    for every path, and escape option help for Rich, which would take "[synthetic: 8,
+    COCO: 100]" for a markup tag and drop it from the terminal's help (docs/cli.md,
+    generated from the raw text, never lost it)."""
     if getattr(command, "alrp_prepared", False):
         return
     command.alrp_prepared = True
+    if hasattr(command, "commands"):
+        command.parse_args = _help_on_stderr(command.parse_args)
     for param in command.params:
         param.callback = _finite(param.callback)
+        descriptor = getattr(param, "type_descriptor", None)
+        if descriptor is not None and _takes_paths(descriptor.annotation):
+            param.process_value = _noting_typed_paths(param.process_value)
         if getattr(param, "help", None):
             param.help = escape(param.help)
     for sub in getattr(command, "commands", {}).values():
@@ -89,6 +130,7 @@ class AlrpGroup(TyperGroup):
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         _prepare(self)
+        begin_typed_paths()
         # Rich's consoles exit 1 on a closed pipe by default; for this CLI it is a success.
         Console.on_broken_pipe = _closed_pipe  # type: ignore[method-assign]
         if not standalone_mode:
@@ -97,7 +139,8 @@ class AlrpGroup(TyperGroup):
         try:
             code = super().main(*args, standalone_mode=False, **kwargs)
         except exceptions.NoArgsIsHelpError as err:
-            err.show()
+            if err.format_message().strip():  # plain help; Rich's is printed already
+                err.show()
             sys.exit(err.exit_code)
         except exceptions.ClickException as err:
             text = one_line(err.format_message())

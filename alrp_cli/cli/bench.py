@@ -10,14 +10,15 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from alrp_cli.atomic import write_json
 from alrp_cli.bench import DEFAULT_GRID, LOSSES, BenchRow, parse_size, run_bench
-from alrp_cli.cli.options import SEED_MAX
+from alrp_cli.cli.options import JSON_HELP, SEED_MAX, table_console
 from alrp_cli.cli.progress import progress_bar
 from alrp_cli.device import resolve_device
 from alrp_cli.errors import UserError
-from alrp_cli.outputs import Outputs
+from alrp_cli.limits import LOSS_BYTES_PER_EXAMPLE, check_fits, check_per_core
+from alrp_cli.outputs import Outputs, write_json_output
 
+MAX_REPEATS = 1000  # a median of more says nothing new, and a typo's 10^12 never ends
 DTYPES = {
     "float32": torch.float32,
     "float64": torch.float64,
@@ -88,15 +89,19 @@ def bench(
     ),
     device: str = typer.Option("auto", help="auto (CUDA when available), cpu, cuda, cuda:N."),
     dtype: str = typer.Option("float32", help="Logits dtype: " + ", ".join(DTYPES) + "."),
-    repeats: int = typer.Option(5, help="Timed runs of the fast kernels and of the sort."),
+    repeats: int = typer.Option(
+        5, help="Timed runs of the fast kernels and of the sort (at most 1000)."
+    ),
     reference_repeats: int = typer.Option(
-        1, help="Timed runs of the loop formulation (slow); 0 skips it."
+        1, help="Timed runs of the loop formulation (slow; at most 1000); 0 skips it."
     ),
     seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Seed of the random inputs."),
     threads: int | None = typer.Option(
         None, min=1, help="torch intra-op threads (default: torch's choice)."
     ),
-    json_path: Path | None = typer.Option(None, "--json", help="Write every figure as JSON here."),
+    json_path: Path | None = typer.Option(
+        None, "--json", help="Write every figure as JSON here." + JSON_HELP
+    ),
 ) -> None:
     """Time aLRP / AP Loss (forward + backward) against the loop formulation and one sort.
 
@@ -107,7 +112,22 @@ def bench(
     if dtype not in DTYPES:
         raise UserError(f"--dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
     dev = resolve_device(device)
-    Outputs().file(json_path, "--json")
+    for name, value, least in (
+        ("--repeats", repeats, 1),
+        ("--reference-repeats", reference_repeats, 0),
+    ):
+        if not least <= value <= MAX_REPEATS:
+            raise UserError(f"{name} must be {least} to {MAX_REPEATS}, got {value}")
+    if threads is not None:
+        check_per_core(threads, "--threads", what="threads")
+    for positives, examples in grid:  # the inputs, the gradients and the sort's buffers
+        check_fits(
+            examples * LOSS_BYTES_PER_EXAMPLE * DTYPES[dtype].itemsize / 4,
+            "--size",
+            what=f"{positives}x{examples} ({examples:,} examples)",
+            device=dev,
+        )
+    json_path = Outputs().file(json_path, "--json", stdout=True)
     if threads is not None:
         torch.set_num_threads(threads)
     console = Console(stderr=True)
@@ -124,12 +144,12 @@ def bench(
             seed=seed,
             progress=lambda what: progress.update(task, advance=1, description=what),
         )
-    out = Console()
-    if not out.is_terminal:
-        out = Console(width=120)  # pipes and files get the whole table, not an 80-column cut
+    out = table_console(json_path)
+    if not out.is_terminal:  # pipes and files get the whole table, not an 80-column cut
+        out = table_console(json_path, width=120)
     out.print(_table(rows))
     if json_path is not None:
-        write_json(
+        write_json_output(
             json_path,
             {
                 "version": 1,

@@ -10,7 +10,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from alrp_cli.atomic import atomic_path, write_json
+from alrp_cli.atomic import atomic_path
 from alrp_cli.balance import (
     LOSS_NAMES,
     BalanceConfig,
@@ -18,10 +18,10 @@ from alrp_cli.balance import (
     failure_message,
     run_balance_check,
 )
-from alrp_cli.cli.options import SEED_MAX
+from alrp_cli.cli.options import JSON_HELP, SEED_MAX, table_console
 from alrp_cli.cli.progress import progress_bar
 from alrp_cli.errors import CheckFailed, UserError
-from alrp_cli.outputs import Outputs
+from alrp_cli.outputs import Outputs, write_json_output
 
 PLOT_FORMATS = ("png", "pdf", "svg")
 
@@ -98,7 +98,9 @@ def check_balance_command(
         "--loss",
         help=f"Loss to check: {', '.join(LOSS_NAMES)} (repeatable; default all).",
     ),
-    trials: int = typer.Option(200, "--trials", help="Number of random problems."),
+    trials: int = typer.Option(
+        200, "--trials", help="Number of random problems (at most 1,000,000)."
+    ),
     trial: int | None = typer.Option(
         None, "--trial", help="Run only this trial index (reproduces one failure)."
     ),
@@ -130,7 +132,9 @@ def check_balance_command(
     from_file: Path | None = typer.Option(
         None, "--from", help="Check recorded inputs (alrp train --record-loss-inputs) instead."
     ),
-    json_path: Path | None = typer.Option(None, "--json", help="Write the JSON report here."),
+    json_path: Path | None = typer.Option(
+        None, "--json", help="Write the JSON report here." + JSON_HELP
+    ),
     plot: Path | None = typer.Option(
         None, "--plot", help="Write Σpos against Σneg per trial (.png, .pdf, .svg)."
     ),
@@ -156,7 +160,7 @@ def check_balance_command(
     )
     config.validate()
     outputs = Outputs([from_file])
-    outputs.file(json_path, "--json")
+    json_path = outputs.file(json_path, "--json", stdout=True)
     if outputs.file(plot, "--plot") is not None:
         _check_plot_path(plot)
 
@@ -171,11 +175,11 @@ def check_balance_command(
 
     report.config["json"] = str(json_path) if json_path is not None else None
     report.config["plot"] = str(plot) if plot is not None else None
-    out = Console()
+    out = table_console(json_path)
     out.print(_table(report))
     with outputs.undo_on_error():
         if json_path is not None:
-            write_json(json_path, report.to_json())
+            write_json_output(json_path, report.to_json())
         if plot is not None:
             _write_plot(report, plot)
     failed = [s for s in report.losses if s.passed is False]

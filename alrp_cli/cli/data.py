@@ -9,8 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from alrp_cli.atomic import write_json
-from alrp_cli.cli.options import SEED_MAX, renamed
+from alrp_cli.cli.options import JSON_HELP, SEED_MAX, renamed, table_console
 from alrp_cli.cli.progress import progress_bar
 from alrp_cli.detection.data import (
     HARD_CLASSES,
@@ -23,7 +22,7 @@ from alrp_cli.detection.data import (
 )
 from alrp_cli.detection.data.preview import render_preview
 from alrp_cli.errors import UserError
-from alrp_cli.outputs import Outputs
+from alrp_cli.outputs import Outputs, write_json_output
 
 data_app = typer.Typer(
     name="data",
@@ -56,7 +55,10 @@ def _summary_table(title: str, summaries: dict[str, dict[str, Any]]) -> Table:
 @data_app.command("synth")
 def synth(
     out: Path = typer.Option(
-        ..., "--out", help="Folder to write (new, empty, or an older synthetic set)."
+        ...,
+        "--out",
+        help="Folder to write: new, empty, or an older synthetic set (replaced whole; one "
+        "that holds other files too is refused).",
     ),
     num_train: int = typer.Option(1500, "--num-train", help="Training images."),
     num_val: int = typer.Option(300, "--num-val", help="Validation images."),
@@ -78,7 +80,7 @@ def synth(
         "heavier occlusion (COCO-like; --classes does not apply).",
     ),
     json_path: Path | None = typer.Option(
-        None, "--json", help="Also write the summary as JSON here."
+        None, "--json", help="Also write the summary as JSON here." + JSON_HELP
     ),
 ) -> None:
     """Write the synthetic shapes dataset in the COCO layout (what `alrp train` uses by default).
@@ -91,7 +93,7 @@ def synth(
         names = HARD_CLASSES
     outputs = Outputs()
     outputs.folder(out, "--out")
-    outputs.file(json_path, "--json")
+    json_path = outputs.file(json_path, "--json", stdout=True)
     console = Console(stderr=True)
     with progress_bar(console) as progress:
         task = progress.add_task("synth", total=num_train + num_val)
@@ -110,9 +112,9 @@ def synth(
         "train": coco_summary(load_coco(paths.train_ann)),
         "val": coco_summary(load_coco(paths.val_ann)),
     }
-    Console().print(_summary_table(f"synthetic shapes dataset: {out}", summaries))
+    table_console(json_path).print(_summary_table(f"synthetic shapes dataset: {out}", summaries))
     if json_path is not None:
-        write_json(
+        write_json_output(
             json_path,
             {
                 "out": str(out),
@@ -144,7 +146,7 @@ def preview(
     ann: Path | None = typer.Option(None, "--ann", help="Annotation JSON (instead of --data)."),
     images: Path | None = typer.Option(None, "--images", help="Image folder (with --ann)."),
     num: int = typer.Option(12, "--num", help="Images to draw (the first by id)."),
-    cols: int = typer.Option(4, "--cols", help="Images per row."),
+    cols: int = typer.Option(4, "--cols", help="Images per row (at most the images drawn)."),
     cell: int = typer.Option(256, "--cell", help="Side of each drawn image in pixels."),
     out_old: Path | None = typer.Option(None, "--out", hidden=True),
 ) -> None:
@@ -174,7 +176,7 @@ def info(
     data: Path | None = typer.Option(None, "--data", help="Dataset folder in the COCO layout."),
     ann: list[Path] | None = typer.Option(None, "--ann", help="Annotation JSON; repeatable."),
     json_path: Path | None = typer.Option(
-        None, "--json", help="Also write the counts as JSON here."
+        None, "--json", help="Also write the counts as JSON here." + JSON_HELP
     ),
 ) -> None:
     """Count the images and boxes (per class and COCO size range) of COCO annotation files."""
@@ -187,8 +189,10 @@ def info(
         files[a.name if a.name not in files else str(a)] = a  # short column names
     if not files:
         raise UserError("give --data DIR or --ann FILE")
-    Outputs([data, *files.values()]).file(json_path, "--json")
+    json_path = Outputs([data, *files.values()]).file(json_path, "--json", stdout=True)
     summaries = {name: coco_summary(load_coco(path)) for name, path in files.items()}
-    Console().print(_summary_table("COCO annotations", summaries))
+    table_console(json_path).print(_summary_table("COCO annotations", summaries))
     if json_path is not None:
-        write_json(json_path, {"files": {k: str(v) for k, v in files.items()}, "counts": summaries})
+        write_json_output(
+            json_path, {"files": {k: str(v) for k, v in files.items()}, "counts": summaries}
+        )

@@ -8,8 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from alrp_cli.atomic import write_json
-from alrp_cli.outputs import Outputs
+from alrp_cli.cli.options import JSON_HELP, table_console
+from alrp_cli.outputs import Outputs, write_json_output
 
 
 def import_command(
@@ -25,14 +25,16 @@ def import_command(
         help="The official config file of the checkpoint (its _base_ files beside it, as "
         "in the repository), for a checkpoint without meta['config']; wins over it.",
     ),
-    json_path: Path | None = typer.Option(None, "--json", help="Write a summary as JSON here."),
+    json_path: Path | None = typer.Option(
+        None, "--json", help="Write a summary as JSON here." + JSON_HELP
+    ),
 ) -> None:
     """Convert an official mmdetection checkpoint into a run directory for `alrp predict`."""
     from alrp_cli.detection.mmdet_import import import_checkpoint
 
     outputs = Outputs([checkpoint, config])
     outputs.folder(out, "--out")
-    outputs.file(json_path, "--json")
+    json_path = outputs.file(json_path, "--json", stdout=True)
     with outputs.undo_on_error():
         result = import_checkpoint(checkpoint, out, config=config)
         cfg = result.config
@@ -48,14 +50,14 @@ def import_command(
             "test_scale": cfg.test_scale,
         }
         if json_path is not None:
-            write_json(json_path, summary)
+            write_json_output(json_path, summary)
     table = Table(title="alrp import")
     table.add_column("")
     table.add_column("value")
     for key, value in summary.items():
         shown = " x ".join(map(str, value)) if isinstance(value, list) else str(value)
         table.add_row(key, shown)
-    Console().print(table)
+    table_console(json_path).print(table)
     Console(stderr=True).print(
         f"next: alrp predict {result.run_dir} --images IMAGES --ann ANNOTATIONS "
         "-o predictions.json",

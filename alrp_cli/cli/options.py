@@ -1,18 +1,29 @@
 """Option conventions shared by every command, so that one spelling means the same everywhere.
 
 - ``--out`` names a folder, ``-o/--output`` a file;
-- every ``--seed`` takes 0..SEED_MAX; every ``--device`` defaults to ``auto``.
+- every ``--seed`` takes 0..SEED_MAX; every ``--device`` defaults to ``auto``;
+- ``--json -`` writes the JSON to standard output, and the tables go to stderr instead.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TypeVar
 
 import typer
+from rich.console import Console
 
 from alrp_cli.errors import UserError
 
 SEED_MAX = 2**32 - 1  # numpy's and torch's seed range; every --seed is 0..SEED_MAX
+JSON_HELP = " '-' writes it to standard output (the tables then go to stderr)."
+
+
+def table_console(json_path: Path | None, **kwargs: object) -> Console:
+    """Where a command prints its tables: standard output, or stderr when ``--json -``
+    puts the JSON there (so that ``alrp ... --json - | jq`` reads JSON alone)."""
+    return Console(stderr=json_path is not None and str(json_path) == "-", **kwargs)  # type: ignore[arg-type]
+
 
 T = TypeVar("T")
 

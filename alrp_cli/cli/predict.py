@@ -8,9 +8,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from alrp_cli.atomic import write_json
+from alrp_cli.cli.options import JSON_HELP, table_console
 from alrp_cli.cli.progress import progress_bar
-from alrp_cli.outputs import Outputs
+from alrp_cli.outputs import Outputs, write_json_output
 
 
 def predict(
@@ -36,14 +36,16 @@ def predict(
         max=1.0,
         help="Override the checkpoint's inference threshold.",
     ),
-    json_path: Path | None = typer.Option(None, "--json", help="Write a summary as JSON here."),
+    json_path: Path | None = typer.Option(
+        None, "--json", help="Write a summary as JSON here." + JSON_HELP
+    ),
 ) -> None:
     """Run a trained detector over images and write COCO results (what `alrp analyze` reads)."""
     from alrp_cli.detection.predict import predict as run_predict
 
     outputs = Outputs([checkpoint, ann, images])
     outputs.file(output, "-o/--output")
-    outputs.file(json_path, "--json")
+    json_path = outputs.file(json_path, "--json", stdout=True)
     console = Console(stderr=True)
     progress = progress_bar(console, transient=False)
     task = progress.add_task("predict", total=None)
@@ -73,9 +75,9 @@ def predict(
     table.add_column("images", justify="right")
     table.add_column("detections", justify="right")
     table.add_row(str(result.output), str(result.images), str(result.detections))
-    Console().print(table)
+    table_console(json_path).print(table)
     if json_path is not None:
-        write_json(
+        write_json_output(
             json_path,
             {
                 "output": str(result.output),

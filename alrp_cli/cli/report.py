@@ -9,11 +9,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from alrp_cli.atomic import write_json
-from alrp_cli.cli.options import renamed
+from alrp_cli.cli.options import JSON_HELP, renamed, table_console
 from alrp_cli.cli.progress import progress_bar
 from alrp_cli.errors import UserError
-from alrp_cli.outputs import Outputs
+from alrp_cli.outputs import Outputs, write_json_output
 
 
 def _rich(title: str, columns: list[str], rows: list[list[str]]) -> Table:
@@ -59,7 +58,9 @@ def report(
     ),
     dpi: int = typer.Option(200, "--dpi", min=30, max=1200, help="Resolution of PNG figures."),
     json_path: Path | None = typer.Option(
-        None, "--json", help="Also write a manifest of the figures and tables as JSON here."
+        None,
+        "--json",
+        help="Also write a manifest of the figures and tables as JSON here." + JSON_HELP,
     ),
     epoch: int | None = typer.Option(
         None,
@@ -82,7 +83,7 @@ def report(
     chosen = parse_formats(formats)
     outputs = Outputs(inputs)
     outputs.folder(out, "--out")
-    outputs.file(json_path, "--json")
+    json_path = outputs.file(json_path, "--json", stdout=True)
     err = Console(stderr=True)
     with err.status("reading inputs"):
         loaded = load_inputs(inputs, label, epoch=epoch)
@@ -99,8 +100,8 @@ def report(
                 on_figure=lambda fig: progress.advance(task),
             )
         if json_path is not None:
-            write_json(json_path, result.to_json())
-    console = Console()
+            write_json_output(json_path, result.to_json())
+    console = table_console(json_path)
     figures = Table(title=f"Report figures in {out}")
     figures.add_column("#", justify="right")
     figures.add_column("figure")

@@ -21,10 +21,9 @@ from rich.progress import (
 from rich.table import Table
 
 from alrp_cli import registry
-from alrp_cli.atomic import write_json
-from alrp_cli.cli.options import SEED_MAX
+from alrp_cli.cli.options import JSON_HELP, SEED_MAX, table_console
 from alrp_cli.errors import AlrpError, UserError
-from alrp_cli.outputs import Outputs
+from alrp_cli.outputs import Outputs, write_json_output
 
 
 class _ProgressView:
@@ -52,6 +51,9 @@ class _ProgressView:
         kind = event["type"]
         if kind == "message":
             self.console.print(event["text"])
+        elif kind == "complete":  # a resumed run with nothing to do: no "start" follows
+            self.say_warnings()
+            self.console.print(event["text"])
         elif kind == "scan_start":
             self.progress.start()
             self.scan_task = self.progress.add_task(
@@ -64,8 +66,7 @@ class _ProgressView:
         elif kind == "start":
             self.epochs = event["epochs"]
             self.run_dir = event["run_dir"]
-            for text in self.warnings:  # once the run is known to start
-                self.console.print(f"[yellow]warning:[/] {text}", highlight=False)
+            self.say_warnings()
             world = event.get("world_size", 1)
             self.console.print(
                 f"run directory: {event['run_dir']} (device {event['device']}"
@@ -97,9 +98,20 @@ class _ProgressView:
                 + (f" moLRP {molrp:.4f}" if molrp is not None else "")
             )
 
+    def say_warnings(self) -> None:
+        """Print the warnings once the run is known to start (or known to be complete)."""
+        for text in self.warnings:
+            self.console.print(f"[yellow]warning:[/] {text}", highlight=False)
+        self.warnings = []
+
     def stop(self) -> None:
-        if self.progress.live.is_started:
+        if not self.progress.live.is_started:
+            return
+        if self.progress.tasks:
             self.progress.stop()
+        else:  # nothing to leave (an error right after the image check): no blank line
+            self.progress.live.transient = True
+            self.progress.live.stop()
 
 
 def _num(value: float | None) -> str:
@@ -315,7 +327,9 @@ def train(
     resume: Path | None = typer.Option(
         None, "--resume", help="Continue the run in this directory exactly (other options ignored)."
     ),
-    json_path: Path | None = typer.Option(None, "--json", help="Write the result as JSON here."),
+    json_path: Path | None = typer.Option(
+        None, "--json", help="Write the result as JSON here." + JSON_HELP
+    ),
     print_config: bool = typer.Option(
         False,
         "--print-config",
@@ -381,14 +395,15 @@ def train(
     outputs = Outputs(
         [data, train_ann, train_images, val_ann, val_images, resume, backbone_weights]
     )
-    if resume is None:
-        outputs.folder(out, "--out")
-    outputs.file(json_path, "--json")
+    if resume is None:  # without --out: runs/ in the working directory
+        outputs.folder(out or Path("runs"), "--out" if out else "--out (default runs/)")
+    json_path = outputs.file(json_path, "--json", stdout=True)
 
     from alrp_cli.detection.distributed import env_rank, launched_by_torchrun
 
     if not launched_by_torchrun():
         config.validate()  # bad options: one line here, not once per process
+        config.check_machine()
         if nproc > 1:
             from alrp_cli.detection.launch import launch_local
 
@@ -418,11 +433,11 @@ def train(
         raise typer.Exit(130) from None
     finally:
         view.stop()
-    Console().print(_summary_table(result))
+    table_console(json_path).print(_summary_table(result))
     if json_path is not None:
         payload = asdict(result)
         payload["run_dir"] = str(result.run_dir)
-        write_json(json_path, payload)
+        write_json_output(json_path, payload)
     if result.interrupted:
         console.print(
             f"interrupted: checkpoint saved; continue with `alrp train --resume {result.run_dir}`"

@@ -213,12 +213,12 @@ def _join_world(cfg: TrainConfig, resumed: bool, emit: EventFn) -> tuple[Dist, t
 
 
 def _open_run_dir(cfg: TrainConfig, run_dir: Path | None, dist: Dist) -> Path:
-    """Rank 0 claims a new run directory (exclusively) and writes ``config.json``, again on a
-    resume, which may change the world size; every process learns the directory."""
-    if dist.is_main:
-        if run_dir is None:
-            run_dir = create_run_dir(cfg.out, cfg.loss)
-            cfg.out = str(run_dir)
+    """Rank 0 claims a new run directory (exclusively) and writes ``config.json``; a resumed
+    run keeps its ``config.json`` byte for byte (its checkpoints record the world it runs
+    in now). Every process learns the directory."""
+    if dist.is_main and run_dir is None:
+        run_dir = create_run_dir(cfg.out, cfg.loss)
+        cfg.out = str(run_dir)
         write_json(run_dir / "config.json", cfg.to_dict())
     run_dir = dist.broadcast_object(run_dir)
     cfg.out = cfg.out if cfg.resume else str(run_dir)
@@ -343,6 +343,7 @@ def _wrap_model(model: Detector, dist: Dist, device: torch.device) -> nn.Module:
 def setup(config: TrainConfig, emit: EventFn) -> Run:
     """Everything a run needs, fresh or restored from ``config.resume``'s checkpoint."""
     cfg, run_dir, checkpoint_file, checkpoint = _resolve_config(config)
+    cfg.check_machine()
     dist, device = _join_world(cfg, checkpoint is not None, emit)
     try:
         return _setup(cfg, run_dir, checkpoint_file, checkpoint, dist, device, emit)
@@ -409,16 +410,17 @@ def _setup(
             loss_module.load_state_dict(checkpoint["loss"])
         state = TrainState(**checkpoint["train_state"])
         set_rng_state(checkpoint["rng"])
-        if state.epoch >= cfg.epochs:
-            emit(
-                {
-                    "type": "message",
-                    "text": f"{run_dir}: the run is complete "
-                    f"({state.epoch} of {cfg.epochs} epochs); nothing to train",
-                }
-            )
+    complete = checkpoint is not None and state.epoch >= cfg.epochs and not state.eval_pending
+    if complete:  # nothing to do, and nothing in the run directory is touched
+        emit(
+            {
+                "type": "complete",
+                "text": f"{run_dir}: the run is complete "
+                f"({state.epoch} of {cfg.epochs} epochs); nothing to train",
+            }
+        )
     log = None
-    if dist.is_main:
+    if dist.is_main and not complete:
         if checkpoint is not None:
             log = MetricsLog.resume(run_dir / "metrics.jsonl", up_to_iter=state.global_iter)
         else:

@@ -249,6 +249,13 @@ class TrainConfig:
                 raise UserError(f"--{name.replace('_', '-')}: must be >= 0")
         if self.image_size is not None and self.image_size % 32:
             raise UserError(f"--image-size: must be a multiple of 32, got {self.image_size}")
+        if self.batch_size == 1 and self.image_size == 32 and self.pretrained is False:
+            # BatchNorm trains here: at 32 px the last stage is 1 x 1, one value per channel
+            raise UserError(
+                "--batch-size 1 at --image-size 32: the backbone's BatchNorm would train on one "
+                "value per channel (its last stage is 1 × 1); use --image-size 64 or more, or "
+                "--batch-size 2 or more"
+            )
         if self.test_scale is not None and (
             len(self.test_scale) != 2 or any(int(v) != v or v < 1 for v in self.test_scale)
         ):
@@ -278,6 +285,39 @@ class TrainConfig:
         if self.warmup_ratio is not None and not 0 < self.warmup_ratio <= 1:
             raise UserError(f"warmup_ratio: must be in (0, 1], got {self.warmup_ratio}")
         self.check_world_size(self.world_size)
+
+    def check_machine(self) -> None:
+        """Raise :class:`UserError` for counts and sizes beyond this machine (see
+        :mod:`alrp_cli.limits`): refused before a run starts, not as a million processes or
+        an out-of-memory error later. Apart from :meth:`validate`, so that
+        ``--print-config`` still shows a command meant for a larger machine."""
+        from alrp_cli.limits import check_fits, check_per_core, cpu_count
+
+        if self.threads is not None:
+            check_per_core(self.threads, "--threads", what="threads")
+        if self.workers is not None:
+            check_per_core(self.workers, "--workers", what="worker processes")
+        if self.nproc > 1:
+            import torch
+
+            most = max(torch.cuda.device_count(), cpu_count())
+            if self.nproc > most:
+                raise UserError(
+                    f"--nproc {self.nproc}: more processes than this node has GPUs "
+                    f"({torch.cuda.device_count()}) or CPU cores ({cpu_count()})"
+                )
+        device = None
+        if self.device != "cpu":
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else None
+        if self.head_channels is not None:  # the head's 2 x 4 conv 3 x 3 weights alone
+            weights = 4 * 2 * 4 * 9 * self.head_channels**2
+            what = f"the head's weights at {self.head_channels} channels"
+            check_fits(weights, "--head-channels", what=what, device=device)
+        if self.image_size is not None:  # one float32 input image alone
+            what = f"input images of {self.image_size} × {self.image_size}"
+            check_fits(4 * 3 * self.image_size**2, "--image-size", what=what, device=device)
 
     def check_world_size(self, world_size: int) -> None:
         """The global ``batch_size`` must split evenly over ``world_size`` processes."""

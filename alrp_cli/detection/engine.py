@@ -107,8 +107,9 @@ class SeededSamples(torch.utils.data.Dataset):
 
 @dataclass
 class TrainState:
-    """Where training is: 0-based ``epoch``, batches done in it, global iteration, and the
-    accumulators of the epoch's mean losses."""
+    """Where training is: 0-based ``epoch``, batches done in it, global iteration, the
+    accumulators of the epoch's mean losses, and whether the evaluation of the epoch just
+    finished is still to be done (``last.pt`` is saved before it runs)."""
 
     epoch: int = 0
     epoch_iter: int = 0
@@ -117,6 +118,7 @@ class TrainState:
     epoch_seconds: float = 0.0
     best_ap: float = -1.0
     last_lr: float = 0.0
+    eval_pending: bool = False
 
 
 def _to_device(images: Tensor, targets: list[dict[str, Any]], device: torch.device):

@@ -25,6 +25,7 @@ from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
 
 from alrp_cli import registry
 from alrp_cli.detection.anchors import STRIDES, ExactAnchorGenerator, anchor_sizes
+from alrp_cli.detection.group_norm import GroupNorm
 
 BACKBONES = {
     "resnet18": ("resnet18", [128, 256, 512], "ResNet18_Weights"),
@@ -179,7 +180,7 @@ class Detector(nn.Module):
             anchors = registry.default_anchors(registry.DEFAULT_LOSS, assigner)
         self.anchors = Anchors(anchors[0], tuple(anchors[1]))
         a = self.anchors.num_per_location
-        norm_layer = partial(nn.GroupNorm, min(32, head_channels)) if group_norm else None
+        norm_layer = partial(GroupNorm, min(32, head_channels)) if group_norm else None
         self.cls_head = RetinaNetClassificationHead(
             head_channels, a, num_classes, prior_probability, norm_layer=norm_layer
         )

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as F
 
@@ -23,21 +22,22 @@ from alrp_cli.atomic import write_json
 from alrp_cli.detection.checkpoint import checkpoint_file, load_checkpoint, load_weights
 from alrp_cli.detection.config import TrainConfig
 from alrp_cli.detection.data import CocoDataset, build_transforms, collate
+from alrp_cli.detection.data.coco import image_problem
 from alrp_cli.detection.data.decode import read_rgb
 from alrp_cli.detection.engine import predict_loader
 from alrp_cli.detection.train import build_model, select_device
 from alrp_cli.errors import UserError
+from alrp_cli.limits import check_per_core
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
-def _check_header(path: Path) -> None:
-    # Opening reads only the header: cheap, and a non-image fails before any work starts.
-    try:
-        with Image.open(path):
-            pass
-    except (UnidentifiedImageError, OSError) as err:
-        raise UserError(f"{path}: not a readable image ({err})") from None
+def _check_image(path: Path) -> None:
+    """A UserError naming ``path`` when it is no usable image (header and end marker only:
+    cheap, and a bad file fails before any work starts)."""
+    problem = image_problem(path)
+    if problem is not None:
+        raise UserError(f"{path}: {problem}")
 
 
 class ImageFolder(Dataset):
@@ -73,7 +73,7 @@ class ImageFolder(Dataset):
                 raise UserError(
                     f"{p}: not an image file (expected one of {sorted(IMAGE_SUFFIXES)})"
                 )
-            _check_header(p)
+            _check_image(p)
         numbers = [re.findall(r"\d+", p.stem) for p in files]
         if all(numbers) and len({int(n[-1]) for n in numbers}) == len(files):
             self.ids = [int(n[-1]) for n in numbers]
@@ -130,6 +130,9 @@ def predict(
     """
     if batch_size < 1:
         raise UserError(f"--batch-size: must be >= 1, got {batch_size}")
+    if workers < 0:
+        raise UserError(f"--workers: must be >= 0, got {workers}")
+    check_per_core(workers, "--workers", what="worker processes")
     checkpoint = checkpoint_file(checkpoint)
     state = load_checkpoint(checkpoint)
     cfg = TrainConfig.from_dict(state["config"])
@@ -145,6 +148,8 @@ def predict(
             augmentation=cfg.augmentation or "mild",
             test_scale=cfg.test_scale,
         )
+        for path in dataset.image_paths().values():
+            _check_image(path)
         if dataset.category_ids != list(meta["category_ids"]):
             raise UserError(
                 f"{ann}: category ids {dataset.category_ids} differ from the checkpoint's "

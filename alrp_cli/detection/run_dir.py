@@ -18,6 +18,37 @@ from alrp_cli.errors import UserError
 CHECKPOINT = "last.pt"
 CLAIM = "config.json"
 MAX_SUFFIX = 1000
+OWNED = (CLAIM, "metrics.jsonl", CHECKPOINT, "best.pt", "loss_inputs.pt", "eval")
+"""What a run directory's files are called (``eval`` with everything under it): the run's
+own data, which no command's output may replace."""
+
+
+def is_run_dir(folder: str | os.PathLike[str]) -> bool:
+    """True for a folder that ``alrp train`` made: ``config.json`` with ``metrics.jsonl``
+    or ``last.pt`` beside it."""
+    folder = Path(folder)
+    return (folder / CLAIM).is_file() and any(
+        (folder / name).is_file() for name in ("metrics.jsonl", CHECKPOINT)
+    )
+
+
+def enclosing_run_dir(path: str | os.PathLike[str]) -> Path | None:
+    """The run directory that holds ``path`` at any depth (``path`` itself excluded), or
+    None. The path need not exist."""
+    for folder in Path(os.path.abspath(path)).parents:
+        if is_run_dir(folder):
+            return folder
+    return None
+
+
+def owned_by_run(path: str | os.PathLike[str]) -> tuple[Path, str] | None:
+    """``(run directory, name in it)`` when ``path`` is one of a run's own files or folders
+    (:data:`OWNED`, or anything under ``eval/``), else None."""
+    run = enclosing_run_dir(path)
+    if run is None:
+        return None
+    rel = Path(os.path.abspath(path)).relative_to(run)
+    return (run, str(rel)) if rel.parts[0] in OWNED else None
 
 
 def default_run_dir(loss: str) -> Path:
@@ -63,15 +94,21 @@ def create_run_dir(out: str | os.PathLike[str] | None, loss: str) -> Path:
     """
     if out is None:
         base = default_run_dir(loss)
-        base.parent.mkdir(parents=True, exist_ok=True)
-        for k in range(1, MAX_SUFFIX + 1):
-            candidate = base if k == 1 else base.with_name(f"{base.name}-{k}")
-            try:
-                candidate.mkdir()
-            except FileExistsError:
-                continue
-            if _claim(candidate):
-                return candidate
+        try:
+            base.parent.mkdir(parents=True, exist_ok=True)
+            for k in range(1, MAX_SUFFIX + 1):
+                candidate = base if k == 1 else base.with_name(f"{base.name}-{k}")
+                try:
+                    candidate.mkdir()
+                except FileExistsError:
+                    continue
+                if _claim(candidate):
+                    return candidate
+        except OSError as err:  # a read-only working directory
+            raise UserError(
+                f"{base.parent}: cannot create the default run directory there "
+                f"({err.strerror or err}); give --out"
+            ) from None
         raise UserError(f"{base}: {MAX_SUFFIX} runs of this second exist already; give --out")
     check_new_run_dir(out)
     folder = Path(out)

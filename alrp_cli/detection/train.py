@@ -7,7 +7,8 @@ CLI draws them) and rank 0 alone writes the run directory:
 
 - ``config.json``: the resolved config (every option, plus ``world_size`` and ``backend``);
 - ``metrics.jsonl``: step, epoch and eval records (losses averaged over the processes);
-- ``last.pt`` every epoch (and on SIGINT/SIGTERM), ``best.pt`` by COCO AP;
+- ``last.pt`` every epoch, before its evaluation (and on SIGINT/SIGTERM), and again after
+  it; ``best.pt`` by COCO AP;
 - ``eval/epoch_XXX/predictions.json`` and ``summary.json`` at each evaluation;
 - ``loss_inputs.pt`` with ``record_loss_inputs`` > 0 (rank 0's share of each batch).
 """
@@ -39,6 +40,7 @@ from alrp_cli.detection.checkpoint import save_checkpoint
 from alrp_cli.detection.config import TrainConfig
 from alrp_cli.detection.engine import evaluate, predict_loader, train_one_epoch
 from alrp_cli.detection.recording import loss_inputs_meta, loss_inputs_recorder
+from alrp_cli.errors import AlrpError
 
 __all__ = [
     "TrainResult",
@@ -171,9 +173,35 @@ def _sb_weight(run: Run) -> float | None:
     return float(run.loss_module.weight) if run.loss_module is not None else None
 
 
+def _evaluate_saved(run: Run, emit: EventFn) -> dict[str, Any]:
+    """Evaluate the epoch that ``last.pt`` holds (saved with ``eval_pending``), log the
+    result, and save ``last.pt`` again (copied to ``best.pt`` when the AP improved).
+
+    A failure leaves the saved epoch: an :class:`AlrpError` says so and how to resume.
+    """
+    state = run.state
+    try:
+        record = evaluate_epoch(run, emit)
+    except Exception as err:
+        raise AlrpError(
+            f"{run.run_dir}: the evaluation of epoch {state.epoch} failed "
+            f"({type(err).__name__}: {err}); the epoch is saved in last.pt, and "
+            f"`alrp train --resume {run.run_dir}` evaluates it first"
+        ) from err
+    if run.log is not None:
+        run.log.append(record)
+    ap = record["AP"]  # None when undefined (no ground truth to evaluate)
+    improved = ap is not None and ap > state.best_ap
+    if improved:
+        state.best_ap = ap
+    state.eval_pending = False
+    save_last(run, best=improved)
+    return record
+
+
 def _end_epoch(run: Run, emit: EventFn, sb_used: float | None) -> dict[str, Any] | None:
     """Log the epoch (with the self-balance weight it trained with, ``sb_used``, and the one
-    the next epoch gets), evaluate when due, save ``last.pt`` (and ``best.pt``)."""
+    the next epoch gets), save ``last.pt``, then evaluate when due (and save again)."""
     state, cfg = run.state, run.cfg
     n = max(1, state.epoch_iter)
     log_record(
@@ -196,18 +224,25 @@ def _end_epoch(run: Run, emit: EventFn, sb_used: float | None) -> dict[str, Any]
     state.epoch_iter = 0
     state.sums = {"loss": 0.0, "cls": 0.0, "loc": 0.0}
     state.epoch_seconds = 0.0
-    last_eval = None
-    improved = False
-    if state.epoch % cfg.eval_every == 0 or state.epoch == cfg.epochs:
-        last_eval = evaluate_epoch(run, emit)
-        if run.log is not None:
-            run.log.append(last_eval)
-        ap = last_eval["AP"]  # None when undefined (no ground truth to evaluate)
-        improved = ap is not None and ap > state.best_ap
-        if improved:
-            state.best_ap = last_eval["AP"]
-    save_last(run, best=improved)
-    return last_eval
+    # Saved before the evaluation, so that a crash in it loses no training.
+    state.eval_pending = state.epoch % cfg.eval_every == 0 or state.epoch == cfg.epochs
+    save_last(run)
+    return _evaluate_saved(run, emit) if state.eval_pending else None
+
+
+def _finish_pending_evaluation(run: Run, emit: EventFn) -> dict[str, Any] | None:
+    """On resume: the evaluation that the run's last epoch did not finish, first (an eval
+    record it had logged already is replaced)."""
+    state = run.state
+    if not state.eval_pending:
+        return None
+    emit({"type": "message", "text": f"evaluating epoch {state.epoch} (it did not finish)"})
+    if run.log is not None:
+        run.log.records = [
+            r for r in run.log.records if not (r["type"] == "eval" and r["epoch"] == state.epoch)
+        ]
+        run.log.flush()
+    return _evaluate_saved(run, emit)
 
 
 def fit(run: Run, emit: EventFn) -> TrainResult:
@@ -215,6 +250,8 @@ def fit(run: Run, emit: EventFn) -> TrainResult:
     started = time.perf_counter()
     cfg, state, dist = run.cfg, run.state, run.dist
     assert cfg.epochs is not None
+    if state.epoch >= cfg.epochs and not state.eval_pending:  # a finished run: touch nothing
+        return _result(run, stopped_by=None, last_eval=None, seconds=0.0)
     record_inputs, flush_inputs = loss_inputs_recorder(
         run.run_dir / "loss_inputs.pt",
         cfg.record_loss_inputs if dist.is_main else 0,
@@ -240,7 +277,7 @@ def fit(run: Run, emit: EventFn) -> TrainResult:
             "config": cfg.to_dict(),
         }
     )
-    last_eval: dict[str, Any] | None = None
+    last_eval = _finish_pending_evaluation(run, emit)
     interrupted = False
     with _stop_on_signals() as should_stop:
         while state.epoch < cfg.epochs:
@@ -279,15 +316,25 @@ def fit(run: Run, emit: EventFn) -> TrainResult:
             save_last(run)
         flush_inputs()
         stopped_by = int(should_stop() or signal.SIGTERM) if interrupted else None
+    return _result(
+        run, stopped_by=stopped_by, last_eval=last_eval, seconds=time.perf_counter() - started
+    )
+
+
+def _result(
+    run: Run, *, stopped_by: int | None, last_eval: dict[str, Any] | None, seconds: float
+) -> TrainResult:
+    """Where ``run`` stands, stopped by signal ``stopped_by`` (None: not interrupted)."""
+    state = run.state
     return TrainResult(
         run_dir=run.run_dir,
         epochs_done=state.epoch,
         global_iter=state.global_iter,
-        interrupted=interrupted,
+        interrupted=stopped_by is not None,
         signal=stopped_by,
         best_ap=state.best_ap if state.best_ap >= 0 else None,
         last_eval=last_eval,
-        seconds=time.perf_counter() - started,
+        seconds=seconds,
     )
 
 

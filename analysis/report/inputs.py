@@ -13,7 +13,6 @@ would, so one command goes from a run to every figure.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from alrp_cli.errors import UserError
+from analysis.jsonio import read_json
 from analysis.jsonl import read_jsonl
 from analysis.rundir import evaluation_gt, pick_evaluation, run_evaluations
 
@@ -95,7 +95,7 @@ def input_kind(path: Path) -> tuple[str, Any]:
         if missing:
             raise UserError(f"{path}: not a run directory (no {' or '.join(missing)})")
         return "run", None
-    doc = _read_json(path)
+    doc = read_json(path, "analysis or check-balance")
     if isinstance(doc, dict) and "files" in doc:
         return "analysis", doc
     if isinstance(doc, dict) and "trials" in doc and "losses" in doc:
@@ -199,17 +199,6 @@ def _make_unique(items: list[Any]) -> None:
         seen[base] = seen.get(base, 0) + 1
         if seen[base] > 1:
             item.label = f"{base} ({seen[base]})"
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not a text file (not UTF-8)") from None
-    except OSError as err:
-        raise UserError(f"{path}: cannot read ({err.strerror})") from None
 
 
 def _number(value: Any, where: str) -> float:
@@ -331,7 +320,7 @@ def _load_balance(path: Path, doc: dict[str, Any], label: str) -> BalanceCheck:
 
 
 def _load_run(path: Path, label: str) -> TrainingRun:
-    config = _read_json(path / "config.json")
+    config = read_json(path / "config.json", "run config")
     if not isinstance(config, dict):
         raise UserError(f"{path / 'config.json'}: expected a JSON object")
     metrics_path = path / "metrics.jsonl"

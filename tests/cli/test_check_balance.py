@@ -157,7 +157,7 @@ def test_from_with_several_deltas(tmp_path: Path) -> None:
 
 
 BAD_OPTIONS = [
-    (["--trials", "0"], "--trials must be at least 1"),
+    (["--trials", "0"], "--trials must be 1 to 1,000,000, got 0"),
     (["--max-positives", "0"], "--max-positives must be at least 1"),
     (["--max-negatives", "-5"], "--max-negatives must be at least 1"),
     (["--delta", "-1"], "--delta must be finite and 0 or more"),

@@ -110,7 +110,7 @@ def test_preview_draws_a_grid(tmp_path: Path) -> None:
     assert old_spelling.exit_code == 0
     assert "--out is deprecated here" in old_spelling.stderr  # still works for one release
     with Image.open(out) as im:
-        assert im.size == (4 * 64 + 5 * 4, 64 + 2 * 4)  # 3 val images, one row
+        assert im.size == (3 * 64 + 4 * 4, 64 + 2 * 4)  # 3 val images: one row of 3, not 4
 
 
 def test_preview_bad_input_exit_2(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,11 @@ class World:
     predictions: Path
     analysis: Path
     loss_inputs: Path
+    run: Path
+
+    def run_files(self) -> list[Path]:
+        """Every file the run directory owns, and its ``eval`` folder."""
+        return [*sorted(p for p in self.run.rglob("*") if p.is_file()), self.run / "eval"]
 
 
 def _predictions(val_ann: Path) -> list[dict]:
@@ -92,7 +98,24 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
         predictions=predictions,
         analysis=analysis,
         loss_inputs=loss_inputs,
+        run=_run_dir(root / "run", checkpoint, loss_inputs, predictions, paths.val_ann),
     )
+
+
+def _run_dir(run: Path, checkpoint: Path, loss_inputs: Path, predictions: Path, gt: Path) -> Path:
+    """A run directory with every file ``alrp train`` writes; its checkpoints are small
+    stand-ins (the output checks never read them; hashing 45 MB per case would be slow)."""
+    evaluation = run / "eval" / "epoch_001"
+    evaluation.mkdir(parents=True)
+    config = torch.load(checkpoint, weights_only=True)["config"]
+    (run / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (run / "metrics.jsonl").write_text('{"type": "epoch", "epoch": 1, "iter": 2}\n')
+    for name in ("last.pt", "best.pt"):
+        torch.save({"config": config, "stand-in": name}, run / name)
+    shutil.copyfile(loss_inputs, run / "loss_inputs.pt")
+    shutil.copyfile(predictions, evaluation / "predictions.json")
+    (evaluation / "summary.json").write_text(json.dumps({"epoch": 1, "gt": str(gt), "AP": 0.5}))
+    return run
 
 
 def digest(*paths: Path) -> dict[str, str]:
@@ -113,8 +136,8 @@ def invoke(args: list[str]) -> Result:
 def assert_refused(result: Result, *names: object) -> str:
     """Exit 2, one ``Error:`` line on stderr naming every one of ``names``, no traceback."""
     assert result.exit_code == 2, (result.exit_code, result.output)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr  # no blank line
     for name in names:
         assert str(name) in lines[0], (name, lines[0])
     assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -81,11 +81,14 @@ def test_resume_takes_the_checkpoint_file_and_says_what_it_ignores(
     args = ["train", "--data", world.data, *TINY_CLI_OPTIONS, "--epochs", "1"]
     first = invoke([*args, "--eval-every", "5", "--out", out])
     assert first.exit_code == 0, first.output
+    before = digest(out)
     again = invoke(["train", "--resume", out / "last.pt", "--epochs", "3", "--lr", "1"])
     assert again.exit_code == 0, again.output
     said = " ".join(again.stderr.split())  # Rich wraps long lines
     assert "ignoring --epochs, --lr" in said
     assert "the run is complete (1 of 1 epochs)" in said
+    assert digest(out) == before, "a finished run is left alone: no file rewritten"
+    assert "━" not in again.stderr, "and no progress bar drawn"
 
 
 def test_an_empty_json_input_says_empty_file(world: World, tmp_path: Path) -> None:

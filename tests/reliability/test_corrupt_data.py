@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -26,7 +28,23 @@ def _truncate(path: Path) -> None:
     path.write_bytes(data[: len(data) // 2])
 
 
+def bomb(path: Path, side: int = 60000) -> None:
+    """A 68-byte PNG whose header declares side × side pixels (a decompression bomb)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 10))
+        + chunk(b"IEND", b"")
+    )  # fmt: skip
+
+
 DAMAGE = {
+    "bomb": (bomb, "decompression bomb"),
     "truncated": (_truncate, "truncated PNG"),
     "not-an-image": (lambda p: p.write_text("hello"), "not a readable image"),
     "missing": (lambda p: p.unlink(), "missing"),
@@ -58,8 +76,8 @@ def test_skip_bad_images_leaves_bad_training_images_out_and_counts_them(
     paths = coco_layout(dataset)
     assert paths.train_images is not None
     victims = sorted(paths.train_images.iterdir())[:2]
-    for v in victims:
-        _truncate(v)
+    _truncate(victims[0])
+    bomb(victims[1])
     out = tmp_path / "run"
     args = ["train", "--data", dataset, *TINY_CLI_OPTIONS, "--epochs", "1", "--out", out]
     result = invoke([*args, "--skip-bad-images", "--eval-every", "5"])
@@ -87,3 +105,27 @@ def test_image_problem_on_good_and_truncated_jpeg(tmp_path: Path) -> None:
     assert image_problem(path) is None
     _truncate(path)
     assert image_problem(path) == "truncated JPEG (no end-of-image marker)"
+
+
+def test_predict_and_preview_refuse_a_bomb(world: World, tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    victim = images / "000001.png"
+    bomb(victim)
+    before = digest(images)
+    out = tmp_path / "p.json"
+    result = invoke(["predict", world.checkpoint, "--images", images, "-o", out])
+    assert_refused(result, victim, "decompression bomb")
+    data = Path(shutil.copytree(world.data, tmp_path / "coco"))
+    paths = coco_layout(data)
+    assert paths.val_images is not None and paths.val_ann is not None
+    victim = sorted(paths.val_images.iterdir())[0]
+    bomb(victim)
+    before.update(digest(data, world.checkpoint))
+    args = ["--images", paths.val_images, "--ann", paths.val_ann]
+    result = invoke(["predict", world.checkpoint, *args, "-o", out])
+    assert_refused(result, victim, "decompression bomb")
+    result = invoke(["data", "preview", *args, "-o", tmp_path / "p.png"])
+    assert_refused(result, victim, "decompression bomb")
+    assert digest(images, data, world.checkpoint) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["coco", "images"]

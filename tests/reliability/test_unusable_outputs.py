@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from tests.reliability.conftest import World, assert_refused, digest, invoke
-from tests.reliability.test_outputs_are_never_inputs import commands, output_options
-
-FOLDER_OPTIONS = {("train", "--out"), ("report", "--out"), ("analyze", "--csv-dir"),
-                  ("data synth", "--out"), ("import", "--out")}  # fmt: skip
+from tests.reliability.test_outputs_are_never_inputs import (
+    FOLDER_OPTIONS,
+    commands,
+    output_options,
+)
 
 
 def bad_places(tmp_path: Path, folder: bool) -> dict[str, Path]:
@@ -67,12 +68,12 @@ def test_csvs_are_not_written_when_the_json_path_is_a_folder(world: World, tmp_p
 def test_a_late_write_failure_removes_what_was_written(
     world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import alrp_cli.cli.analyze as command
+    import alrp_cli.outputs as outputs
 
     def disk_full(path, obj, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(command, "write_json", disk_full)
+    monkeypatch.setattr(outputs, "write_json", disk_full)
     existing = tmp_path / "t"
     existing.mkdir()
     (existing / "keep.txt").write_text("mine")

@@ -207,7 +207,8 @@ class CocoDataset(Dataset):
 
 
 def image_problem(path: Path) -> str | None:
-    """Why ``path`` is not a usable image, or None: missing, not an image, or truncated.
+    """Why ``path`` is not a usable image, or None: missing, not an image, a header that
+    declares more pixels than PIL decodes (a decompression bomb), or truncated.
 
     Cheap: the header is read and, for PNG and JPEG, the file's last bytes are checked for
     the end marker (``IEND`` / ``FFD9``); nothing is decoded.
@@ -220,6 +221,8 @@ def image_problem(path: Path) -> str | None:
         with open(path, "rb") as f:
             f.seek(max(0, path.stat().st_size - 64))
             tail = f.read()
+    except Image.DecompressionBombError as err:
+        return f"refused as a decompression bomb ({err})"
     except (UnidentifiedImageError, OSError) as err:
         return f"not a readable image ({err})"
     if fmt == "PNG" and b"IEND" not in tail[-12:]:

@@ -72,7 +72,7 @@ def resolve_data(
     if data_dir is not None:
         root = Path(data_dir)
         if not root.is_dir():
-            raise UserError(f"{root}: no such directory (--data)")
+            raise UserError(f"{root}: {_not_there(root, folder=True)} (--data)")
         base = coco_layout(root)
         paths = {k: Path(v) if v is not None else getattr(base, k) for k, v in given.items()}
         source = f" ({LAYOUT_HINT})"
@@ -91,7 +91,20 @@ def resolve_data(
                 else f"no {split} data: give --data DIR or --{split}-ann and --{split}-images"
             )
         if not ann.is_file():
-            raise UserError(f"{ann}: no such annotation file{source}")
+            raise UserError(
+                f"{ann}: {_not_there(ann, folder=False, what='annotation file')}{source}"
+            )
         if not images.is_dir():
-            raise UserError(f"{images}: no such image directory{source}")
+            raise UserError(
+                f"{images}: {_not_there(images, folder=True, what='image directory')}{source}"
+            )
     return DataPaths(**paths)
+
+
+def _not_there(path: Path, *, folder: bool, what: str = "directory") -> str:
+    """Why ``path`` is not the folder (or file) expected: the other kind, or nothing."""
+    if folder and path.exists():
+        return "is a file, expected a folder"
+    if not folder and path.is_dir():
+        return "is a folder, expected a file"
+    return f"no such {what}"

@@ -12,8 +12,9 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from alrp_cli.atomic import atomic_path
-from alrp_cli.detection.data.coco import load_coco
+from alrp_cli.detection.data.coco import image_problem, load_coco
 from alrp_cli.errors import UserError
+from alrp_cli.limits import check_fits
 
 PathLike = str | os.PathLike[str]
 # One colour per category (cycled): distinct, readable on light and dark backgrounds.
@@ -58,16 +59,20 @@ def render_preview(
     ids = sorted(coco.imgs)[:num_images]
     if not ids:
         raise UserError(f"{ann_file}: no images to preview")
+    cols = min(cols, len(ids))  # more columns than images would only widen the sheet
+    rows = (len(ids) + cols - 1) // cols
+    width, height = cols * cell + (cols + 1) * 4, rows * cell + (rows + 1) * 4
+    check_fits(3 * (width * height + cell * cell), "--cell", what=f"a {width} × {height} sheet")
     cats = sorted(coco.cats)
     colour = {cid: _PALETTE[i % len(_PALETTE)] for i, cid in enumerate(cats)}
-    rows = (len(ids) + cols - 1) // cols
-    sheet = Image.new("RGB", (cols * cell + (cols + 1) * 4, rows * cell + (rows + 1) * 4), "white")
+    sheet = Image.new("RGB", (width, height), "white")
     font = ImageFont.load_default()
     for n, image_id in enumerate(ids):
         info = coco.imgs[image_id]
         path = Path(images_dir) / info["file_name"]
-        if not path.is_file():
-            raise UserError(f"{path}: image file listed in the annotations is missing")
+        problem = image_problem(path)
+        if problem is not None:
+            raise UserError(f"{path}: {problem}")
         with Image.open(path) as im:
             w, h = im.size
             tile = im.convert("RGB").resize((cell, cell), Image.NEAREST)

@@ -36,6 +36,7 @@ from alrp_cli.detection.data.shapes_hard import (
     render_image_hard,
 )
 from alrp_cli.errors import UserError
+from alrp_cli.limits import check_fits
 
 __all__ = [
     "HARD_CLASSES",
@@ -49,6 +50,9 @@ __all__ = [
 MARKER = "alrp-synth.json"
 """Written last into every synthetic dataset folder: its parameters; marks the folder as ours."""
 MIN_IMAGE_SIZE = 32
+BYTES_PER_IMAGE_RECORD = 1024
+"""Memory the annotations of one image take at least while a split is written (its image
+record and the pending job; its boxes and RLE masks come on top)."""
 _SPLITS = (("train", 0), ("val", 1))
 SYNTH_PRESETS = ("default", "hard")
 """``default``: 5 shapes (:mod:`.shapes`); ``hard``: 20 near-duplicate classes, small objects,
@@ -109,6 +113,13 @@ def _check_params(
         raise UserError(f"--num-train and --num-val must be >= 1, got {num_train} and {num_val}")
     if image_size < MIN_IMAGE_SIZE:
         raise UserError(f"--image-size must be >= {MIN_IMAGE_SIZE}, got {image_size}")
+    # Lower estimates: an image's RGB pixels and one object mask; a record per image.
+    check_fits(4 * image_size**2, "--image-size", what=f"images of {image_size} × {image_size}")
+    check_fits(
+        (num_train + num_val) * BYTES_PER_IMAGE_RECORD,
+        "--num-train/--num-val",
+        what=f"the annotations of {num_train + num_val:,} images",
+    )
     unknown = [c for c in classes if c not in SYNTH_CLASSES]
     if unknown or not classes or len(set(classes)) != len(classes):
         raise UserError(
@@ -184,19 +195,29 @@ def make_synthetic_coco(
     :data:`SYNTH_CLASSES`; with ``preset="hard"`` always :data:`HARD_CLASSES`) with ids 1..C.
     The folder is built under a temporary name beside ``out_dir`` and renamed into place, so
     it is either complete or absent. An existing ``out_dir`` must be empty or an earlier
-    synthetic dataset (which is replaced); anything else raises
-    :class:`~alrp_cli.errors.UserError`. ``progress(done, total)`` is called after each image.
+    synthetic dataset holding nothing but what it wrote (it is replaced); anything else
+    raises :class:`~alrp_cli.errors.UserError`: nothing is deleted that this function did not
+    write. ``progress(done, total)`` is called after each image.
     """
     classes = _default_classes(classes, preset)
     _check_params(seed, num_train, num_val, image_size, classes, preset)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
-        raise UserError(
-            f"{out}: exists, is not empty and is not an alrp synthetic dataset; "
-            "choose a new or empty directory"
-        )
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / MARKER).is_file():
+            raise UserError(
+                f"{out}: exists, is not empty and is not an alrp synthetic dataset; "
+                "choose a new or empty directory"
+            )
+        foreign = _foreign_entries(out)
+        if foreign:
+            n = len(foreign)
+            raise UserError(
+                f"{out}: holds {n} {'entry' if n == 1 else 'entries'} that alrp data synth did "
+                f"not write (first: {out / foreign[0]}); the older synthetic set is replaced "
+                "whole, so move them out first or choose a new directory"
+            )
     params = {
         "generator_version": HARD_GENERATOR_VERSION if preset == "hard" else GENERATOR_VERSION,
         "seed": seed,
@@ -246,6 +267,36 @@ def make_synthetic_coco(
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     return out
+
+
+def _own_entries(params: dict) -> set[str] | None:
+    """What a synthetic set with these parameters (its ``alrp-synth.json``) wrote, as paths
+    relative to its folder; None when the parameters do not say."""
+    counts = [params.get(f"num_{split}") for split, _ in _SPLITS]
+    if not all(type(n) is int and n >= 0 for n in counts):
+        return None
+    own = {MARKER, "annotations"}
+    for (split, _), count in zip(_SPLITS, counts, strict=True):
+        own |= {f"{split}2017", f"annotations/instances_{split}2017.json"}
+        own |= {f"{split}2017/{index:06d}.png" for index in range(1, count + 1)}
+    return own
+
+
+def _foreign_entries(folder: Path) -> list[str]:
+    """The entries of an older synthetic set's ``folder`` that it did not write itself
+    (sorted; everything when its ``alrp-synth.json`` is unreadable): replacing the folder
+    would delete them."""
+    found = sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+    try:
+        params = json.loads((folder / MARKER).read_text())
+    except (OSError, ValueError):
+        params = None
+    own = _own_entries(params) if isinstance(params, dict) else None
+    if own is None:
+        return [e for e in found if e != MARKER]
+    # a foreign folder is named once, not with each file in it
+    foreign = [e for e in found if e not in own]
+    return [e for e in foreign if not any(e.startswith(f + "/") for f in foreign)]
 
 
 def _default_classes(classes: Sequence[str] | None, preset: str) -> tuple[str, ...]:
