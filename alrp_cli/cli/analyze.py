@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -18,12 +18,9 @@ from alrp_cli.cli.options import JSON_HELP, table_console
 from alrp_cli.cli.progress import progress_bar
 from alrp_cli.errors import UserError
 from alrp_cli.outputs import Outputs, write_json_output
-from analysis.io import load_gt, load_predictions
-from analysis.loss_values import LOSS_KEYS
-from analysis.pipeline import AnalysisResult, analysis_document, check_options, resolve_classes
-from analysis.pipeline import analyze as run_analysis
-from analysis.rundir import resolve_predictions
-from analysis.tables import classes_table, safe_label, write_csvs
+
+if TYPE_CHECKING:
+    from analysis.pipeline import AnalysisResult
 
 
 def analyze(
@@ -80,6 +77,12 @@ def analyze(
     ),
 ) -> None:
     """Measure detectors' predictions: COCO AP, oLRP, aLRP/AP-loss values, ranking statistics."""
+    from analysis.io import load_gt, load_predictions
+    from analysis.pipeline import analysis_document, check_options, resolve_classes
+    from analysis.pipeline import analyze as run_analysis
+    from analysis.rundir import resolve_predictions
+    from analysis.tables import safe_label, write_csvs
+
     given = list(predictions)  # run directories as given: nothing in them may be overwritten
     predictions, gt, names = resolve_predictions(predictions, gt, epoch=epoch)
     labels = _labels(names, label)
@@ -149,6 +152,8 @@ def analyze(
 
 
 def _labels(names: list[str], given: list[str] | None) -> list[str]:
+    from analysis.tables import safe_label
+
     if given:
         if len(given) != len(names):
             raise UserError(
@@ -183,6 +188,8 @@ def _fmt(x: Any, digits: int = 3) -> str:
 
 
 def _print_file(out: Console, r: AnalysisResult, top: int) -> None:
+    from analysis.tables import classes_table
+
     head = f"[bold]{r.label}[/bold]  {r.path}  ({r.n_detections} detections"
     if r.skipped:
         head += ", skipped: " + ", ".join(f"{k} {v}" for k, v in r.skipped.items())
@@ -266,6 +273,8 @@ def _print_file(out: Console, r: AnalysisResult, top: int) -> None:
 
 
 def _comparison(results: list[AnalysisResult]) -> Table:
+    from analysis.loss_values import LOSS_KEYS
+
     table = Table(title="comparison")
     table.add_column("metric")
     for r in results:

@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from alrp_cli import registry
 from alrp_cli.atomic import atomic_path
-from alrp_cli.balance import (
-    LOSS_NAMES,
-    BalanceConfig,
-    BalanceReport,
-    failure_message,
-    run_balance_check,
-)
 from alrp_cli.cli.options import JSON_HELP, SEED_MAX, table_console
 from alrp_cli.cli.progress import progress_bar
 from alrp_cli.errors import CheckFailed, UserError
 from alrp_cli.outputs import Outputs, write_json_output
+
+if TYPE_CHECKING:
+    from alrp_cli.balance import BalanceReport
 
 PLOT_FORMATS = ("png", "pdf", "svg")
 
@@ -96,7 +94,7 @@ def check_balance_command(
     loss: list[str] | None = typer.Option(
         None,
         "--loss",
-        help=f"Loss to check: {', '.join(LOSS_NAMES)} (repeatable; default all).",
+        help=f"Loss to check: {', '.join(registry.names('balance'))} (repeatable; default all).",
     ),
     trials: int = typer.Option(
         200, "--trials", help="Number of random problems (at most 1,000,000)."
@@ -145,6 +143,8 @@ def check_balance_command(
 
     Focal loss and BCE are shown for contrast (their Σpos/Σneg ratio) and never fail.
     """
+    from alrp_cli.balance import BalanceConfig, failure_message, run_balance_check
+
     config = BalanceConfig(
         losses=tuple(loss or ()) or BalanceConfig.losses,
         trials=trials,
