@@ -188,7 +188,7 @@ def _fmt(x: Any, digits: int = 3) -> str:
 
 
 def _print_file(out: Console, r: AnalysisResult, top: int) -> None:
-    from analysis.tables import classes_table
+    from analysis.tables import class_rows
 
     head = f"[bold]{r.label}[/bold]  {r.path}  ({r.n_detections} detections"
     if r.skipped:
@@ -221,8 +221,8 @@ def _print_file(out: Console, r: AnalysisResult, top: int) -> None:
         summary.caption = UNDEFINED_NOTE
     out.print(summary)
 
-    table = classes_table(r).sort_values(["n_gt", "category_id"], ascending=[False, True])
-    shown = table if top == 0 else table.head(top)
+    table = sorted(class_rows(r), key=lambda row: (-row["n_gt"], row["category_id"]))
+    shown = table if top == 0 else table[:top]
     note = ""
     if len(shown) < len(table):
         note = f" (top {len(shown)} of {len(table)} by ground truth; --top 0 for all)"
@@ -253,9 +253,8 @@ def _print_file(out: Console, r: AnalysisResult, top: int) -> None:
                 t.add_column(name, max_width=16, no_wrap=True, overflow="ellipsis")
             else:
                 t.add_column(name, justify="right", no_wrap=True)
-        for row in shown.itertuples(index=False):
-            d = row._asdict()
-            t.add_row(*[_fmt(d[c]) for c, _ in cols])
+        for row in shown:
+            t.add_row(*[_fmt(row[c]) for c, _ in cols])
         out.print(t)
 
     deciles = Table(title=f"{r.label}: mean IoU of TPs per score decile (1 = lowest scores)")
