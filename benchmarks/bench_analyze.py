@@ -6,17 +6,22 @@ copies of each ground truth with scores loosely tied to their IoU, then backgrou
 boxes of random classes with low scores.
 
 Run:  .venv/bin/python benchmarks/bench_analyze.py [--images 5000] [--dets-per-image 100]
-          [--skip pycocotools,faster-coco-eval] [--out DIR]
+          [--skip pycocotools,faster-coco-eval,...] [--out DIR] [--command-of NAME=PATH]
 
-Each of the three runs once, in its own fresh process, one after the other:
+Each of the four runs once, in its own fresh process, one after the other:
   1. pycocotools: COCO(gt), loadRes(results), COCOeval evaluate() + accumulate() + summarize();
   2. faster-coco-eval: the same with its COCO and COCOeval_faster;
   3. `analysis.analyze()`: the whole analysis of the file (parse, validation, the 12 COCO
-     numbers, oLRP, loss values, ranking statistics), which is what `alrp analyze` runs.
+     numbers, oLRP, loss values, ranking statistics), which is what `alrp analyze` runs;
+  4. the `alrp analyze` command itself (`python -m alrp_cli analyze DETECTIONS --gt GT
+     --json FILE`, its tables thrown away): start-up, imports, the analysis, the tables and
+     the JSON, all of it. --command-of NAME=PATH (repeatable) also runs the command of
+     another checkout (PYTHONPATH=PATH), e.g. an older commit, in the same run.
 Reported per run: wall seconds of the timed part (for the two COCOeval engines their
-evaluate() + accumulate() alone, and separately their loading), CPU seconds of the
-whole process after its imports (user + system, all threads), and peak resident memory
-(VmHWM) after the imports and at the end. Prints Markdown for docs/benchmarks.md.
+evaluate() + accumulate() alone, and separately their loading; for the command the whole
+process), CPU seconds of the whole process after its imports (user + system, all threads;
+for the command all of it), and peak resident memory (VmHWM) after the imports and at the
+end. Prints Markdown for docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -195,8 +200,47 @@ print(json.dumps({"load": 0.0, "timed": t1 - t0, "cpu": cpu() - c0, "hwm0": m0,
 }
 
 
+#: The whole command, timed from outside its process (it has no "after the imports").
+COMMAND = "alrp analyze command"
+
+
+def run_command(gt_path: Path, dt_path: Path, checkout: Path = REPO) -> dict:
+    """Run `alrp analyze` in a fresh process; its figures as a dict (CPU and peak memory
+    from the child's own resource usage), with the modules of ``checkout``."""
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    out = dt_path.with_name("analysis.json")
+    argv = [sys.executable, "-m", "alrp_cli", "analyze", str(dt_path), "--gt", str(gt_path)]
+    with tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(
+            [*argv, "--json", str(out)],
+            cwd=dt_path.parent,  # not a checkout: the modules come from PYTHONPATH
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode:
+            err.seek(0)
+            raise RuntimeError(f"alrp analyze failed: {err.read().decode()[-2000:]}")
+    doc = json.loads(out.read_text())
+    return {
+        "load": 0.0,
+        "timed": wall,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "hwm0": None,
+        "hwm": usage.ru_maxrss * 1024,
+        "AP": doc["files"][0]["coco"]["AP"],
+        "process_wall": wall,
+    }
+
+
 def run_child(name: str, gt_path: Path, dt_path: Path) -> dict:
     """Run one engine in a fresh process; its figures as a dict."""
+    if name == COMMAND:
+        return run_command(gt_path, dt_path)
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     t0 = time.perf_counter()
     out = subprocess.run(
@@ -218,6 +262,13 @@ def main() -> None:
     ap.add_argument("--dets-per-image", type=int, default=100)
     ap.add_argument("--skip", default="", help="comma-separated engines not to run")
     ap.add_argument("--out", type=Path, default=None, help="keep the generated files here")
+    ap.add_argument(
+        "--command-of",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="also time the whole command of this checkout (repeatable)",
+    )
     args = ap.parse_args()
 
     tmp = args.out or Path(tempfile.mkdtemp(prefix="bench_analyze_"))
@@ -234,10 +285,15 @@ def main() -> None:
 
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     results = {}
-    for name in CHILDREN:
+    for name in [*CHILDREN, COMMAND]:
         if name in skip:
             continue
         results[name] = r = run_child(name, gt_path, dt_path)
+        print(f"{name}: {json.dumps(r)}", flush=True)
+    for item in args.command_of:
+        label, _, path = item.partition("=")
+        name = f"{COMMAND} ({label})"
+        results[name] = r = run_command(gt_path, dt_path, Path(path).resolve())
         print(f"{name}: {json.dumps(r)}", flush=True)
 
     mib = 2**20
@@ -252,6 +308,7 @@ def main() -> None:
         cmd += f" --dets-per-image {args.dets_per_image}"
     if skip:
         cmd += f" --skip {','.join(sorted(skip))}"
+    cmd += "".join(f" --command-of {item}" for item in args.command_of)
     print(f"Command: {cmd}")
     print(
         f"Case: {args.images} images, {n_gt} ground truths, 80 classes, {n_det} detections, "
@@ -263,13 +320,27 @@ def main() -> None:
         "| peak RSS after imports (MiB) | peak RSS (MiB) | growth per detection (bytes) | AP |"
     )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    parts = {"alrp analyze": "whole analysis", COMMAND: "whole command, start-up included"}
     for name, r in results.items():
-        part = "whole analysis" if name == "alrp analyze" else "evaluate() + accumulate()"
-        growth = (r["hwm"] - r["hwm0"]) / n_det
+        part = parts.get(name.split(" (")[0], "evaluate() + accumulate()")
+        if r["hwm0"] is None:  # the command: no figures "after the imports"
+            load, after, growth = "(included)", "-", "-"
+        else:
+            load, after = f"{r['load']:.2f}", f"{r['hwm0'] / mib:.0f}"
+            growth = f"{(r['hwm'] - r['hwm0']) / n_det:.0f}"
         print(
-            f"| {name} | {part} | {r['timed']:.2f} | {r['load']:.2f} | {r['cpu']:.2f} | "
-            f"{r['hwm0'] / mib:.0f} | {r['hwm'] / mib:.0f} | {growth:.0f} | {r['AP']:.4f} |"
+            f"| {name} | {part} | {r['timed']:.2f} | {load} | {r['cpu']:.2f} | "
+            f"{after} | {r['hwm'] / mib:.0f} | {growth} | {r['AP']:.4f} |"
         )
+    print()
+    for name in [n for n in results if n.startswith(COMMAND)]:
+        whole = results[name]["timed"]
+        ratios = [
+            f"{whole / results[n]['timed']:.2f}× {n}'s evaluate() + accumulate()"
+            for n in ("faster-coco-eval", "pycocotools")
+            if n in results
+        ]
+        print(f"{name}: {whole:.2f} s, " + ", ".join(ratios) + ".")
     if "alrp analyze" in results:
         ph = results["alrp analyze"]["phases"]
         print()
