@@ -37,18 +37,8 @@ ENTRY = "import sys; from alrp_cli.cli.app import main; sys.argv[0] = 'alrp'; sy
 def commands() -> list[tuple[str, list[str], int]]:
     """(label, arguments, expected exit code) of each timed command."""
     sys.path.insert(0, str(REPO))
-    import typer
+    from alrp_cli.cli.app import command_paths
 
-    from alrp_cli.cli.app import app
-
-    paths: list[list[str]] = []
-
-    def walk(command: object, path: list[str]) -> None:
-        for name, sub in sorted(getattr(command, "commands", {}).items()):
-            paths.append([*path, name])
-            walk(sub, [*path, name])
-
-    walk(typer.main.get_command(app), [])
     analyze = [
         "analyze",
         str(DATA / "detections_fakebbox100.json"),
@@ -61,7 +51,7 @@ def commands() -> list[tuple[str, list[str], int]]:
         ("alrp --help", ["--help"], 0),
         ("alrp --version", ["--version"], 0),
         ("alrp analyze --no-such-option", ["analyze", "--no-such-option"], 2),
-        *[(f"alrp {' '.join(p)} --help", [*p, "--help"], 0) for p in paths],
+        *[(f"alrp {' '.join(p)} --help", [*p, "--help"], 0) for p in command_paths()],
         ("alrp analyze (100 images, --json)", analyze, 0),
     ]
 
@@ -149,7 +139,8 @@ def main() -> None:
         cmd = "python benchmarks/bench_startup.py " + " ".join(
             f"--checkout {n}={p}" for n, p in checkouts.items()
         )
-        print(f"Command: {cmd} --repeats {args.repeats}; {time.strftime('%Y-%m-%d')}")
+        cmd += f" --repeats {args.repeats}" + (" --importtime" if args.importtime else "")
+        print(f"Command: {cmd}; {time.strftime('%Y-%m-%d')}")
         print()
         names = list(checkouts)
         ratio = len(names) == 2

@@ -213,6 +213,21 @@ def _register() -> None:
 _register()
 
 
+def command_paths() -> list[list[str]]:
+    """The path of every command and command group of ``alrp`` (e.g. ``["data", "synth"]``),
+    in alphabetical order, from the command tree itself: what the start-up test and
+    benchmark run one by one."""
+    found: list[list[str]] = []
+
+    def walk(command: Any, path: list[str]) -> None:
+        for name, sub in sorted(getattr(command, "commands", {}).items()):
+            found.append([*path, name])
+            walk(sub, [*path, name])
+
+    walk(typer.main.get_command(app), [])
+    return found
+
+
 def main() -> None:
     """Console-script entry point of `alrp`."""
     app(prog_name="alrp")

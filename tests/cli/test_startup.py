@@ -14,9 +14,8 @@ import subprocess
 import sys
 
 import pytest
-import typer
 
-from alrp_cli.cli.app import app
+from alrp_cli.cli.app import command_paths
 from tests.conftest import REPO, SHARED_DATA
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the driver forks (POSIX)")
@@ -83,19 +82,6 @@ print(json.dumps({{"tree": tree, "reports": reports}}))
 """
 
 
-def _every_command() -> list[list[str]]:
-    """The path of every command and command group, from the command tree itself."""
-    found: list[list[str]] = []
-
-    def walk(command: object, path: list[str]) -> None:
-        for name, sub in sorted(getattr(command, "commands", {}).items()):
-            found.append([*path, name])
-            walk(sub, [*path, name])
-
-    walk(typer.main.get_command(app), [])
-    return found
-
-
 ANALYZE = [
     "analyze",
     str(SHARED_DATA / "detections_fakebbox100.json"),
@@ -114,7 +100,7 @@ CASES: list[tuple[list[str], int, set[str]]] = [
     (["analyze", "--no-such-option"], 2, LIGHT),
     (["train", "--epochs", "many"], 2, LIGHT),
     (["data", "synth", "--num-train"], 2, LIGHT),
-    *[([*path, "--help"], 0, LIGHT) for path in _every_command()],
+    *[([*path, "--help"], 0, LIGHT) for path in command_paths()],
 ]
 
 
@@ -144,7 +130,7 @@ def test_the_command_tree_loads_nothing_heavy(startup: dict) -> None:
 
 
 def test_every_command_and_group_is_covered() -> None:
-    paths = {" ".join(p) for p in _every_command()}
+    paths = {" ".join(p) for p in command_paths()}
     assert paths >= {"analyze", "bench", "check-balance", "import", "predict", "report", "train"}
     assert paths >= {"data", "data info", "data preview", "data synth"}
 
