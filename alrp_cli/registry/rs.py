@@ -95,10 +95,10 @@ class RSDetectorLoss(NamedTuple):
     Attributes:
         ranking, sorting (Tensor[]): Rank & Sort Loss's two parts (of the global batch with
             a collective); their backward writes the identity update.
-        box (Tensor[]): this process's share of the score-weighted GIoU loss,
-            Σ_own w_i (1 − GIoU_i) / Σ_all w_i (differentiable in the boxes); summed over
-            the processes it is the global box loss.
-        box_value (float): the global box loss (detached).
+        box (Tensor[]): the score-weighted GIoU loss Σ w_i (1 − GIoU_i) / Σ w_i (of the
+            global batch with a collective: then every process has its value, and its
+            gradient reaches this process's boxes: their rows of the global gradient).
+        box_value (float): its value.
         weight (float): (ranking + sorting) / ``box_value``; 0 when ``box_value`` is 0
             (the published code divides by zero there).
     """
@@ -130,17 +130,16 @@ def rs_detector_loss(
     box_value = float(totals[1]) / norm
     cls_value = float(out.ranking.detach()) + float(out.sorting.detach())
     weight = cls_value / box_value if box_value > 0 else 0.0
-    box = (weights.to(loc.dtype) * loc).sum() / norm
+    box = (weights.to(loc.dtype) * loc).sum() / norm  # this process's share
+    if collective is not None:  # the global value, this process's gradient
+        box = box + (box_value - box.detach())
     return RSDetectorLoss(out.ranking, out.sorting, box, box_value, weight)
 
 
 def _train(inputs: Any, module: nn.Module | None, collective: Any) -> LossParts:
     res = rs_detector_loss(inputs, collective=collective)
     cls = res.ranking + res.sorting
-    world = 1 if collective is None else collective.world_size
-    # cls is the global value on every process; the box share times the world size
-    # averages over the processes to the global box loss (see LossParts).
-    cls_value, loc_value = float(cls.detach()), float(res.box.detach()) * world
+    cls_value, loc_value = float(cls.detach()), res.box_value  # global ones with a collective
     return LossParts(
         total=cls + res.weight * res.box,
         cls=cls_value,
@@ -199,8 +198,9 @@ def _balance_reference(
 def _analysis(
     logits: Tensor, targets: Tensor, ious: Tensor, iou_threshold: float, delta: float
 ) -> dict[str, float]:
-    # Detections as a loss input: each true positive's target is its IoU (≥ τ > 0).
-    out = rs_loss(logits, with_ious(targets, ious, logits.dtype), delta=delta)
+    # Detections as a loss input: each true positive's target is its IoU (≥ τ > 0; an IoU
+    # computed a rounding above 1 is 1).
+    out = rs_loss(logits, with_ious(targets, ious.clamp(max=1.0), logits.dtype), delta=delta)
     ranking, sorting = float(out.ranking), float(out.sorting)
     return {"rs_ranking": ranking, "rs_sorting": sorting, "rs": ranking + sorting}
 

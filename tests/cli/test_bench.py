@@ -25,7 +25,7 @@ def test_bench_writes_json_with_ratios(tmp_path) -> None:
     data = json.loads(out.read_text())
     assert data["version"] == 1 and data["device"] == "cpu"
     rows = data["rows"]
-    assert [r["loss"] for r in rows] == ["alrp", "ap"]
+    assert [r["loss"] for r in rows] == ["alrp", "ap", "rs"]
     for r in rows:
         assert (r["positives"], r["examples"]) == (20, 2000)
         assert r["fast_s"] > 0 and r["sort_s"] > 0 and r["reference_s"] > 0
