@@ -86,6 +86,8 @@ def analyze(
         raise UserError(f"--top must be >= 0, got {top}")
     err = Console(stderr=True)
     out = Console()
+    if not out.is_terminal:
+        out = Console(width=120)  # pipes and files get the whole table, not an 80-column cut
 
     # Validate everything before any work (and before the progress display starts).
     check_options(iou_threshold=iou_threshold, max_dets=max_dets, delta=delta)
