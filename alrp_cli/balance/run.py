@@ -215,8 +215,8 @@ def derived_ious_notes(name: str, recorded: RecordedInputs, specs: Sequence[Loss
         return []
     return [
         f"{spec.name}: {name} holds no 'ious' in {missing} of {len(recorded.batches)} "
-        f"batch(es) (recorded by a loss without continuous targets); {spec.name} takes "
-        f"{spec.derived_ious or 'no IoUs'} there"
+        f"batch(es) (recorded by a loss without IoU targets); there {spec.name} takes "
+        f"{spec.derived_ious or 'no IoUs'}"
         for spec in specs
         if spec.takes_ious
     ]

@@ -98,7 +98,7 @@ def bench(
     ),
     json_path: Path | None = typer.Option(None, "--json", help="Write every figure as JSON here."),
 ) -> None:
-    """Time aLRP / AP Loss (forward + backward) against the loop formulation and one sort.
+    """Time the ranking losses (forward + backward) against their loop formulation and a sort.
 
     Example: alrp bench --size 1000x2M --repeats 5 --json bench.json
     """

@@ -95,21 +95,21 @@ def _zero_sum_caption(report: BalanceReport) -> str:
     zero_sum = [s.label for s in report.losses if s.rule == ZERO_SUM]
     if not zero_sum:
         return ""
-    return f" ({', '.join(zero_sum)}: Σ_P g = 0, gap = |Σ_P g| / Σ_P |g|, no negative moves)"
+    return f" ({', '.join(zero_sum)}: |Σg| / Σ|g| over the positives)"
 
 
-def _held(report: BalanceReport) -> str | None:
-    """The closing line: which checked parts held, by rule; None when none was checked."""
+def _held(report: BalanceReport) -> list[str]:
+    """The closing lines: which checked parts held, one line per rule."""
     by_rule = {
         BALANCED: "Theorem 2 holds for",
         ZERO_SUM: "Σg = 0 over the positives holds for",
     }
-    parts = []
+    lines = []
     for rule, words in by_rule.items():
         held = [s.label for s in report.losses if s.passed and s.rule == rule]
         if held:
-            parts.append(f"{words} {', '.join(held)}")
-    return f"{'; '.join(parts)} on every trial." if parts else None
+            lines.append(f"{words} {', '.join(held)} on every trial.")
+    return lines
 
 
 def check_balance_command(
@@ -198,7 +198,7 @@ def check_balance_command(
         out = Console(width=100)  # pipes and files get the whole table, not an 80-column cut
     out.print(_table(report))
     for note in report.notes:
-        out.print(f"Note: {note}", highlight=False)
+        out.print(f"Note: {note}", highlight=False, soft_wrap=True)
     with outputs.undo_on_error():
         if json_path is not None:
             write_json(json_path, report.to_json())
@@ -207,6 +207,5 @@ def check_balance_command(
     failed = [s for s in report.losses if s.passed is False]
     if failed:
         raise CheckFailed(" | ".join(failure_message(config, s) for s in failed))
-    held = _held(report)
-    if held:
-        out.print(held)
+    for line in _held(report):
+        out.print(line)

@@ -243,7 +243,7 @@ ENTRY = LossEntry(
         reference=_balance_reference,
         takes_ious=True,
         parts=(BalancePart("ranking", BALANCED), BalancePart("sorting", ZERO_SUM)),
-        derived_ious="IoU = (1 + GIoU) / 2 = 1 − e/2 of the recorded localisation errors",
+        derived_ious="(1 + GIoU) / 2 = 1 − e/2 of each recorded localisation error as its IoU",
     ),
     analysis=AnalysisForm(
         measures=(
