@@ -7,6 +7,7 @@ import torch
 
 from alrp_cli.detection.head_losses import build_loss_inputs, compute_loss, make_loss_module
 from alrp_cli.detection.model import Detector, HeadOutput
+from tests.detection.rs_batch import part_of, rich_case, rs_inputs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -149,35 +150,13 @@ def _iou(a: list[float], b: list[float]) -> float:
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
-def _rich_case(images: int = 4, seed: int = 0) -> tuple[HeadOutput, list[dict[str, torch.Tensor]]]:
-    """A 6 x 6 grid of 12-px anchors per image, 2 to 3 boxes near anchors, random outputs."""
-    gen = torch.Generator().manual_seed(seed)
-    xy = torch.stack(torch.meshgrid(torch.arange(6.0), torch.arange(6.0), indexing="ij"), -1)
-    corner = xy.reshape(-1, 2) * 8
-    anchors = torch.cat([corner, corner + 12], dim=1)
-    targets = []
-    for _ in range(images):
-        k = int(torch.randint(2, 4, (), generator=gen))
-        base = anchors[torch.randperm(36, generator=gen)[:k]]
-        boxes = base + torch.randn(k, 4, generator=gen) * 1.5
-        boxes[:, 2:] = torch.maximum(boxes[:, 2:], boxes[:, :2] + 4)
-        targets.append({"boxes": boxes, "labels": torch.randint(0, 3, (k,), generator=gen)})
-    out = HeadOutput(
-        cls=torch.randn(images, 36, 3, generator=gen).requires_grad_(),
-        reg=(torch.randn(images, 36, 4, generator=gen) * 0.2).requires_grad_(),
-        anchors=anchors,
-        level_counts=[36],
-    )
-    return out, targets
-
-
 def test_rank_and_sort_loss_is_the_rs_atss_head_written_out(model: Detector) -> None:
     # RankBasedATSSHead.loss (kemaloksuz/RankSortLoss, rank_based_atss_head.py:226-260),
     # written out from the definitions: IoU targets by hand, the loop port of RankSort, and
     # the box loss weighted by the positive anchor's highest class score.
     from alrp_cli.losses.reference_rs import rs_loss_reference
 
-    out, targets = _rich_case()
+    out, targets = rich_case()
     inputs = build_loss_inputs(model, out, targets, assigner="maxiou", ious=True)
     assert inputs.num_pos >= 8
     parts = compute_loss("rs", inputs, None)
@@ -218,25 +197,17 @@ def test_rank_and_sort_loss_is_the_rs_atss_head_written_out(model: Detector) -> 
     torch.testing.assert_close(out.reg.grad, reg.grad, rtol=1e-4, atol=1e-7)
 
 
-def test_rank_and_sort_over_two_ranks_is_one_process_on_their_batches(model: Detector) -> None:
+def test_rank_and_sort_over_two_ranks_is_one_process_on_their_batches() -> None:
     from alrp_cli.losses.collective import run_ranks
 
-    out, targets = _rich_case(seed=1)
-    whole = compute_loss(
-        "rs", build_loss_inputs(model, out, targets, assigner="maxiou", ious=True), None
-    )
+    out, targets = rich_case(seed=1)
+    whole = compute_loss("rs", rs_inputs(out, targets), None)
     whole.total.backward()
 
     def rank(collective):  # type: ignore[no-untyped-def]
         part = slice(2 * collective.rank, 2 * collective.rank + 2)
-        mine = HeadOutput(
-            cls=out.cls.detach()[part].clone().requires_grad_(),
-            reg=out.reg.detach()[part].clone().requires_grad_(),
-            anchors=out.anchors,
-            level_counts=out.level_counts,
-        )
-        inputs = build_loss_inputs(model, mine, targets[part], assigner="maxiou", ious=True)
-        parts = compute_loss("rs", inputs, None, collective=collective)
+        mine = part_of(out, part)
+        parts = compute_loss("rs", rs_inputs(mine, targets[part]), None, collective=collective)
         parts.total.backward()
         return parts, mine.cls.grad, mine.reg.grad
 
