@@ -179,8 +179,8 @@ def test_smoke_run_trains_every_arm_in_two_processes_and_resumes(tmp_path: Path)
     ]
     compare.main(argv)
     runs = json.loads((tmp_path / "compare.json").read_text())["runs"]
-    # own: 3 losses x 2 seeds; shared: 3 x 2 rates on seed 0, then the best rate on seed 1.
-    assert len(runs) == 6 + 6 + 3
+    # own: 4 losses x 2 seeds; shared: 4 x 2 rates on seed 0, then the best rate on seed 1.
+    assert len(runs) == 8 + 8 + 4
     assert all((tmp_path / "runs" / r["name"] / "result.json").is_file() for r in runs)
     stamp = {
         r["name"]: (tmp_path / "runs" / r["name"] / "result.json").stat().st_mtime_ns for r in runs
