@@ -14,14 +14,17 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from alrp_cli.registry import alrp, ap, bce, focal
+from alrp_cli.registry import alrp, ap, bce, focal, rs
 from alrp_cli.registry.entry import (
+    BALANCED,
     IOUS,
     LOC_ERRORS,
     NEEDS,
     SELF_BALANCE,
+    ZERO_SUM,
     AnalysisForm,
     BalanceForm,
+    BalancePart,
     BenchForm,
     HeadForm,
     LossEntry,
@@ -35,7 +38,7 @@ from alrp_cli.registry.entry import (
 
 #: Every loss by name, in the order commands list them.
 LOSSES: MappingProxyType[str, LossEntry] = MappingProxyType(
-    {e.name: e for e in (alrp.ENTRY, ap.ENTRY, focal.ENTRY, bce.ENTRY)}
+    {e.name: e for e in (alrp.ENTRY, ap.ENTRY, rs.ENTRY, focal.ENTRY, bce.ENTRY)}
 )
 #: The loss ``alrp train`` and the detector default to.
 DEFAULT_LOSS = alrp.ENTRY.name
@@ -79,6 +82,7 @@ def default_anchors(loss: str, assigner: str) -> tuple[int, list[float]]:
 
 
 __all__ = [
+    "BALANCED",
     "DEFAULT_LOSS",
     "IOUS",
     "LOC_ERRORS",
@@ -86,8 +90,10 @@ __all__ = [
     "NEEDS",
     "ROLES",
     "SELF_BALANCE",
+    "ZERO_SUM",
     "AnalysisForm",
     "BalanceForm",
+    "BalancePart",
     "BenchForm",
     "HeadForm",
     "LossEntry",
