@@ -1,11 +1,13 @@
 """Timing of the loss implementations: the O(N log P) kernels against the loop formulation.
 
 Each grid cell (P positives, N examples) times forward + backward of the fast functions
-and of the loop references (``alrp_cli.losses.reference``), and one ``torch.sort`` of the
-same logits as a floor. Timings are medians over repeats, interleaved in one process so
-that the ratios survive a noisy, shared machine. Peak extra memory is measured on CUDA by
-the caching allocator, on Linux CPUs by the process's peak resident set (reset before each
-measurement through ``/proc/self/clear_refs``).
+and of the loop references (``alrp_cli.losses.reference``, ``reference_rs``), and one
+``torch.sort`` of the same logits as a floor. A loss with continuous targets (Rank & Sort)
+gets each positive's IoU as 1 − its localisation error, in (0, 1]. Timings are medians
+over repeats, interleaved in one process so that the ratios survive a noisy, shared
+machine. Peak extra memory is measured on CUDA by the caching allocator, on Linux CPUs by
+the process's peak resident set (reset before each measurement through
+``/proc/self/clear_refs``).
 """
 
 from __future__ import annotations
@@ -137,9 +139,18 @@ def peak_extra_bytes(fn: Callable[[], object], device: torch.device) -> int | No
     return None if base is None or peak is None else max(peak - base, 0)
 
 
+def loss_targets(loss: str, targets: torch.Tensor, loc_errors: torch.Tensor) -> torch.Tensor:
+    """The targets ``loss`` takes on these inputs (its :class:`~alrp_cli.registry.BenchForm`'s
+    ``targets``: IoUs in (0, 1] for a loss with continuous targets), made before timing."""
+    form = registry.get(loss, "bench").bench
+    assert form is not None
+    return targets if form.targets is None else form.targets(targets, loc_errors)
+
+
 def _runner(loss: str, fast: bool, logits, targets, loc_errors) -> Callable[[], object]:
     form = registry.get(loss, "bench").bench
     assert form is not None
+    targets = loss_targets(loss, targets, loc_errors)
 
     def run() -> None:
         x = logits.detach().requires_grad_()

@@ -72,6 +72,27 @@ class LossInputs:
         """Tensor[M, C] float32: the one-hot targets of the same anchors."""
         return self.targets.view(*self.valid.shape, -1)[self.valid].float()
 
+    @property
+    def pos_scores(self) -> Tensor:
+        """Tensor[P, C]: the logits of every class at each positive's anchor (detached)."""
+        return self.logits.detach().view(*self.valid.shape, -1)[self.pos_image, self.pos_anchor]
+
+    @property
+    def quality_targets(self) -> Tensor:
+        """Tensor[B·A·C] float32: ``targets`` with each positive's IoU in place of its 1
+        (a loss with continuous targets); needs ``ious``."""
+        if self.ious is None:
+            raise ValueError("quality_targets needs ious: flatten with ious=True")
+        return with_ious(self.targets, self.ious)
+
+
+def with_ious(targets: Tensor, ious: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Continuous targets: Tensor[N] {1, 0, -1} ``targets`` as ``dtype`` with each positive's
+    1 replaced by its IoU, Tensor[P] in the order the positives appear in ``targets``."""
+    out = targets.to(dtype)
+    out[targets == 1] = ious.to(device=out.device, dtype=dtype)
+    return out
+
 
 def aligned_iou(boxes: Tensor, others: Tensor) -> Tensor:
     """IoU of each pair ``(boxes[i], others[i])``: Tensor[P, 4] XYXY each -> Tensor[P].

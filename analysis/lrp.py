@@ -4,7 +4,7 @@ LRP (Oksuz et al., ECCV 2018; TPAMI 2021) of a set of detections of one class:
     LRP = ( Σ_TP (1 − IoU)/(1 − τ) + N_FP + N_FN ) / ( N_TP + N_FP + N_FN ).
 Per class the (max-dets-cut) detections of all images are pooled in COCOeval's order
 (descending score, stable) and LRP is evaluated at every prefix; oLRP is the first
-minimum. See docs/analyze.md and DESIGN.md ("Analysis definitions").
+minimum. See docs/analyze.md ("Definitions").
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from alrp_cli import registry
-from alrp_cli.bench import make_inputs, parse_size
+from alrp_cli.bench import loss_targets, make_inputs, parse_size
 from alrp_cli.detection.collective import TorchDistributedCollective
 from alrp_cli.losses.collective import Collective
 
@@ -51,6 +51,12 @@ def step(loss: str, logits, targets, e, collective: Collective | None) -> None:
     form = registry.get(loss, "bench").bench
     assert form is not None
     form.fast(logits.clone().requires_grad_(), targets, e, collective=collective).backward()
+
+
+def for_loss(loss: str, inputs):
+    """(logits, the targets ``loss`` takes, loc errors): IoU targets for Rank & Sort."""
+    logits, targets, e = inputs
+    return logits, loss_targets(loss, targets, e), e
 
 
 def timed(loss: str, inputs, collective: Collective | None) -> float:
@@ -92,8 +98,9 @@ def _worker(rank: int, world: int, port: int, sizes, repeats: int, out: str) -> 
     collective = TimedCollective()
     rows = {}
     for p, n in sizes:
-        inputs = make_inputs(p, n, device=torch.device("cpu"), dtype=torch.float32, seed=rank)
+        made = make_inputs(p, n, device=torch.device("cpu"), dtype=torch.float32, seed=rank)
         for loss in LOSSES:
+            inputs = for_loss(loss, made)
             times = {"local": [], "global": []}
             sent, waited = [], []
             for i in range(repeats + 1):  # the first round warms up
@@ -129,9 +136,10 @@ def one_process(sizes, world: int, repeats: int) -> dict:
     cpu = torch.device("cpu")
     out = {}
     for p, n in sizes:
-        shards = [make_inputs(p, n, device=cpu, dtype=torch.float32, seed=r) for r in range(world)]
-        merged = [torch.cat(parts) for parts in zip(*shards, strict=True)]
+        made = [make_inputs(p, n, device=cpu, dtype=torch.float32, seed=r) for r in range(world)]
         for loss in LOSSES:
+            shards = [for_loss(loss, inputs) for inputs in made]
+            merged = [torch.cat(parts) for parts in zip(*shards, strict=True)]
             local, whole = [], []
             for i in range(repeats + 1):
                 t_local = timed(loss, shards[0], None)

@@ -1,11 +1,12 @@
-"""aLRP vs AP Loss vs focal loss on the hard synthetic set: one command, resumable.
+"""The losses of alrp train compared on the hard synthetic set: one command, resumable.
 
-Two tables, every cell mean ± std over seeds:
+Two tables (arms), every cell mean ± std over seeds:
 
 1. *own recipe*: each loss with the scale-free part of its official COCO recipe
-   (its recipe in alrp_cli.registry): assigner and anchors, no head normalisation,
-   warmup ratio 0.001, schedule steps as fractions of the run, and the learning rate in the
-   official ratio to aLRP's (aLRP 0.008, AP 0.002, focal 0.02 at batch 32) times --base-lr;
+   (its recipe in alrp_cli.registry): assigner and anchors, head normalisation (none but
+   Rank & Sort's GroupNorm), P6 source, warmup ratio 0.001, schedule steps as fractions of
+   the run, and the learning rate in the official ratio to aLRP's (aLRP 0.008, AP 0.002,
+   Rank & Sort 0.016, focal 0.02 at batch 32) times --base-lr;
 2. *shared recipe*: every loss with the synthetic preset (ATSS, GroupNorm head) at each
    learning rate of --lr-grid on the first seed; the best learning rate per loss (by AP)
    then runs on the other seeds.
@@ -21,6 +22,7 @@ and .pdf.
 
     python benchmarks/compare_losses.py --out bench-compare --jobs 2     # the full comparison
     python benchmarks/compare_losses.py --out /tmp/smoke --smoke         # a tiny run of it all
+    python benchmarks/compare_losses.py --out cmp-rs --losses rs --arms shared  # one arm, one loss
 
 The hard set is written to OUT/data (``alrp data synth --preset hard``) unless --data is
 given.
@@ -47,6 +49,8 @@ LOSSES = registry.names("train")
 #: The loss of the --ablation runs: they vary its self-balance and its head (aLRP).
 ABLATED = registry.DEFAULT_LOSS
 METRICS = ("AP", "AP50", "AP75", "moLRP", "spearman")
+#: The recipe arms, in the order they run (see the module docstring).
+ARMS = ("shared", "own")
 ALRP_LR = PRESETS["coco"]["lr"]
 
 
@@ -81,7 +85,7 @@ def plan(args: argparse.Namespace, done: dict[str, dict[str, Any]]) -> list[dict
     runs: list[dict[str, Any]] = []
     first, rest = args.seeds[0], args.seeds[1:]
     best_lr: dict[str, float] = {}
-    for loss in args.losses:
+    for loss in args.losses if "shared" in args.arms else ():
         grid = [
             {
                 "name": f"shared-{loss}-lr{lr:g}-s{first}",
@@ -108,7 +112,7 @@ def plan(args: argparse.Namespace, done: dict[str, dict[str, Any]]) -> list[dict
                         "options": {"lr": best},
                     }
                 )
-    for loss in args.losses:
+    for loss in args.losses if "own" in args.arms else ():
         opts = own_recipe(loss, args.base_lr)
         for seed in args.seeds:
             runs.append(
@@ -366,6 +370,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--data", type=Path, help="a hard set (default: written to OUT/data)")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--losses", default=",".join(LOSSES))
+    p.add_argument("--arms", default=",".join(ARMS), help="the recipe arms to run")
     p.add_argument("--epochs", type=int, help="10 epochs = 10 SB updates [10; --smoke: 2]")
     p.add_argument("--base-lr", type=float, default=0.04, help="aLRP's own-recipe lr at 32")
     p.add_argument("--lr-grid", default="0.02,0.04,0.08", help="shared recipe, at batch 32")
@@ -385,6 +390,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args.argv = argv
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.losses = [s for s in args.losses.split(",") if s]
+    args.arms = [s for s in args.arms.split(",") if s]
+    if not args.arms or any(arm not in ARMS for arm in args.arms):
+        p.error(f"--arms: a comma-separated list from {', '.join(ARMS)}")
+    if args.ablation and "shared" not in args.arms:
+        p.error("--ablation runs at the shared arm's best rate: --arms must hold shared")
     args.lr_grid = [float(s) for s in args.lr_grid.split(",")]
     if len(args.seeds) < 1 or any(loss not in LOSSES for loss in args.losses):
         p.error(f"--seeds needs one seed at least; --losses from {', '.join(LOSSES)}")

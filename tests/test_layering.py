@@ -1,4 +1,4 @@
-"""Dependencies point one way: losses <- analysis <- detection <- cli (DESIGN.md).
+"""Dependencies point one way: losses <- analysis <- detection <- cli (docs/design.md).
 
 ``alrp_cli/integrations`` sits beside ``detection``: it may use the losses (and the shared
 helpers such as ``alrp_cli.atomic``), nothing of detection, the CLI, balance or analysis;

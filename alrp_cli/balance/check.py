@@ -1,10 +1,13 @@
 """Theorem 2, checked numerically: Σ_{i∈P} |g_i| = Σ_{j∈N} |g_j| for the update g in
-``logits.grad``.
+``logits.grad``, and Σ_{i∈P} g_i = 0 for an update that moves scores among the positives
+only.
 
 :func:`check_balance` takes any losses (a :class:`LossSpec` or a plain callable) and any
-problems, runs each loss forward and ``.backward()`` on each problem, and summarises per
-loss: the relative gap |Σpos − Σneg| / Σpos, sign violations, bound violations and the
-deviation from an independent reference.
+problems, runs each loss forward and ``.backward()`` on each problem, once per part of its
+update (:class:`~alrp_cli.registry.BalancePart`), and summarises per loss and part: the
+relative gap of the part's rule (|Σpos − Σneg| / Σpos for a balanced part, |Σ_P g| / Σ_P |g|
+for a zero-sum part), sign violations, bound violations and the deviation from an
+independent reference.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from torch import Tensor
 
 from alrp_cli.balance.problems import Problem
 from alrp_cli.balance.specs import LossFn, LossSpec
+from alrp_cli.registry import BALANCED, ZERO_SUM, BalancePart
 
 #: Default tolerance on the relative gap, the sign test and the reference deviation.
 DEFAULT_TOLERANCE = {"float32": 1e-5, "float64": 1e-9}
@@ -27,9 +31,11 @@ DEFAULT_TOLERANCE = {"float32": 1e-5, "float64": 1e-9}
 
 @dataclass(frozen=True)
 class TrialResult:
-    """One loss on one problem. Sums are of |logits.grad| over positives and negatives
-    (in float64). ``rel_gap`` = |sum_pos − sum_neg| / sum_pos; 0 when both sums are 0;
-    infinite when sum_pos is 0 alone or a sum is not finite."""
+    """One part of one loss's update on one problem. Sums are of |logits.grad| over
+    positives and negatives (in float64); ``net_pos`` the signed sum over the positives.
+    ``rel_gap``, by the part's ``rule``: |sum_pos − sum_neg| / sum_pos (balanced) or
+    |net_pos| / sum_pos (zero-sum); 0 when its terms are all 0; infinite when sum_pos is 0
+    alone or a sum is not finite. ``part`` is None for a loss whose update is one part."""
 
     loss: str
     trial: int
@@ -46,11 +52,16 @@ class TrialResult:
     ref_dev: float | None
     regime: str
     batch: int = -1
+    part: str | None = None
+    rule: str = BALANCED
+    net_pos: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         """The trial record of the JSON report (see docs/check-balance.md)."""
         return {
             "loss": self.loss,
+            "part": self.part,
+            "rule": self.rule,
             "trial": self.trial,
             "seed": self.seed,
             "P": self.P,
@@ -58,13 +69,15 @@ class TrialResult:
             "delta": self.delta,
             "sum_pos": self.sum_pos,
             "sum_neg": self.sum_neg,
+            "net_pos": self.net_pos,
             "rel_gap": self.rel_gap,
         }
 
 
 @dataclass(frozen=True)
 class LossSummary:
-    """The per-loss summary. ``passed`` is None for losses shown for contrast only."""
+    """The summary of one loss (one part of its update: ``part``, None for the whole
+    update, checked by ``rule``). ``passed`` is None for losses shown for contrast only."""
 
     name: str
     checked: bool
@@ -79,11 +92,20 @@ class LossSummary:
     median_ratio: float
     failure: TrialResult | None = None
     failure_reason: str | None = None
+    part: str | None = None
+    rule: str = BALANCED
+
+    @property
+    def label(self) -> str:
+        """The loss's name, and its part's where its update has several ("rs ranking")."""
+        return self.name if self.part is None else f"{self.name} {self.part}"
 
     def to_json(self) -> dict[str, Any]:
         """The loss record of the JSON report (see docs/check-balance.md)."""
         return {
             "name": self.name,
+            "part": self.part,
+            "rule": self.rule,
             "checked": self.checked,
             "passed": self.passed,
             "trials": self.trials,
@@ -99,12 +121,14 @@ class LossSummary:
 
 @dataclass
 class BalanceReport:
-    """What :func:`check_balance` found: one summary per loss, one record per (loss, trial)."""
+    """What :func:`check_balance` found: one summary per (loss, part), one record per
+    (loss, part, trial), and ``notes`` on how inputs were read (one line each)."""
 
     losses: list[LossSummary]
     trials: list[TrialResult]
     tolerance: float
     config: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -118,6 +142,7 @@ class BalanceReport:
             "config": dict(self.config),
             "losses": [s.to_json() for s in self.losses],
             "trials": [t.to_json() for t in self.trials],
+            "notes": list(self.notes),
         }
 
 
@@ -129,31 +154,51 @@ def as_spec(loss: LossSpec | LossFn, *, name: str | None = None) -> LossSpec:
     return LossSpec(name or getattr(loss, "__name__", "loss"), loss, checked=True)
 
 
-def update_of(spec: LossSpec, problem: Problem) -> tuple[float, Tensor]:
-    """Run ``spec`` on ``problem`` and return (loss value, ``logits.grad`` (N,) detached).
+def updates_of(spec: LossSpec, problem: Problem) -> list[tuple[float, Tensor]]:
+    """Run ``spec`` on ``problem``: (value, ``logits.grad`` (N,) detached) of each part of
+    its update, in ``spec.parts`` order.
 
-    The gradient comes from ``loss.backward()`` with respect to a fresh leaf copy of the
-    logits, exactly as a training step gets it; a loss with no graph has a zero update.
+    Each part's gradient comes from that part's ``backward`` alone with respect to a fresh
+    leaf copy of the logits, exactly as a training step gets its update; a part with no
+    graph has a zero update.
     """
     logits = problem.logits.detach().clone().requires_grad_(True)
     extra = {"ious": problem.ious} if spec.takes_ious else {}
-    loss = spec.fn(logits, problem.targets, problem.loc_errors, problem.delta, **extra)
-    if loss.requires_grad:
-        loss.backward()
-    grad = logits.grad if logits.grad is not None else torch.zeros_like(logits)
-    return float(loss.detach()), grad.detach()
+    out = spec.fn(logits, problem.targets, problem.loc_errors, problem.delta, **extra)
+    values = (out,) if len(spec.parts) == 1 else tuple(out)
+    if len(values) != len(spec.parts):
+        raise ValueError(f"{spec.name}: {len(values)} values for {len(spec.parts)} parts")
+    results = []
+    for k, value in enumerate(values):
+        logits.grad = None
+        if value.requires_grad:
+            value.backward(retain_graph=k < len(values) - 1)
+        grad = logits.grad if logits.grad is not None else torch.zeros_like(logits)
+        results.append((float(value.detach()), grad.detach()))
+    return results
 
 
-def _rel_gap(sum_pos: float, sum_neg: float) -> float:
-    if not (math.isfinite(sum_pos) and math.isfinite(sum_neg)):
+def update_of(spec: LossSpec, problem: Problem) -> tuple[float, Tensor]:
+    """(value, ``logits.grad``) of a loss whose update is one part (:func:`updates_of`)."""
+    ((value, grad),) = updates_of(spec, problem)
+    return value, grad
+
+
+def _rel_gap(difference: float, sum_pos: float, *sums: float) -> float:
+    """|difference| / sum_pos: 0 when both are 0, infinite when sum_pos is 0 alone or any
+    of ``sums`` is not finite."""
+    if not all(math.isfinite(x) for x in (difference, sum_pos, *sums)):
         return math.inf
     if sum_pos == 0.0:
-        return 0.0 if sum_neg == 0.0 else math.inf
-    return abs(sum_pos - sum_neg) / sum_pos
+        return 0.0 if difference == 0.0 else math.inf
+    return abs(difference) / sum_pos
 
 
-def _reference_deviation(spec: LossSpec, problem: Problem, value: float, grad: Tensor) -> float:
-    """max(|L − L_ref|, max|g − g_ref| / max|g_ref|), the reference run in float64 on CPU."""
+def _reference_deviations(
+    spec: LossSpec, problem: Problem, found: list[tuple[float, Tensor]]
+) -> list[float]:
+    """Per part, max(|L − L_ref|, max|g − g_ref| / max|g_ref|), the reference run in
+    float64 on CPU."""
     assert spec.reference is not None
     logits = problem.logits.detach().to("cpu", torch.float64)
     loc = problem.loc_errors.detach().to("cpu", torch.float64)
@@ -161,73 +206,97 @@ def _reference_deviation(spec: LossSpec, problem: Problem, value: float, grad: T
     if spec.takes_ious:
         ious = problem.ious
         extra["ious"] = None if ious is None else ious.detach().to("cpu", torch.float64)
-    ref_value, ref_grad = spec.reference(logits, problem.targets.cpu(), loc, problem.delta, **extra)
-    ref_grad = ref_grad.to(torch.float64)
-    scale = float(ref_grad.abs().max()) if ref_grad.numel() else 0.0
-    diff = float((grad.to("cpu", torch.float64) - ref_grad).abs().max()) if grad.numel() else 0.0
-    grad_dev = diff / scale if scale > 0 else diff
-    dev = max(abs(value - float(ref_value)), grad_dev)
-    return dev if math.isfinite(dev) else math.inf
+    refs = spec.reference(logits, problem.targets.cpu(), loc, problem.delta, **extra)
+    refs = (refs,) if len(spec.parts) == 1 else tuple(refs)
+    devs = []
+    for (value, grad), (ref_value, ref_grad) in zip(found, refs, strict=True):
+        ref_grad = ref_grad.to(torch.float64)
+        scale = float(ref_grad.abs().max()) if ref_grad.numel() else 0.0
+        diff = (
+            float((grad.to("cpu", torch.float64) - ref_grad).abs().max()) if grad.numel() else 0.0
+        )
+        grad_dev = diff / scale if scale > 0 else diff
+        dev = max(abs(value - float(ref_value)), grad_dev)
+        devs.append(dev if math.isfinite(dev) else math.inf)
+    return devs
 
 
-def evaluate(spec: LossSpec, problem: Problem, *, tolerance: float) -> TrialResult:
-    """Check one loss on one problem (see :class:`TrialResult`)."""
-    value, grad = update_of(spec, problem)
-    g = grad.to(torch.float64)
+def evaluate(spec: LossSpec, problem: Problem, *, tolerance: float) -> list[TrialResult]:
+    """Check one loss on one problem: one :class:`TrialResult` per part of its update."""
+    found = updates_of(spec, problem)
     # One pass per statistic over the (up to 10^6-long) update, grouped by target + 1:
     # index 0 ignored, 1 negatives, 2 positives.
     group = (problem.targets + 1).to(torch.int64)
     counts = torch.bincount(group, minlength=3)
-    sums = torch.bincount(group, weights=g.abs(), minlength=3)
-    highest = torch.full((3,), -math.inf, dtype=g.dtype, device=g.device)
-    highest = highest.scatter_reduce(0, group, g, "amax")
-    lowest = torch.full((3,), math.inf, dtype=g.dtype, device=g.device)
-    lowest = lowest.scatter_reduce(0, group, g, "amin")
     num_pos, num_neg = int(counts[2]), int(counts[1])
-    sum_pos, sum_neg = float(sums[2]), float(sums[1])
-    # A positive pushed down (g > 0 in logits.grad), a negative pushed up (g < 0), or an
-    # ignored pair moved at all; "0" is tolerance × the largest update, for rounding.
-    slack = tolerance * float(g.abs().max()) if g.numel() else 0.0
-    sign = (
-        float(highest[2]) > slack
-        or float(lowest[1]) < -slack
-        or max(float(highest[0]), -float(lowest[0])) > slack
-        or not bool(torch.isfinite(g).all())
-    )
-    bound = spec.bounded and not (-tolerance <= value <= 1.0 + tolerance)
-    ref_dev = None
-    work = num_pos * num_neg
+    ref_devs: list[float | None] = [None] * len(spec.parts)
     if (
         spec.reference is not None
-        and work <= spec.reference_max_work
+        and num_pos * num_neg <= spec.reference_max_work
         and num_pos <= spec.reference_max_positives
     ):
-        ref_dev = _reference_deviation(spec, problem, value, grad)
-    return TrialResult(
-        loss=spec.name,
-        trial=problem.trial,
-        seed=problem.seed,
-        P=num_pos,
-        N=num_neg,
-        delta=problem.delta,
-        sum_pos=sum_pos,
-        sum_neg=sum_neg,
-        rel_gap=_rel_gap(sum_pos, sum_neg),
-        loss_value=value,
-        sign_violation=sign,
-        bound_violation=bool(bound),
-        ref_dev=ref_dev,
-        regime=problem.regime,
-        batch=problem.batch,
-    )
+        ref_devs = list(_reference_deviations(spec, problem, found))
+    results = []
+    for part, (value, grad), ref_dev in zip(spec.parts, found, ref_devs, strict=True):
+        g = grad.to(torch.float64)
+        sums = torch.bincount(group, weights=g.abs(), minlength=3)
+        net = torch.bincount(group, weights=g, minlength=3)
+        highest = torch.full((3,), -math.inf, dtype=g.dtype, device=g.device)
+        highest = highest.scatter_reduce(0, group, g, "amax")
+        lowest = torch.full((3,), math.inf, dtype=g.dtype, device=g.device)
+        lowest = lowest.scatter_reduce(0, group, g, "amin")
+        sum_pos, sum_neg, net_pos = float(sums[2]), float(sums[1]), float(net[2])
+        # "0" is tolerance × the largest update, for rounding. Balanced: a positive pushed
+        # down (g > 0 in logits.grad) or a negative pushed up (g < 0); zero-sum: a negative
+        # moved at all. Either way an ignored pair must not move.
+        slack = tolerance * float(g.abs().max()) if g.numel() else 0.0
+        moved_ignored = max(float(highest[0]), -float(lowest[0])) > slack
+        if part.rule == ZERO_SUM:
+            wrong = max(float(highest[1]), -float(lowest[1])) > slack
+            gap = _rel_gap(net_pos, sum_pos, sum_neg)
+        else:
+            wrong = float(highest[2]) > slack or float(lowest[1]) < -slack
+            gap = _rel_gap(sum_pos - sum_neg, sum_pos, sum_neg)
+        sign = wrong or moved_ignored or not bool(torch.isfinite(g).all())
+        bound = spec.bounded and not (-tolerance <= value <= 1.0 + tolerance)
+        results.append(
+            TrialResult(
+                loss=spec.name,
+                trial=problem.trial,
+                seed=problem.seed,
+                P=num_pos,
+                N=num_neg,
+                delta=problem.delta,
+                sum_pos=sum_pos,
+                sum_neg=sum_neg,
+                rel_gap=gap,
+                loss_value=value,
+                sign_violation=sign,
+                bound_violation=bool(bound),
+                ref_dev=ref_dev,
+                regime=problem.regime,
+                batch=problem.batch,
+                part=part.name,
+                rule=part.rule,
+                net_pos=net_pos,
+            )
+        )
+    return results
+
+
+#: What a sign violation is, by rule (failure messages).
+SIGN_RULES = {
+    BALANCED: "a positive pushed down, a negative pushed up or an ignored moved",
+    ZERO_SUM: "a negative or an ignored moved",
+}
 
 
 def failure_reason(result: TrialResult, *, tolerance: float) -> str | None:
-    """Why ``result`` breaks the theorem (one phrase), or None when it holds."""
+    """Why ``result`` breaks its rule (one phrase), or None when it holds."""
     if not result.rel_gap <= tolerance:
         return f"gap {result.rel_gap:.3g} > tol {tolerance:.3g}"
     if result.sign_violation:
-        return "sign violation (a positive pushed down, a negative pushed up or an ignored moved)"
+        return f"sign violation ({SIGN_RULES[result.rule]})"
     if result.bound_violation:
         return f"loss value {result.loss_value:.6g} outside [0, 1]"
     if result.ref_dev is not None and not result.ref_dev <= tolerance:
@@ -239,8 +308,15 @@ def _worst(values: Sequence[float]) -> float:
     return max(values) if values else math.nan
 
 
-def summarise(spec: LossSpec, results: Sequence[TrialResult], *, tolerance: float) -> LossSummary:
-    """The summary of one loss over its trials."""
+def summarise(
+    spec: LossSpec,
+    results: Sequence[TrialResult],
+    *,
+    tolerance: float,
+    part: BalancePart | None = None,
+) -> LossSummary:
+    """The summary of one loss (one ``part`` of its update) over its trials."""
+    part = part or spec.parts[0]
     gaps = [r.rel_gap for r in results]
     refs = [r.ref_dev for r in results if r.ref_dev is not None]
     ratios = [
@@ -269,6 +345,8 @@ def summarise(spec: LossSpec, results: Sequence[TrialResult], *, tolerance: floa
         median_ratio=statistics.median(ratios) if ratios else math.nan,
         failure=failure,
         failure_reason=reason,
+        part=part.name,
+        rule=part.rule,
     )
 
 
@@ -280,23 +358,31 @@ def check_balance(
     on_problem: Callable[[Problem], None] | None = None,
     config: dict[str, Any] | None = None,
 ) -> BalanceReport:
-    """Check Theorem 2 for every loss on every problem.
+    """Check every part of every loss's update against its rule on every problem.
 
     ``losses``: :class:`LossSpec` objects or plain callables ``fn(logits, targets,
-    loc_errors, delta) -> scalar`` (treated as checked). ``tolerance`` bounds the relative
-    gap, the sign test (relative to the largest update), the [0, 1] bound slack and the
-    reference deviation. ``on_problem`` is called after each problem (for progress bars).
+    loc_errors, delta) -> scalar`` (treated as checked, one balanced part). ``tolerance``
+    bounds the relative gap, the sign test (relative to the largest update), the [0, 1]
+    bound slack and the reference deviation. ``on_problem`` is called after each problem
+    (for progress bars). The report has one summary per (loss, part), in order.
     """
     specs = [as_spec(loss) for loss in losses]
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise ValueError(f"loss names must be distinct, got {names}")
-    per_loss: dict[str, list[TrialResult]] = {s.name: [] for s in specs}
+    per_part: dict[tuple[str, int], list[TrialResult]] = {
+        (s.name, k): [] for s in specs for k in range(len(s.parts))
+    }
     for problem in problems:
         for spec in specs:
-            per_loss[spec.name].append(evaluate(spec, problem, tolerance=tolerance))
+            for k, result in enumerate(evaluate(spec, problem, tolerance=tolerance)):
+                per_part[spec.name, k].append(result)
         if on_problem is not None:
             on_problem(problem)
-    summaries = [summarise(s, per_loss[s.name], tolerance=tolerance) for s in specs]
-    trials = [r for s in specs for r in per_loss[s.name]]
+    summaries = [
+        summarise(s, per_part[s.name, k], tolerance=tolerance, part=part)
+        for s in specs
+        for k, part in enumerate(s.parts)
+    ]
+    trials = [r for s in specs for k in range(len(s.parts)) for r in per_part[s.name, k]]
     return BalanceReport(summaries, trials, tolerance, dict(config or {}))

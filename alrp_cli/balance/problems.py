@@ -39,8 +39,9 @@ class Problem:
     ``trial`` is the trial index; ``seed`` the trial's own seed (-1 for recorded inputs);
     ``regime`` names how the scores were drawn (``"recorded"`` for ``--from`` inputs);
     ``batch`` is the recorded batch index (-1 for random problems); ``ious`` (P,) float,
-    the IoU of each positive's box where recorded inputs hold it (None otherwise): the
-    continuous targets of a loss that takes them.
+    the IoU of each positive's box (drawn in (0, 1] for random problems; for recorded
+    inputs where the file holds them, else None): the continuous targets of a loss that
+    takes them.
     """
 
     trial: int
@@ -138,7 +139,8 @@ def make_problem(
     200000)], except every 50th trial (index 49, 99, ...) which has N = max_negatives.
     Half the trials also hold ignored pairs (targets -1, 0 to 30% of the non-positives)
     with high scores, so a loss that did not ignore them would show it. Positions are
-    shuffled; ``loc_errors`` are uniform in [0, 1).
+    shuffled; ``loc_errors`` are uniform in [0, 1), ``ious`` uniform in (0, 1] (in the
+    ties regime rounded up to one of 1 to 8 levels k/L).
     """
     tseed = trial_seed(seed, trial)
     gen = torch.Generator().manual_seed(tseed)
@@ -169,6 +171,11 @@ def make_problem(
     order = torch.randperm(logits.numel(), generator=gen)
     logits, targets = logits[order], targets[order]
     loc_errors = torch.rand(num_pos, generator=gen, dtype=torch.float64)
+    # Drawn last, so the tensors above are those of every earlier version of the trial.
+    ious = 1.0 - torch.rand(num_pos, generator=gen, dtype=torch.float64)  # (0, 1]
+    if regime == "ties":  # 1 to 8 IoU levels: ties among the positives' targets too
+        levels = _log_uniform_int(gen, 1, 8)
+        ious = torch.ceil(ious * levels) / levels
     return Problem(
         trial=trial,
         seed=tseed,
@@ -177,6 +184,7 @@ def make_problem(
         loc_errors=loc_errors.to(device=device, dtype=dtype),
         delta=delta,
         regime=regime,
+        ious=ious.to(device=device, dtype=dtype),
     )
 
 

@@ -18,8 +18,8 @@ from alrp_cli.balance.check import (
     check_balance,
 )
 from alrp_cli.balance.problems import Problem, random_problems
-from alrp_cli.balance.recorded import load_loss_inputs, recorded_problems
-from alrp_cli.balance.specs import LOSS_NAMES, resolve_losses
+from alrp_cli.balance.recorded import RecordedInputs, load_loss_inputs, recorded_problems
+from alrp_cli.balance.specs import LOSS_NAMES, LossSpec, resolve_losses
 from alrp_cli.device import resolve_device
 from alrp_cli.errors import UserError
 from alrp_cli.limits import LOSS_BYTES_PER_EXAMPLE, check_fits
@@ -137,7 +137,7 @@ def failure_message(config: BalanceConfig, summary: LossSummary) -> str:
     assert r is not None
     where = f"batch {r.batch}" if r.batch >= 0 else f"seed {r.seed}"
     return (
-        f"{summary.name}: trial {r.trial} ({where}, P={r.P}, N={r.N}, δ={r.delta:g}) "
+        f"{summary.label}: trial {r.trial} ({where}, P={r.P}, N={r.N}, δ={r.delta:g}) "
         f"{summary.failure_reason}; reproduce with `{reproduce_command(config, r.loss, r.trial)}`"
     )
 
@@ -156,8 +156,10 @@ def run_balance_check(
     config.validate()
     specs = resolve_losses(config.losses)
     dtype = DTYPES[config.dtype]
+    notes: list[str] = []
     if config.from_file is not None:
         recorded = load_loss_inputs(config.from_file)
+        notes = derived_ious_notes(config.from_file, recorded, specs)
         meta_delta = recorded.meta.get("delta")
         if config.deltas:
             deltas: tuple[float, ...] = tuple(config.deltas)
@@ -204,10 +206,27 @@ def run_balance_check(
         )
     if on_start is not None:
         on_start(total)
-    return check_balance(
+    report = check_balance(
         problems,
         specs,
         tolerance=config.resolved_tolerance,
         on_problem=on_problem,
         config=config.to_json(deltas),
     )
+    report.notes += notes
+    return report
+
+
+def derived_ious_notes(name: str, recorded: RecordedInputs, specs: Sequence[LossSpec]) -> list[str]:
+    """One line per loss that takes IoUs when the recorded batches hold none: what the
+    loss takes instead (its ``derived_ious``)."""
+    missing = sum(batch.ious is None for batch in recorded.batches)
+    if not missing:
+        return []
+    return [
+        f"{spec.name}: {name} holds no 'ious' in {missing} of {len(recorded.batches)} "
+        f"batch(es) (recorded by a loss without IoU targets); there {spec.name} takes "
+        f"{spec.derived_ious or 'no IoUs'}"
+        for spec in specs
+        if spec.takes_ious
+    ]

@@ -3,23 +3,27 @@
 A spec wraps a loss function ``fn(logits, targets, loc_errors, delta) -> scalar``; the
 check calls ``fn(...).backward()`` and reads ``logits.grad``, exactly as a training step
 gets its update. The named losses are those of :mod:`alrp_cli.registry` with a
-:class:`~alrp_cli.registry.BalanceForm`: aLRP and AP Loss are *checked* (Theorem 2 must
-hold); sigmoid focal loss and BCE are shown for contrast only.
+:class:`~alrp_cli.registry.BalanceForm`: the ranking losses are *checked* (each part of
+their update obeys its rule); the others are shown for contrast only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from torch import Tensor
 
 from alrp_cli import registry
 from alrp_cli.errors import UserError
+from alrp_cli.registry import BalancePart
 
-LossFn = Callable[[Tensor, Tensor, Tensor, float], Tensor]
-#: A loop reference: ``(logits, targets, loc_errors, delta) -> (loss value, d loss / d logits)``.
-ReferenceFn = Callable[[Tensor, Tensor, Tensor, float], tuple[float, Tensor]]
+#: ``(logits, targets, loc_errors, delta) -> scalar``, or one scalar per part.
+LossFn = Callable[[Tensor, Tensor, Tensor, float], "Tensor | tuple[Tensor, ...]"]
+#: A loop reference: ``(logits, targets, loc_errors, delta) -> (loss value, d loss / d logits)``,
+#: or one such pair per part.
+ReferenceFn = Callable[[Tensor, Tensor, Tensor, float], Any]
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,11 @@ class LossSpec:
     ``reference_max_work``, ``reference_max_positives``: compare only on problems with
     P·N and P at most these (the loop reference costs one Python pass per positive).
     ``takes_ious``: ``fn`` and ``reference`` also get ``ious=`` (Tensor[P], the problem's
-    recorded IoUs, or None), for a loss whose positives carry continuous targets.
+    IoUs, or None where recorded inputs hold none), for a loss whose positives carry
+    continuous targets; ``derived_ious`` says what it takes instead (the run reports it).
+    ``parts``: the parts of the update, each checked against its own rule
+    (:class:`~alrp_cli.registry.BalancePart`); with several, ``fn`` returns one scalar per
+    part (and ``reference`` one pair per part), each scalar's ``backward`` writing its part.
     """
 
     name: str
@@ -44,6 +52,8 @@ class LossSpec:
     reference_max_work: int = 2_000_000
     reference_max_positives: int = 300
     takes_ious: bool = False
+    parts: tuple[BalancePart, ...] = (BalancePart(),)
+    derived_ious: str | None = None
 
 
 def builtin_specs() -> dict[str, LossSpec]:
@@ -59,6 +69,8 @@ def builtin_specs() -> dict[str, LossSpec]:
             bounded=form.bounded,
             reference=form.reference,
             takes_ious=form.takes_ious,
+            parts=form.parts,
+            derived_ious=form.derived_ious,
         )
     return specs
 

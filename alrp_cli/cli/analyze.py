@@ -1,4 +1,5 @@
-"""`alrp analyze`: COCO AP, oLRP, aLRP / AP loss values and ranking statistics of predictions.
+"""`alrp analyze`: COCO AP, oLRP, the ranking losses' values and ranking statistics of
+predictions.
 
 Thin: parses options, calls :mod:`analysis`, prints Rich tables, writes --json / --csv-dir.
 """
@@ -76,7 +77,7 @@ def analyze(
         False, "--lenient", help="Skip bad prediction records and report how many of each kind."
     ),
 ) -> None:
-    """Measure detectors' predictions: COCO AP, oLRP, aLRP/AP-loss values, ranking statistics."""
+    """Measure detectors' predictions: COCO AP, oLRP, the losses' values, ranking statistics."""
     from analysis.io import load_gt, load_predictions
     from analysis.pipeline import analysis_document, check_options, resolve_classes
     from analysis.pipeline import analyze as run_analysis
@@ -95,7 +96,7 @@ def analyze(
     check_options(iou_threshold=iou_threshold, max_dets=max_dets, delta=delta)
     outputs = Outputs([*given, *predictions, gt])
     json_path = outputs.file(json_path, "--json", stdout=True)
-    out = table_console(json_path)
+    out = table_console(json_path, pipe_width=120)
     if outputs.folder(csv_dir, "--csv-dir") is not None:
         for lab in labels:
             for kind in ("detections", "classes"):

@@ -103,7 +103,7 @@ def bench(
         None, "--json", help="Write every figure as JSON here." + JSON_HELP
     ),
 ) -> None:
-    """Time aLRP / AP Loss (forward + backward) against the loop formulation and one sort.
+    """Time the ranking losses (forward + backward) against their loop formulation and a sort.
 
     Example: alrp bench --size 1000x2M --repeats 5 --json bench.json
     """
@@ -150,9 +150,7 @@ def bench(
             seed=seed,
             progress=lambda what: progress.update(task, advance=1, description=what),
         )
-    out = table_console(json_path)
-    if not out.is_terminal:  # pipes and files get the whole table, not an 80-column cut
-        out = table_console(json_path, width=120)
+    out = table_console(json_path, pipe_width=120)
     out.print(_table(rows, torch.get_num_threads()))
     if json_path is not None:
         write_json_output(

@@ -17,6 +17,7 @@ from alrp_cli.cli.options import JSON_HELP, SEED_MAX, table_console
 from alrp_cli.cli.progress import progress_bar
 from alrp_cli.errors import CheckFailed, UserError
 from alrp_cli.outputs import Outputs, write_json_output
+from alrp_cli.registry import BALANCED, ZERO_SUM
 
 if TYPE_CHECKING:
     from alrp_cli.balance import BalanceReport
@@ -40,11 +41,8 @@ def _write_plot(report: BalanceReport, path: Path) -> None:
     from analysis.figures import plot_balance
 
     trials = pd.DataFrame(
-        [
-            {"source": "check-balance", "loss": t.loss, "sum_pos": t.sum_pos, "sum_neg": t.sum_neg}
-            for t in report.trials
-        ],
-        columns=["source", "loss", "sum_pos", "sum_neg"],
+        [{"source": "check-balance", **t.to_json()} for t in report.trials],
+        columns=["source", "loss", "rule", "sum_pos", "sum_neg"],
     )
     fig = plot_balance(trials)
     with atomic_path(path) as tmp:
@@ -63,8 +61,9 @@ def _table(report: BalanceReport) -> Table:
     ref_trials = max((s.ref_trials for s in report.losses), default=0)
     table = Table(
         title=f"Theorem 2: Σ|g| positives = Σ|g| negatives (tol {report.tolerance:g})",
-        caption=f"gap = |Σpos − Σneg| / Σpos; sign, bound: trials with a violation; "
-        f"ref dev: on the {ref_trials} trials small enough for the loop reference",
+        caption=f"gap = |Σpos − Σneg| / Σpos{_zero_sum_caption(report)}; sign, bound: trials "
+        f"with a violation; ref dev: on the {ref_trials} trials small enough for the loop "
+        "reference",
         box=box.SIMPLE_HEAD,
         padding=(0, 1),
         collapse_padding=True,
@@ -77,7 +76,7 @@ def _table(report: BalanceReport) -> Table:
     for s in report.losses:
         result = {True: "[green]holds[/]", False: "[red]FAILS[/]", None: "contrast"}[s.passed]
         table.add_row(
-            s.name,
+            s.label,
             result,
             str(s.trials),
             _fmt(s.worst_rel_gap),
@@ -88,6 +87,27 @@ def _table(report: BalanceReport) -> Table:
             _fmt(s.worst_ref_dev),
         )
     return table
+
+
+def _zero_sum_caption(report: BalanceReport) -> str:
+    zero_sum = [s.label for s in report.losses if s.rule == ZERO_SUM]
+    if not zero_sum:
+        return ""
+    return f" ({', '.join(zero_sum)}: |Σg| / Σ|g| over the positives)"
+
+
+def _held(report: BalanceReport) -> list[str]:
+    """The closing lines: which checked parts held, one line per rule."""
+    by_rule = {
+        BALANCED: "Theorem 2 holds for",
+        ZERO_SUM: "Σg = 0 over the positives holds for",
+    }
+    lines = []
+    for rule, words in by_rule.items():
+        held = [s.label for s in report.losses if s.passed and s.rule == rule]
+        if held:
+            lines.append(f"{words} {', '.join(held)} on every trial.")
+    return lines
 
 
 def check_balance_command(
@@ -137,11 +157,13 @@ def check_balance_command(
         None, "--plot", help="Write Σpos against Σneg per trial (.png, .pdf, .svg)."
     ),
 ) -> None:
-    """Verify Theorem 2 (Σ|g| positives = Σ|g| negatives) for aLRP and AP Loss.
+    """Verify Theorem 2 (Σ|g| positives = Σ|g| negatives) for the ranking losses.
 
-    Exit 0 when both hold on every trial, 1 when one does not (naming the trial), 2 on bad input.
+    aLRP and AP Loss: their update is balanced. Rank & Sort Loss: its ranking part is
+    balanced and its sorting part sums to zero over the positives (each checked).
 
-    Focal loss and BCE are shown for contrast (their Σpos/Σneg ratio) and never fail.
+    Exit 0 when all hold on every trial, 1 when one does not (naming the trial), 2 on bad
+    input. Focal loss and BCE are shown for contrast (their Σpos/Σneg ratio) and never fail.
     """
     from alrp_cli.balance import BalanceConfig, failure_message, run_balance_check
 
@@ -175,8 +197,10 @@ def check_balance_command(
 
     report.config["json"] = str(json_path) if json_path is not None else None
     report.config["plot"] = str(plot) if plot is not None else None
-    out = table_console(json_path)
+    out = table_console(json_path, pipe_width=100)
     out.print(_table(report))
+    for note in report.notes:
+        out.print(f"Note: {note}", highlight=False, soft_wrap=True)
     with outputs.undo_on_error():
         if json_path is not None:
             write_json_output(json_path, report.to_json())
@@ -185,6 +209,5 @@ def check_balance_command(
     failed = [s for s in report.losses if s.passed is False]
     if failed:
         raise CheckFailed(" | ".join(failure_message(config, s) for s in failed))
-    held = [s.name for s in report.losses if s.passed]
-    if held:
-        out.print(f"Theorem 2 holds for {', '.join(held)} on every trial.")
+    for line in _held(report):
+        out.print(line)

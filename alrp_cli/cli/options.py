@@ -19,10 +19,15 @@ SEED_MAX = 2**32 - 1  # numpy's and torch's seed range; every --seed is 0..SEED_
 JSON_HELP = " '-' writes it to standard output (the tables then go to stderr)."
 
 
-def table_console(json_path: Path | None, **kwargs: object) -> Console:
+def table_console(json_path: Path | None, *, pipe_width: int | None = None) -> Console:
     """Where a command prints its tables: standard output, or stderr when ``--json -``
-    puts the JSON there (so that ``alrp ... --json - | jq`` reads JSON alone)."""
-    return Console(stderr=json_path is not None and str(json_path) == "-", **kwargs)  # type: ignore[arg-type]
+    puts the JSON there (so that ``alrp ... --json - | jq`` reads JSON alone). Not a
+    terminal (a pipe, a file): ``pipe_width`` columns, so wide tables are not cut at 80."""
+    stderr = json_path is not None and str(json_path) == "-"
+    console = Console(stderr=stderr)
+    if pipe_width is not None and not console.is_terminal:
+        console = Console(stderr=stderr, width=pipe_width)
+    return console
 
 
 T = TypeVar("T")

@@ -284,7 +284,9 @@ def train(
     score_threshold: float = typer.Option(
         0.05, "--score-threshold", min=0.0, max=1.0, help="Inference threshold."
     ),
-    nms_iou: float = typer.Option(0.5, "--nms-iou", help="NMS IoU threshold."),
+    nms_iou: float | None = typer.Option(
+        None, "--nms-iou", help="NMS IoU threshold [0.5; COCO: per loss, see docs]."
+    ),
     max_detections: int = typer.Option(100, "--max-detections", help="Detections per image."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
     amp: bool = typer.Option(

@@ -48,6 +48,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "warmup_ratio": 0.001,  # schedule_1x:9
         "augmentation": "official",  # coco500:5-28 (detection/data/transforms.py)
         "test_scale": [833, 500],  # coco500:33 (keep ratio, :36; pad to 32, :39)
+        "nms_iou": 0.5,  # ATSS cfg:50 (per loss: its recipe)
         # workers: default_workers() below (coco500:46 has 4 per GPU)
     },
     # The small CPU configuration: one recipe for every loss so that a comparison on it
@@ -75,6 +76,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # the same as a plain resize); no workers (0 is fastest here, docs/benchmarks.md).
         "augmentation": "mild",
         "workers": 0,
+        "nms_iou": 0.5,
     },
 }
 # Values an older config.json lacks: what those runs were built with (so they resume).
@@ -163,7 +165,7 @@ class TrainConfig:
     # inference
     pre_nms_topk: int = 1000
     score_threshold: float = 0.05
-    nms_iou: float = 0.5
+    nms_iou: float | None = None  # by preset and loss (0.5; Rank & Sort on COCO: 0.6)
     max_detections: int = 100
     # run
     device: str = "auto"
@@ -266,7 +268,7 @@ class TrainConfig:
             raise UserError(f"--sb-init: must be > 0, got {self.sb_init}")
         if not 0 <= self.score_threshold <= 1:
             raise UserError(f"--score-threshold: must be in [0, 1], got {self.score_threshold}")
-        if not 0 < self.nms_iou <= 1:
+        if self.nms_iou is not None and not 0 < self.nms_iou <= 1:
             raise UserError(f"--nms-iou: must be in (0, 1], got {self.nms_iou}")
         if self.threads is not None and self.threads < 1:
             raise UserError(f"--threads: must be >= 1, got {self.threads}")

@@ -1,4 +1,5 @@
-"""aLRP Loss (or AP Loss) as a drop-in loss for torchvision's RetinaNet and FCOS.
+"""aLRP Loss (or AP Loss, Rank & Sort Loss) as a drop-in loss for torchvision's RetinaNet
+and FCOS.
 
 ``model.head = ALRPRetinaNetHead.from_head(model.head, period=iters_per_epoch)`` turns a
 ``torchvision.models.detection.RetinaNet`` into an aLRP-trained model;
@@ -23,6 +24,12 @@ The loss, per batch (the ranking is over every (image, anchor, class) pair of th
   ``bbox_regression`` = w · L_loc, so their sum is aLRP Loss;
 - ``loss="ap"``: ``classification`` = AP Loss, ``bbox_regression`` = torchvision's own
   regression loss of the head;
+- ``loss="rs"``: :class:`~alrp_cli.losses.RSLoss` with each positive's IoU as its target
+  (the IoU of its decoded box with its matched box, detached); ``classification`` =
+  ranking + sorting, ``bbox_regression`` = the RS-ATSS box loss: GIoU loss weighted by each
+  positive's highest class score (detached), divided by the weights' sum, times
+  (ranking + sorting) / that box loss, recomputed every step (so both parts weigh the
+  same; :func:`alrp_cli.registry.rs.rs_detector_loss`);
 - FCOS also returns ``bbox_ctrness``: torchvision's centerness BCE unchanged
   (``centerness="bce"``, the default, because FCOS's inference multiplies the class score
   by the predicted centerness) or a zero that keeps the branch in the graph
@@ -61,13 +68,16 @@ class _RankingLossMixin:
         loss: str,
         period: int,
         init_weight: float,
-        delta: float,
+        delta: float | None,
         record: int,
         collective: Collective | None = None,
     ) -> None:
-        form = registry.get(loss, "head").head
+        entry = registry.get(loss, "head")
+        form = entry.head
         assert form is not None
         self.loss = loss
+        if delta is None:  # the loss's own: 1.0 for aLRP and AP, 0.5 for Rank & Sort
+            delta = entry.delta
         module = form.make_module(
             period=period, init_weight=init_weight, delta=delta, collective=collective
         )
@@ -161,11 +171,12 @@ def _adopt(cls: type[nn.Module], head: nn.Module, base: type[nn.Module]) -> Any:
 
 
 class ALRPRetinaNetHead(_RankingLossMixin, RetinaNetHead):
-    """torchvision's ``RetinaNetHead`` trained with aLRP Loss (or AP Loss).
+    """torchvision's ``RetinaNetHead`` trained with aLRP Loss (or AP Loss, Rank & Sort Loss).
 
     Same modules and ``forward`` as ``RetinaNetHead``; ``compute_loss`` returns
     ``{"classification": L_cls, "bbox_regression": w · L_loc}`` (aLRP; their sum is the
-    loss) or ``{"classification": L_AP, "bbox_regression": torchvision's box loss}`` (AP).
+    loss), ``{"classification": L_AP, "bbox_regression": torchvision's box loss}`` (AP) or
+    ``{"classification": ranking + sorting, "bbox_regression": w · box loss}`` (RS).
     Build it with :meth:`from_head` from an existing head, or directly with
     ``RetinaNetHead``'s arguments plus the keyword options of :meth:`from_head`.
     """
@@ -180,7 +191,7 @@ class ALRPRetinaNetHead(_RankingLossMixin, RetinaNetHead):
         period: int,
         loss: str = "alrp",
         init_weight: float = 50.0,
-        delta: float = 1.0,
+        delta: float | None = None,
         record: int = 0,
         collective: Collective | None = None,
     ) -> None:
@@ -195,7 +206,7 @@ class ALRPRetinaNetHead(_RankingLossMixin, RetinaNetHead):
         period: int,
         loss: str = "alrp",
         init_weight: float = 50.0,
-        delta: float = 1.0,
+        delta: float | None = None,
         record: int = 0,
         collective: Collective | None = None,
     ) -> ALRPRetinaNetHead:
@@ -205,9 +216,10 @@ class ALRPRetinaNetHead(_RankingLossMixin, RetinaNetHead):
             head: a torchvision ``RetinaNetHead`` (v1 or v2).
             period: training iterations per epoch, the self-balance period of aLRP Loss.
             loss: a loss of :mod:`alrp_cli.registry` offered for heads,
-                ``registry.names("head")``: "alrp" or "ap".
+                ``registry.names("head")``: "alrp", "ap" or "rs".
             init_weight: aLRP's first weight of L_loc (50 in the paper).
-            delta: δ of the smoothed step (1.0 in the paper).
+            delta: δ of the smoothed step; None: the loss's published value (1.0 for aLRP
+                and AP Loss, 0.5 for Rank & Sort Loss).
             record: keep the loss inputs of the first ``record`` training batches in
                 ``self.recorded`` (see :meth:`save_loss_inputs`).
             collective: rank over the global batch of several processes (e.g.
@@ -242,12 +254,13 @@ class ALRPRetinaNetHead(_RankingLossMixin, RetinaNetHead):
 
 
 class ALRPFCOSHead(_RankingLossMixin, FCOSHead):
-    """torchvision's ``FCOSHead`` trained with aLRP Loss (or AP Loss).
+    """torchvision's ``FCOSHead`` trained with aLRP Loss (or AP Loss, Rank & Sort Loss).
 
     ``compute_loss`` returns ``classification`` and ``bbox_regression`` as
     :class:`ALRPRetinaNetHead` (AP Loss: torchvision's GIoU loss per positive), and
     ``bbox_ctrness``: torchvision's centerness BCE (``centerness="bce"``) or zero
-    (``centerness="none"``). FCOS ignores no location, so targets are 1 or 0.
+    (``centerness="none"``; with Rank & Sort Loss, whose scores already rank by IoU, the
+    published detectors have no centerness). FCOS ignores no location, so targets are 1 or 0.
     """
 
     def __init__(
@@ -260,7 +273,7 @@ class ALRPFCOSHead(_RankingLossMixin, FCOSHead):
         period: int,
         loss: str = "alrp",
         init_weight: float = 50.0,
-        delta: float = 1.0,
+        delta: float | None = None,
         centerness: str = "bce",
         record: int = 0,
         collective: Collective | None = None,
@@ -282,7 +295,7 @@ class ALRPFCOSHead(_RankingLossMixin, FCOSHead):
         period: int,
         loss: str = "alrp",
         init_weight: float = 50.0,
-        delta: float = 1.0,
+        delta: float | None = None,
         centerness: str = "bce",
         record: int = 0,
         collective: Collective | None = None,

@@ -1,6 +1,6 @@
 """The loop formulation of aLRP Loss and AP Loss: one pass per positive, O(P·N).
 
-Written from the definitions in DESIGN.md in the shape of the published implementation
+Written from the definitions in docs/losses.md in the shape of the published implementation
 (a Python loop over the positives, each pass touching every relevant negative). It is kept
 as the test oracle for the fast kernels and as the baseline of ``alrp bench``; do not train
 with it. Computations stay in the input dtype, like the published code.

@@ -21,12 +21,15 @@ from types import MappingProxyType
 from typing import NamedTuple
 
 from alrp_cli.registry.entry import (
+    BALANCED,
     IOUS,
     LOC_ERRORS,
     NEEDS,
     SELF_BALANCE,
+    ZERO_SUM,
     AnalysisForm,
     BalanceForm,
+    BalancePart,
     BenchForm,
     HeadForm,
     LossEntry,
@@ -55,6 +58,7 @@ class Listing(NamedTuple):
 CATALOG: tuple[Listing, ...] = (
     Listing("alrp", ("train", "head", "balance", "analysis", "bench")),
     Listing("ap", ("train", "head", "balance", "analysis", "bench")),
+    Listing("rs", ("train", "head", "balance", "analysis", "bench")),
     Listing("focal", ("train", "balance")),
     Listing("bce", ("balance",)),
 )
@@ -65,9 +69,10 @@ DEFAULT_LOSS = "alrp"
 @functools.cache
 def _load() -> Mapping[str, LossEntry]:
     """The entries by name, in :data:`CATALOG`'s order (imports torch and the kernels)."""
-    from alrp_cli.registry import alrp, ap, bce, focal
+    from alrp_cli.registry import alrp, ap, bce, focal, rs
 
-    return MappingProxyType({e.name: e for e in (alrp.ENTRY, ap.ENTRY, focal.ENTRY, bce.ENTRY)})
+    entries = (alrp.ENTRY, ap.ENTRY, rs.ENTRY, focal.ENTRY, bce.ENTRY)
+    return MappingProxyType({e.name: e for e in entries})
 
 
 class _Entries(Mapping[str, LossEntry]):
@@ -131,6 +136,7 @@ def default_anchors(loss: str, assigner: str) -> tuple[int, list[float]]:
 
 
 __all__ = [
+    "BALANCED",
     "CATALOG",
     "DEFAULT_LOSS",
     "IOUS",
@@ -139,8 +145,10 @@ __all__ = [
     "NEEDS",
     "ROLES",
     "SELF_BALANCE",
+    "ZERO_SUM",
     "AnalysisForm",
     "BalanceForm",
+    "BalancePart",
     "BenchForm",
     "HeadForm",
     "Listing",

@@ -88,8 +88,9 @@ class Recipe:
 @dataclass
 class LossParts:
     """One training step's loss: ``total`` (what backward runs on), the loss value and its
-    ``cls`` and ``loc`` parts (detached floats) and the self-balance weight (``None``
-    without self-balance).
+    ``cls`` and ``loc`` parts (detached floats) and ``sb_weight``, the weight of the ``loc``
+    part where the loss balances it (aLRP's self-balance weight, Rank & Sort's per-step
+    ratio; ``None`` otherwise): then ``value`` = ``cls`` + ``sb_weight`` × ``loc``.
 
     With a collective (a global loss over several processes), ``total``'s gradient with
     respect to this process's inputs is this process's rows of the global loss's gradient,
@@ -135,25 +136,54 @@ class HeadForm:
     apply: Callable[[nn.Module, LossInputs], tuple[Tensor, Tensor | None]]
 
 
-#: ``fn(logits (N,), targets (N,) int64 in {1, 0, -1}, loc_errors (P,), delta) -> scalar``.
-BalanceFn = Callable[["Tensor", "Tensor", "Tensor", float], "Tensor"]
-#: ``(logits, targets, loc_errors, delta) -> (loss value, d loss / d logits)``.
-BalanceReference = Callable[["Tensor", "Tensor", "Tensor", float], tuple[float, "Tensor"]]
+#: ``fn(logits (N,), targets (N,) int64 in {1, 0, -1}, loc_errors (P,), delta) -> scalar``,
+#: or one scalar per part of the update (a tuple, in :attr:`BalanceForm.parts` order).
+BalanceFn = Callable[["Tensor", "Tensor", "Tensor", float], "Tensor | tuple[Tensor, ...]"]
+#: ``(logits, targets, loc_errors, delta) -> (loss value, d loss / d logits)``, or one such
+#: pair per part (a tuple, in :attr:`BalanceForm.parts` order).
+BalanceReference = Callable[["Tensor", "Tensor", "Tensor", float], Any]
+
+#: The rules a part of an update obeys (:attr:`BalancePart.rule`). BALANCED: the positives'
+#: and the negatives' total magnitudes are equal, Σ_{i∈P} |g_i| = Σ_{j∈N} |g_j| (Theorem 2
+#: of the aLRP paper), every positive pushed up (g ≤ 0) and every negative down (g ≥ 0).
+BALANCED = "balanced"
+#: ZERO_SUM: the part moves scores among the positives only: Σ_{i∈P} g_i = 0 and every
+#: negative's g_j = 0 (Rank & Sort Loss's sorting part).
+ZERO_SUM = "zero_sum"
+RULES = (BALANCED, ZERO_SUM)
+
+
+@dataclass(frozen=True)
+class BalancePart:
+    """One part of a loss's update in ``alrp check-balance``: its ``name`` (None: the whole
+    update) and the ``rule`` it obeys (:data:`BALANCED` or :data:`ZERO_SUM`)."""
+
+    name: str | None = None
+    rule: str = BALANCED
+
+    def __post_init__(self) -> None:
+        if self.rule not in RULES:
+            raise ValueError(f"rule must be one of {RULES}, got {self.rule!r}")
 
 
 @dataclass(frozen=True)
 class BalanceForm:
     """The loss in ``alrp check-balance``: ``fn``'s ``backward`` puts the update under
-    test into ``logits.grad``; ``checked``: Theorem 2 must hold (else contrast only);
+    test into ``logits.grad``; ``checked``: its rules must hold (else contrast only);
     ``bounded``: the value lies in [0, 1]; ``reference``: the loop formulation, compared
-    with on small problems. ``takes_ious``: ``fn`` and ``reference`` also get ``ious=``
-    (Tensor[P], the recorded IoUs of the positives, or None where none were recorded)."""
+    with on small problems. ``parts``: the parts of the update, each checked on its own
+    (``fn`` returns one scalar per part when there are several, each of whose ``backward``
+    alone writes its part). ``takes_ious``: ``fn`` and ``reference`` also get ``ious=``
+    (Tensor[P], the IoUs of the positives, or None where the inputs hold none: then
+    ``fn`` derives its targets as ``derived_ious`` says, which the check reports)."""
 
     fn: BalanceFn
     checked: bool
     bounded: bool = False
     reference: BalanceReference | None = None
     takes_ious: bool = False
+    parts: tuple[BalancePart, ...] = (BalancePart(),)
+    derived_ious: str | None = None
 
 
 @dataclass(frozen=True)
@@ -188,10 +218,14 @@ class BenchForm:
     """The loss in ``alrp bench``: ``fast(logits (leaf), targets, loc_errors, *,
     collective=None)`` returns the scalar whose ``backward`` is a training step's (ranking
     the global batch with a collective); ``loop(logits, targets, loc_errors)`` runs the loop
-    reference (its forward computes the update too)."""
+    reference (its forward computes the update too). ``targets(targets, loc_errors)``, run
+    once before the timing, turns the bench's Tensor[N] {1, 0, -1} targets and Tensor[P]
+    localisation errors (uniform in [0, 1)) into the targets ``fast`` and ``loop`` take
+    (None: as they are)."""
 
     fast: Callable[..., Tensor]
     loop: Callable[[Tensor, Tensor, Tensor], object]
+    targets: Callable[[Tensor, Tensor], Tensor] | None = None
 
 
 @dataclass(frozen=True)

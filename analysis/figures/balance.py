@@ -45,12 +45,16 @@ def balance_range(values: np.ndarray, *, max_decades: int = MAX_DECADES) -> tupl
 def plot_balance(trials: pd.DataFrame) -> Figure:
     """Figure 7: Σ|g| over positives against Σ|g| over negatives per trial, log-log.
 
-    ``trials`` has columns ``source`` (which check-balance file), ``loss`` (alrp, ap, focal,
-    bce or another name), ``sum_pos`` and ``sum_neg``. One panel per source; the diagonal is
-    Theorem 2 (balanced). Both axes span the same decades (:func:`balance_range`), with the
-    same ticks; a sum below the range is drawn on the edge with an open marker and counted
-    in the panel. Non-positive sums cannot be drawn on log axes and are counted too.
+    ``trials`` has columns ``source`` (which check-balance file), ``loss`` (a registry name
+    or another), ``sum_pos`` and ``sum_neg``, and optionally ``rule``: trials of a
+    zero-sum part (Rank & Sort's sorting part, which moves no negative) are left out. One
+    panel per source; the diagonal is Theorem 2 (balanced). Both axes span the same decades
+    (:func:`balance_range`), with the same ticks; a sum below the range is drawn on the
+    edge with an open marker and counted in the panel. Non-positive sums cannot be drawn on
+    log axes and are counted too.
     """
+    if "rule" in trials:
+        trials = trials[trials["rule"].fillna(registry.BALANCED) != registry.ZERO_SUM]
     sources = list(dict.fromkeys(trials["source"]))
     ncols = min(len(sources), 2)
     nrows = math.ceil(len(sources) / ncols)

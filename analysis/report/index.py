@@ -143,7 +143,8 @@ def key_tables(inputs: ReportInputs) -> list[Table]:
                 values.append(
                     [
                         check.label,
-                        str(rec.get("name", "–")),
+                        " ".join(rec[k] for k in ("name", "part") if isinstance(rec.get(k), str))
+                        or "–",
                         _flag(rec.get("checked")),
                         _flag(rec.get("passed")),
                         _plain(rec.get("trials")),
@@ -157,9 +158,10 @@ def key_tables(inputs: ReportInputs) -> list[Table]:
                 ["input", "loss", "checked", "passed", "trials", "worst gap", "Σpos/Σneg"],
                 values,
                 ["", "", "", "", ".0f", ".2e", ".3g"],
-                "Worst gap: the largest relative gap |Σpos − Σneg| / Σpos over trials; Theorem 2 "
-                "is checked for aLRP and AP Loss (gap ≈ 0); focal and BCE show the imbalance "
-                "a ranking loss removes (median Σpos/Σneg).",
+                "Worst gap: the largest relative gap |Σpos − Σneg| / Σpos over trials "
+                "(|Σg| / Σ|g| over the positives for a part that moves only them, as Rank & "
+                "Sort's sorting part); Theorem 2 is checked for the ranking losses (gap ≈ 0); "
+                "focal and BCE show the imbalance a ranking loss removes (median Σpos/Σneg).",
             )
         )
     if inputs.runs:

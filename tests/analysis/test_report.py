@@ -398,3 +398,24 @@ def test_in_figure_titles_match_the_index_titles(tmp_path: Path) -> None:
         fig = _figure_data(inputs, result)()
         shown = fig._suptitle.get_text() if fig._suptitle else fig.axes[0].get_title()
         assert shown == result.title, key
+
+
+def test_inputs_from_before_rank_and_sort_still_report(full_report, tmp_path: Path) -> None:
+    # The fixtures predate Rank & Sort Loss: no RS loss values in the analysis JSON, no
+    # parts or rules in the check-balance JSON. The report is still whole.
+    doc = json.loads((FIX / "analysis.json").read_text())
+    assert "rs" not in doc["files"][0]["losses"]["mean"]
+    assert "part" not in json.loads((FIX / "balance.json").read_text())["losses"][0]
+    assert not [f for f in full_report.figures if f.skipped and f.name != "training"]
+    models = full_report.tables[0]
+    rs = models.columns.index("RS loss")
+    assert {row[rs] for row in models.rows} == {"–"}
+    # The same analysis with Rank & Sort values shows them.
+    for entry in doc["files"]:
+        entry["losses"]["mean"].update(rs_ranking=0.4, rs_sorting=0.1, rs=0.5)
+    newer = tmp_path / "analysis.json"
+    newer.write_text(json.dumps(doc))
+    table = headline_table(load_inputs([newer]))
+    assert set(table["rs"]) == {0.5}
+    report = build_report(load_inputs([newer]), tmp_path / "out", formats=("png",), dpi=30)
+    assert {row[rs] for row in report.tables[0].rows} == {"0.500"}

@@ -49,25 +49,47 @@ def _result(run: dict, ap: float) -> dict:
     }
 
 
-def test_plan_is_nine_own_runs_and_the_grid_then_the_best_rate_on_the_other_seeds(
+def test_plan_is_twelve_own_runs_and_the_grid_then_the_best_rate_on_the_other_seeds(
     tmp_path: Path,
 ) -> None:
     args = _args(tmp_path)
     first = compare.plan(args, {})
     own = [r for r in first if r["table"] == "own"]
     grid = [r for r in first if r["table"] == "shared"]
-    assert len(own) == 9 and len(grid) == 9 and {r["seed"] for r in grid} == {0}
-    # The own recipes keep the official ratio aLRP : AP : focal = 0.008 : 0.002 : 0.02 at 32.
+    assert len(own) == 12 and len(grid) == 12 and {r["seed"] for r in grid} == {0}
+    # The own recipes keep the official ratio aLRP : AP : RS : focal = 0.008 : 0.002 :
+    # 0.016 : 0.02 at batch 32 (RS-ATSS: 0.008 at 16).
     lr = {r["loss"]: r["lr"] for r in own}
-    assert lr["alrp"] == pytest.approx(0.04)
+    assert lr["alrp"] == pytest.approx(0.04) and lr["rs"] == pytest.approx(0.08)
     assert lr["ap"] == pytest.approx(0.01) and lr["focal"] == pytest.approx(0.1)
+    rs = next(r["options"] for r in own if r["loss"] == "rs")
+    assert (rs["group_norm"], rs["p6_from"], rs["anchor_scales_per_octave"]) == (True, "p5", 3)
     # Finish the grid with a known best rate per loss: only then do seeds 1 and 2 appear.
-    best = {"alrp": 0.08, "ap": 0.02, "focal": 0.04}
+    best = {"alrp": 0.08, "ap": 0.02, "rs": 0.02, "focal": 0.04}
     done = {r["name"]: _result(r, 0.5 if r["lr"] == best[r["loss"]] else 0.1) for r in grid}
     extra = [r for r in compare.plan(args, done) if r["name"] not in {g["name"] for g in first}]
     assert sorted((r["loss"], r["seed"], r["lr"]) for r in extra) == sorted(
         (loss, seed, lr) for loss, lr in best.items() for seed in (1, 2)
     )
+
+
+def test_arms_and_losses_select_the_runs(tmp_path: Path) -> None:
+    args = _args(tmp_path, "--losses", "rs", "--arms", "shared", "--seeds", "0,1,2")
+    grid = compare.plan(args, {})
+    assert [(r["table"], r["loss"], r["lr"]) for r in grid] == [
+        ("shared", "rs", lr) for lr in (0.02, 0.04, 0.08)
+    ]
+    done = {r["name"]: _result(r, 0.5 if r["lr"] == 0.04 else 0.1) for r in grid}
+    rest = [r for r in compare.plan(args, done) if r["name"] not in done]
+    assert [(r["table"], r["seed"], r["lr"]) for r in rest] == [
+        ("shared", 1, 0.04),
+        ("shared", 2, 0.04),
+    ]
+    own = compare.plan(_args(tmp_path, "--losses", "rs,ap", "--arms", "own"), {})
+    assert {(r["table"], r["loss"]) for r in own} == {("own", "rs"), ("own", "ap")}
+    for bad in (["--arms", "mine"], ["--arms", ""], ["--arms", "own", "--ablation"]):
+        with pytest.raises(SystemExit):
+            _args(tmp_path, *bad)
 
 
 def test_ablation_runs_at_alrps_best_shared_rate_once_the_grid_is_done(tmp_path: Path) -> None:
@@ -157,8 +179,8 @@ def test_smoke_run_trains_every_arm_in_two_processes_and_resumes(tmp_path: Path)
     ]
     compare.main(argv)
     runs = json.loads((tmp_path / "compare.json").read_text())["runs"]
-    # own: 3 losses x 2 seeds; shared: 3 x 2 rates on seed 0, then the best rate on seed 1.
-    assert len(runs) == 6 + 6 + 3
+    # own: 4 losses x 2 seeds; shared: 4 x 2 rates on seed 0, then the best rate on seed 1.
+    assert len(runs) == 8 + 8 + 4
     assert all((tmp_path / "runs" / r["name"] / "result.json").is_file() for r in runs)
     stamp = {
         r["name"]: (tmp_path / "runs" / r["name"] / "result.json").stat().st_mtime_ns for r in runs

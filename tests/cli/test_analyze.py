@@ -61,7 +61,10 @@ def test_json_and_csv_contract(case, tmp_path):
     lrp_row = {"category_id", "name", "n_gt", "n_tp", "n_fp", "oLRP", "oLRP_loc", "oLRP_FP"}
     assert lrp_row | {"oLRP_FN", "threshold"} == set(f["lrp"]["per_class"][0])
     assert {"moLRP", "moLRP_loc", "moLRP_FP", "moLRP_FN", "per_class"} == set(f["lrp"])
-    assert set(f["losses"]["mean"]) == {"alrp_cls", "alrp_loc", "alrp", "ap_loss"}
+    assert set(f["losses"]["mean"]) == {
+        *("alrp_cls", "alrp_loc", "alrp", "ap_loss"),
+        *("rs_ranking", "rs_sorting", "rs"),
+    }
     assert set(f["losses"]["per_class"][0]) == {
         "category_id",
         "name",
@@ -69,6 +72,9 @@ def test_json_and_csv_contract(case, tmp_path):
         "alrp_loc",
         "alrp",
         "ap_loss",
+        "rs_ranking",
+        "rs_sorting",
+        "rs",
     }
     assert set(f["ranking"]) == {"pooled", "per_class", "iou_by_score_decile"}
     assert set(f["ranking"]["pooled"]) == {"spearman", "kendall", "concordant_share", "n_tp"}

@@ -25,7 +25,7 @@ def test_bench_writes_json_with_ratios(tmp_path) -> None:
     data = json.loads(out.read_text())
     assert data["version"] == 1 and data["device"] == "cpu"
     rows = data["rows"]
-    assert [r["loss"] for r in rows] == ["alrp", "ap"]
+    assert [r["loss"] for r in rows] == ["alrp", "ap", "rs"]
     for r in rows:
         assert (r["positives"], r["examples"]) == (20, 2000)
         assert r["fast_s"] > 0 and r["sort_s"] > 0 and r["reference_s"] > 0
@@ -95,3 +95,18 @@ def test_speedups_show_two_significant_digits(ratio: float, shown: str) -> None:
     from alrp_cli.cli.bench import _ratio
 
     assert _ratio(ratio) == shown
+
+
+def test_rank_and_sort_is_timed_on_iou_targets() -> None:
+    from alrp_cli.bench import loss_targets
+    from alrp_cli.losses import rs_loss
+
+    logits, targets, e = make_inputs(40, 4000, device=torch.device("cpu"), dtype=torch.float64)
+    t = loss_targets("rs", targets, e)
+    pos = targets == 1
+    assert torch.equal(t[pos], 1 - e) and bool((t[pos] > 0).all() and (t[pos] <= 1).all())
+    assert bool((t[~pos] == 0).all())
+    assert float(rs_loss(logits, t).sorting) > 0  # integer targets would leave it at 0
+    assert loss_targets("alrp", targets, e) is targets
+    (row,) = run_bench([(40, 4000)], losses=("rs",), repeats=1)
+    assert row.loss == "rs" and row.reference_s is not None and row.fast_s > 0

@@ -57,16 +57,27 @@ def test_run_json_schema_and_determinism(tmp_path: Path) -> None:
 
     assert report["version"] == 1
     assert report["config"]["seed"] == 3 and report["config"]["tolerance"] == 1e-5
-    names = [entry["name"] for entry in report["losses"]]
-    assert names == ["alrp", "ap", "focal", "bce"]
+    names = [(entry["name"], entry["part"], entry["rule"]) for entry in report["losses"]]
+    assert names == [
+        ("alrp", None, "balanced"),
+        ("ap", None, "balanced"),
+        ("rs", "ranking", "balanced"),
+        ("rs", "sorting", "zero_sum"),
+        ("focal", None, "balanced"),
+        ("bce", None, "balanced"),
+    ]
     for entry in report["losses"]:
-        checked = entry["name"] in ("alrp", "ap")
+        checked = entry["name"] in ("alrp", "ap", "rs")
         assert entry["checked"] is checked
         assert entry["passed"] is (True if checked else None)
         assert entry["trials"] == 12
-    assert len(report["trials"]) == 4 * 12
+    assert len(report["trials"]) == 6 * 12
     rows = [t for t in report["trials"] if t["loss"] == "alrp"]
     assert [t["trial"] for t in rows] == list(range(12))
+    sorting = [t for t in report["trials"] if t["part"] == "sorting"]
+    assert len(sorting) == 12 and all(t["sum_neg"] == 0 for t in sorting)
+    assert any(t["sum_pos"] > 0 for t in sorting)  # the sorting part moved positives
+    assert "rs sorting" in first.stdout and "Σg = 0 over the positives holds" in first.stdout
     # The JSON holds exactly the documented keys, with the documented value kinds (a null
     # may stand for a number: NaN or an uncomputed reference deviation).
     documented = _types(_doc_schema())
@@ -117,16 +128,33 @@ def test_from_round_trips(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert report["config"]["from"] == str(path) and report["config"]["deltas"] == [0.5]
     direct = check_balance(problems, resolve_losses(None), tolerance=1e-5)
-    assert len(report["trials"]) == len(direct.trials) == 16
+    assert len(report["trials"]) == len(direct.trials) == 6 * 4  # rs: two parts
     for got, want in zip(report["trials"], direct.trials, strict=True):
-        assert (got["loss"], got["P"], got["N"], got["delta"]) == (
+        assert (got["loss"], got["part"], got["P"], got["N"], got["delta"]) == (
             want.loss,
+            want.part,
             want.P,
             want.N,
             want.delta,
         )
         assert got["seed"] == -1
         assert got["sum_pos"] == want.sum_pos and got["sum_neg"] == want.sum_neg
+
+
+def test_from_a_file_without_ious_says_what_rank_and_sort_takes(tmp_path: Path) -> None:
+    problems = [
+        make_problem(5, t, max_positives=30, max_negatives=500, deltas=(0.5,)) for t in (0, 1)
+    ]
+    path = tmp_path / "inputs.pt"
+    save_loss_inputs(path, [{**p.__dict__, "ious": None} for p in problems])
+    out = tmp_path / "from.json"
+    res = _run("--from", str(path), "--loss", "rs", "--json", str(out))
+    assert res.exit_code == 0, res.output
+    note = f"Note: rs: {path} holds no 'ious' in 2 of 2 batch(es)"
+    assert note in " ".join(res.stdout.split())
+    report = json.loads(out.read_text())
+    assert len(report["notes"]) == 1 and "(1 + GIoU) / 2" in report["notes"][0]
+    assert [e["passed"] for e in report["losses"]] == [True, True]
 
 
 def test_from_compares_every_recorded_batch_with_the_reference(tmp_path: Path) -> None:

@@ -48,6 +48,47 @@ def test_tiny_run_writes_the_run_directory_and_json(tiny: Path, tmp_path: Path) 
     assert resumed.exit_code == 0, resumed.output
 
 
+def test_rank_and_sort_trains_with_its_box_weight_set_each_step(tiny: Path, tmp_path: Path) -> None:
+    out = tmp_path / "rs"
+    args = ["train", "--data", str(tiny), "--epochs", "2", "--loss", "rs", "--out", str(out)]
+    result = runner.invoke(app, [*args, *TINY_CLI_OPTIONS, "--record-loss-inputs", "2"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    # synthetic preset, anchors of RS-ATSS (3 scales per octave), its NMS only on COCO
+    assert (config["anchor_scales_per_octave"], config["anchor_ratios"]) == (3, [1.0])
+    assert config["group_norm"] is True and config["nms_iou"] == 0.5
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if r["type"] == "step"]
+    assert len(steps) == 4
+    for r in steps:  # cls = ranking + sorting, loc = the score-weighted GIoU loss
+        assert 0 < r["cls"] < 2 and 0 < r["loc"] < 2
+        assert r["sb_weight"] == pytest.approx(r["cls"] / r["loc"], rel=1e-6)
+        assert r["loss"] == pytest.approx(2 * r["cls"], rel=1e-6)  # both parts weigh the same
+    assert len({r["sb_weight"] for r in steps}) == len(steps)  # recomputed every step
+    # The recorded inputs carry each positive's IoU, and both parts of the update hold.
+    report = tmp_path / "balance.json"
+    res = runner.invoke(
+        app,
+        [
+            "check-balance",
+            "--from",
+            str(out / "loss_inputs.pt"),
+            "--loss",
+            "rs",
+            "--json",
+            str(report),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    doc = json.loads(report.read_text())
+    assert doc["config"]["deltas"] == [0.5] and doc["notes"] == []
+    assert [(e["part"], e["passed"], e["trials"]) for e in doc["losses"]] == [
+        ("ranking", True, 2),
+        ("sorting", True, 2),
+    ]
+    assert all(t["sum_pos"] > 0 for t in doc["trials"])
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

@@ -3,7 +3,8 @@
 One fork of 3 processes: the 3-rank cases run on the world group, the 2-rank cases on a
 sub-group of ranks 0 and 1. Each process writes its results to a file; the parent checks
 them against one process on the whole batch and the loop reference
-(tests/losses/sharding.py; Rank & Sort Loss: tests/losses/sharding_rs.py). A
+(tests/losses/sharding.py; Rank & Sort Loss: tests/losses/sharding_rs.py; its detector
+loss, as alrp train computes it: tests/detection/rs_batch.py). A
 slow test checks DistributedDataParallel's averaged gradients of world_size × the global
 loss against one process.
 """
@@ -19,7 +20,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from alrp_cli.detection.collective import TorchDistributedCollective
+from alrp_cli.detection.head_losses import compute_loss
 from alrp_cli.losses import alrp_loss, ap_loss, rs_loss
+from tests.detection.rs_batch import part_of, rich_case, rs_inputs
 from tests.losses import sharding_rs as rs
 from tests.losses.sharding import assert_close, check_global, make_case, run_rank, standard_cases
 
@@ -107,9 +110,21 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
             results["bad_rs"] = "no error"
         except ValueError as exc:
             results["bad_rs"] = str(exc)
+        results["rs_detector"] = _rs_detector_rank(rank, world)
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
+
+
+def _rs_detector_rank(rank: int, collective: TorchDistributedCollective) -> dict[str, object]:
+    """Rank & Sort's detector loss (alrp train --loss rs) on this rank's 2 of 6 images."""
+    out, targets = rich_case(images=2 * WORLD, seed=2)
+    part = slice(2 * rank, 2 * rank + 2)
+    mine = part_of(out, part)
+    parts = compute_loss("rs", rs_inputs(mine, targets[part]), None, collective=collective)
+    parts.total.backward()
+    values = {k: getattr(parts, k) for k in ("cls", "loc", "sb_weight", "value")}
+    return {**values, "cls_grad": mine.cls.grad, "reg_grad": mine.reg.grad}
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +171,21 @@ def test_global_rs_loss_equals_one_process(gloo_results: list[dict], world_size:
         # sizes, rows) and, with positives, one all-reduce of the bins.
         no_positive = int((case.targets > 0).sum()) == 0
         assert calls == {6 if no_positive else 9}, case.name
+
+
+def test_rank_and_sort_detector_loss_over_three_processes_is_one_process(
+    gloo_results: list[dict],
+) -> None:
+    out, targets = rich_case(images=2 * WORLD, seed=2)
+    whole = compute_loss("rs", rs_inputs(out, targets), None)
+    whole.total.backward()
+    ranks = [res["rs_detector"] for res in gloo_results]
+    for got in ranks:  # the global values on every rank: ranking, box weights, w
+        for key in ("cls", "loc", "sb_weight", "value"):
+            assert got[key] == pytest.approx(getattr(whole, key), rel=1e-6), key
+    for key, grad in (("cls_grad", out.cls.grad), ("reg_grad", out.reg.grad)):
+        joined = torch.cat([got[key] for got in ranks])  # each rank: its rows
+        torch.testing.assert_close(joined, grad, rtol=1e-5, atol=1e-8)
 
 
 def test_bad_input_raises_on_every_rank(gloo_results: list[dict]) -> None:

@@ -7,6 +7,7 @@ import torch
 
 from alrp_cli.detection.head_losses import build_loss_inputs, compute_loss, make_loss_module
 from alrp_cli.detection.model import Detector, HeadOutput
+from tests.detection.rs_batch import part_of, rich_case, rs_inputs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -140,3 +141,79 @@ def test_ious_only_when_asked_and_the_recording_names_the_losss_delta(model: Det
         "delta": 1.0,
     }
     assert "delta" not in loss_inputs_meta(meta, "focal", "maxiou")  # no ranking, no δ
+
+
+def _iou(a: list[float], b: list[float]) -> float:
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def test_rank_and_sort_loss_is_the_rs_atss_head_written_out(model: Detector) -> None:
+    # RankBasedATSSHead.loss (kemaloksuz/RankSortLoss, rank_based_atss_head.py:226-260),
+    # written out from the definitions: IoU targets by hand, the loop port of RankSort, and
+    # the box loss weighted by the positive anchor's highest class score.
+    from alrp_cli.losses.reference_rs import rs_loss_reference
+
+    out, targets = rich_case()
+    inputs = build_loss_inputs(model, out, targets, assigner="maxiou", ious=True)
+    assert inputs.num_pos >= 8
+    parts = compute_loss("rs", inputs, None)
+    parts.total.backward()
+
+    img, anc = inputs.pos_image.tolist(), inputs.pos_anchor.tolist()
+    decoded = model.decode(out.reg.detach()[img, anc], out.anchors[anc]).tolist()
+    gts = inputs.gt_boxes.tolist()
+    ious = [_iou(d, g) for d, g in zip(decoded, gts, strict=True)]
+    assert len(set(ious)) == len(ious)  # distinct targets: the sorting part has work
+    quality = inputs.targets.double()
+    quality[inputs.targets == 1] = torch.tensor(ious, dtype=torch.float64)
+    ref = rs_loss_reference(out.cls.detach().reshape(-1).double(), quality, delta=0.5)
+    assert float(ref.sorting) > 0
+    scores = [
+        max(torch.sigmoid(out.cls.detach()[i, a]).tolist()) for i, a in zip(img, anc, strict=True)
+    ]
+    errors = [1 - _giou(d, g) for d, g in zip(decoded, gts, strict=True)]
+    box = sum(w * e for w, e in zip(scores, errors, strict=True)) / sum(scores)
+    cls = float(ref.ranking + ref.sorting)
+
+    assert parts.cls == pytest.approx(cls, rel=1e-5)
+    assert parts.loc == pytest.approx(box, rel=1e-5)
+    assert parts.sb_weight == pytest.approx(cls / box, rel=1e-5)  # set each step
+    assert parts.value == pytest.approx(2 * cls, rel=1e-5)
+    assert parts.total.item() == pytest.approx(2 * cls, rel=1e-5)
+    # The logits get the identity update; the boxes the weighted box loss's gradient.
+    torch.testing.assert_close(
+        out.cls.grad.reshape(-1).double(), ref.grad_logits, rtol=0, atol=1e-6
+    )
+    from torchvision.ops import generalized_box_iou
+
+    reg = out.reg.detach().clone().requires_grad_()
+    boxes = model.decode(reg[img, anc], out.anchors[anc])
+    giou = generalized_box_iou(boxes, inputs.gt_boxes).diagonal()
+    w = torch.tensor(scores)
+    ((w * (1 - giou)).sum() / w.sum() * (cls / box)).backward()
+    torch.testing.assert_close(out.reg.grad, reg.grad, rtol=1e-4, atol=1e-7)
+
+
+def test_rank_and_sort_over_two_ranks_is_one_process_on_their_batches() -> None:
+    from alrp_cli.losses.collective import run_ranks
+
+    out, targets = rich_case(seed=1)
+    whole = compute_loss("rs", rs_inputs(out, targets), None)
+    whole.total.backward()
+
+    def rank(collective):  # type: ignore[no-untyped-def]
+        part = slice(2 * collective.rank, 2 * collective.rank + 2)
+        mine = part_of(out, part)
+        parts = compute_loss("rs", rs_inputs(mine, targets[part]), None, collective=collective)
+        parts.total.backward()
+        return parts, mine.cls.grad, mine.reg.grad
+
+    ranks = run_ranks(2, rank)
+    for parts, _, _ in ranks:  # every rank reports the one-process values
+        for key in ("cls", "loc", "sb_weight", "value"):
+            assert getattr(parts, key) == pytest.approx(getattr(whole, key), rel=1e-6), key
+    for k, grad in ((1, out.cls.grad), (2, out.reg.grad)):
+        torch.testing.assert_close(torch.cat([r[k] for r in ranks]), grad, rtol=1e-5, atol=1e-8)

@@ -69,6 +69,25 @@ def test_coco_ap_and_focal_bring_their_own_recipes() -> None:
     assert focal.group_norm is False and focal.p6_from == "c5"  # RetinaNet base:19
 
 
+def test_coco_rank_and_sort_is_the_official_rs_atss_recipe() -> None:
+    # kemaloksuz/RankSortLoss: configs/ranksort_loss/ranksort_atss_r50_fpn_1x_coco.py
+    # ("RS cfg") and mmdet/models/dense_heads/rank_based_atss_head.py ("RS head").
+    cfg = _coco(loss="rs")
+    assert cfg.assigner == "atss"  # RS cfg:44
+    assert cfg.backbone == "resnet50" and cfg.pretrained is True  # RS cfg:7-15
+    assert cfg.head_channels == 256 and cfg.group_norm is True  # RS cfg:27-29, RS head:36
+    assert cfg.p6_from == "p5"  # RS cfg:22 add_extra_convs='on_output'
+    assert (cfg.anchor_scales_per_octave, cfg.anchor_ratios) == (3, [1.0])  # RS cfg:32-34
+    assert (cfg.lr, cfg.batch_size, cfg.lr_batch) == (0.008, 16, 16)  # RS cfg:56, 60
+    assert cfg.epochs == 12 and cfg.lr_steps == pytest.approx([8 / 12, 11 / 12])  # 1x: 10-11
+    assert (cfg.warmup_iters, cfg.warmup_ratio) == (500, 0.001)  # schedule_1x:8-9
+    assert cfg.nms_iou == 0.6 and cfg.score_threshold == 0.05  # RS cfg:51-52
+    assert cfg.max_detections == 100 and cfg.pre_nms_topk == 1000  # RS cfg:49, 53
+    # every other loss keeps NMS 0.5, on COCO and on the synthetic preset
+    assert _coco(loss="alrp").nms_iou == 0.5 and TrainConfig(loss="rs").resolved().nms_iou == 0.5
+    assert _coco(loss="rs", nms_iou=0.7).nms_iou == 0.7
+
+
 def test_given_options_win_over_the_recipe() -> None:
     cfg = _coco(loss="ap", lr=0.1, group_norm=True, assigner="atss", lr_steps=[0.5])
     assert (cfg.lr, cfg.group_norm, cfg.assigner, cfg.lr_steps) == (0.1, True, "atss", [0.5])
@@ -76,7 +95,7 @@ def test_given_options_win_over_the_recipe() -> None:
 
 
 def test_synthetic_preset_is_one_recipe_for_every_loss() -> None:
-    cfgs = [TrainConfig(loss=loss).resolved() for loss in ("alrp", "ap", "focal")]
+    cfgs = [TrainConfig(loss=loss).resolved() for loss in ("alrp", "ap", "rs", "focal")]
     for cfg in cfgs:
         assert cfg.preset == "synthetic" and cfg.pretrained is False  # downloads nothing
         assert (cfg.assigner, cfg.group_norm, cfg.p6_from) == ("atss", True, "c5")

@@ -18,12 +18,12 @@ from torch import Tensor
 from torchvision.models.detection import _utils as det_utils
 from torchvision.models.detection.fcos import FCOSHead
 from torchvision.models.detection.retinanet import RetinaNetHead
-from torchvision.ops import generalized_box_iou
+from torchvision.ops import box_iou, generalized_box_iou
 from typer.testing import CliRunner
 
 from alrp_cli.cli.app import app
 from alrp_cli.integrations.torchvision import ALRPFCOSHead, ALRPRetinaNetHead
-from alrp_cli.losses import alrp_loss, ap_loss
+from alrp_cli.losses import alrp_loss, ap_loss, rs_loss
 from tests.integrations.tiny import synthetic_batch, tiny_fcos, tiny_retinanet
 
 BUILD = {"retinanet": (tiny_retinanet, ALRPRetinaNetHead), "fcos": (tiny_fcos, ALRPFCOSHead)}
@@ -79,6 +79,25 @@ def _by_hand(seen: dict, leaves: dict[str, Tensor], decode: Any, ignore: int | N
     return logits, torch.tensor(labels).reshape(-1), torch.stack(errors)
 
 
+def _by_hand_rs(seen: dict, leaves: dict[str, Tensor], decode: Any, ignore: int | None) -> tuple:
+    """Rank & Sort's inputs one (image, anchor) at a time: flat logits, targets with each
+    positive's IoU (detached), e = 1 − GIoU and each positive anchor's highest class score."""
+    logits, flat_targets, errors = _by_hand(seen, leaves, decode, ignore)
+    cls, reg = leaves["cls_logits"], leaves["bbox_regression"]
+    ious, scores = [], []
+    for b, (t, matched, anchors) in enumerate(
+        zip(seen["targets"], seen["matched"], seen["anchors"], strict=True)
+    ):
+        for a, m in enumerate(matched.tolist()):
+            if m >= 0:
+                box = decode(reg[b, a].detach()[None], anchors[a][None])
+                ious.append(float(box_iou(box, t["boxes"][m][None])[0, 0]))
+                scores.append(float(torch.sigmoid(cls[b, a].detach()).max()))
+    quality = flat_targets.to(torch.float64)
+    quality[flat_targets == 1] = torch.tensor(ious, dtype=torch.float64)
+    return logits, quality, errors, torch.tensor(scores)
+
+
 def _grads(total: Tensor, leaves: dict[str, Tensor]) -> list[Tensor]:
     keys = ("cls_logits", "bbox_regression")
     return list(torch.autograd.grad(total, [leaves[k] for k in keys], allow_unused=True))
@@ -123,6 +142,41 @@ def test_alrp_head_equals_alrp_loss_on_inputs_flattened_by_hand(kind: str) -> No
     for g, w in zip(got_grads, want_grads, strict=True):
         _close(g, w)
     assert float(got["bbox_regression"]) > 0 and got_grads[1].abs().sum() > 0
+
+
+@pytest.mark.parametrize("kind", ["retinanet", "fcos"])
+def test_rs_head_is_the_rs_atss_loss_on_inputs_flattened_by_hand(kind: str) -> None:
+    model = (
+        _model(kind, loss="rs", centerness="none") if kind == "fcos" else _model(kind, loss="rs")
+    )
+    assert model.head.loss_module.delta == 0.5  # the published δ, by default
+    images, targets = synthetic_batch(4, seed=3)
+    seen = _capture(model, images, targets)
+    head = model.head
+    if kind == "retinanet":
+        ignore = det_utils.Matcher.BETWEEN_THRESHOLDS
+        decode = head.regression_head.box_coder.decode_single
+    else:
+        ignore, decode = None, head.box_coder.decode
+
+    leaves = _leaves(seen["outputs"])
+    got = head.compute_loss(seen["targets"], leaves, seen["anchors"], seen["matched"])
+    got_grads = _grads(got["classification"] + got["bbox_regression"], leaves)
+
+    hand = _leaves(seen["outputs"])
+    logits, quality, errors, scores = _by_hand_rs(seen, hand, decode, ignore)
+    assert len(torch.unique(quality[quality > 0])) > 1  # IoU targets, not all equal
+    want = rs_loss(logits, quality, delta=0.5)
+    cls = want.ranking + want.sorting
+    box = (scores * errors).sum() / scores.sum()
+    weight = float(cls.detach()) / float(box.detach())
+    want_grads = _grads(cls + weight * box, hand)
+
+    _close(got["classification"], cls)
+    _close(got["bbox_regression"], cls)  # w · box loss = ranking + sorting, by construction
+    for g, w in zip(got_grads, want_grads, strict=True):
+        _close(g, w)
+    assert float(want.sorting) > 0 and got_grads[1].abs().sum() > 0
 
 
 @pytest.mark.parametrize("kind", ["retinanet", "fcos"])
@@ -265,12 +319,15 @@ def test_self_balance_state_resumes_from_the_state_dict() -> None:
     assert float(model.head.loss_module.weight) != float(state["head.loss_module.weight"])
 
 
-def test_recorded_inputs_pass_check_balance(tmp_path: Path) -> None:
-    model = _model("retinanet", record=2)
+@pytest.mark.parametrize(("loss", "delta"), [("alrp", 1.0), ("rs", 0.5)])
+def test_recorded_inputs_pass_check_balance(tmp_path: Path, loss: str, delta: float) -> None:
+    model = _model("retinanet", record=2, loss=loss)
     _train(model, 3)
     assert len(model.head.recorded) == 2
     batch = model.head.recorded[0]
-    assert set(batch) == {"logits", "targets", "loc_errors"}
+    # Rank & Sort's recordings also hold each positive's IoU (its target)
+    extra = {"ious"} if loss == "rs" else set()
+    assert set(batch) == {"logits", "targets", "loc_errors", *extra}
     assert int((batch["targets"] == 1).sum()) == batch["loc_errors"].numel() > 0
     assert bool((batch["targets"] == -1).any())
 
@@ -279,11 +336,13 @@ def test_recorded_inputs_pass_check_balance(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["check-balance", "--from", str(path), "--json", str(report)])
     assert res.exit_code == 0, res.output
     doc = json.loads(report.read_text())
-    assert doc["config"]["deltas"] == [1.0]
-    checked = {e["name"]: e for e in doc["losses"] if e["checked"]}
-    assert set(checked) == {"alrp", "ap"}
+    assert doc["config"]["deltas"] == [delta]
+    checked = {(e["name"], e["part"]): e for e in doc["losses"] if e["checked"]}
+    assert set(checked) == {("alrp", None), ("ap", None), ("rs", "ranking"), ("rs", "sorting")}
     assert all(e["passed"] and e["trials"] == 2 for e in checked.values())
     assert max(e["worst_rel_gap"] for e in checked.values()) < 1e-5
+    # Without recorded IoUs Rank & Sort says what it takes instead.
+    assert len(doc["notes"]) == (loss != "rs")
 
 
 @pytest.mark.parametrize("kind", ["retinanet", "fcos"])
@@ -298,7 +357,7 @@ def test_a_batch_without_objects_gives_zero_loss_and_a_usable_gradient(kind: str
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
-@pytest.mark.parametrize("loss", ["alrp", "ap"])
+@pytest.mark.parametrize("loss", ["alrp", "ap", "rs"])
 def test_with_a_collective_two_ranks_give_the_one_process_loss_and_gradients(loss: str) -> None:
     from alrp_cli.losses.collective import run_ranks
 
@@ -324,7 +383,7 @@ def test_with_a_collective_two_ranks_give_the_one_process_loss_and_gradients(los
 
     ranks = run_ranks(2, rank)
     # AP Loss keeps torchvision's box loss, normalised by each process's own positives.
-    global_parts = ("classification", "bbox_regression") if loss == "alrp" else ("classification",)
+    global_parts = ("classification",) if loss == "ap" else ("classification", "bbox_regression")
     for values, _ in ranks:
         for key in global_parts:
             assert values[key] == pytest.approx(float(whole[key]), rel=1e-6, abs=1e-7), key
