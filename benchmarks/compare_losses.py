@@ -158,7 +158,7 @@ def run_one(run: dict[str, Any], args: argparse.Namespace, data: Path) -> dict[s
     run_dir = args.out / "runs" / run["name"]
     started = time.perf_counter()
     if (run_dir / "last.pt").is_file():
-        cfg = TrainConfig(resume=str(run_dir))
+        cfg = TrainConfig.from_options(resume=run_dir)
     else:
         options = {
             "data": str(data),
@@ -172,7 +172,7 @@ def run_one(run: dict[str, Any], args: argparse.Namespace, data: Path) -> dict[s
             "device": args.device,
             **args.scale,
         }
-        cfg = TrainConfig(**{**options, **run["options"]})
+        cfg = TrainConfig.from_options(**{**options, **run["options"]})
     try:
         result = train(cfg)
     except NonFiniteLoss as err:  # a result too: that recipe diverges on this data
