@@ -41,7 +41,8 @@ from typing import Any
 
 from alrp_cli import registry
 from alrp_cli.atomic import write_json, write_text
-from alrp_cli.detection.config import PRESETS, TrainConfig
+from alrp_cli.detection.config import TrainConfig
+from alrp_cli.detection.presets import PRESETS
 
 LOSSES = registry.names("train")
 #: The loss of the --ablation runs: they vary its self-balance and its head (aLRP).

@@ -18,7 +18,8 @@ from rich.table import Table
 
 from alrp_cli.cli.options import JSON_HELP, table_console
 from alrp_cli.cli.progress import progress_bar
-from alrp_cli.detection.config import FIELDS, PRESETS, Field, TrainConfig
+from alrp_cli.detection.config import FIELDS, Field, TrainConfig
+from alrp_cli.detection.presets import PRESETS
 from alrp_cli.detection.settings import option_flag, option_help
 from alrp_cli.outputs import Outputs, write_json_output
 
@@ -179,8 +180,9 @@ def _parameter(f: Field) -> inspect.Parameter:
 def train(ctx: typer.Context, **options: Any) -> None:
     """Train a RetinaNet-style detector with aLRP Loss (or AP / Focal Loss baselines)."""
     json_path: Path | None = options.pop("json_path")
-    config = TrainConfig.from_options(**{k: v for k, v in options.items() if k != "print_config"})
-    if options["print_config"]:
+    print_config: bool = options.pop("print_config")
+    config = TrainConfig.from_options(**options)
+    if print_config:
         from alrp_cli.detection.build import planned_config
 
         typer.echo(json.dumps(planned_config(config).to_dict(), indent=2))

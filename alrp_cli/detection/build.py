@@ -393,13 +393,7 @@ def _setup(
         load_weights(model, checkpoint["model"], checkpoint_file)
     run_dir = _open_run_dir(cfg, run_dir, dist)
     forward = _wrap_model(model, dist, device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(
-        params, lr=optim.scaled_lr, momentum=optim.momentum, weight_decay=optim.weight_decay
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda it: lr_factor(it, optim=optim, iters_per_epoch=iters_per_epoch)
-    )
+    optimizer, scheduler = _optimizer(model, optim, iters_per_epoch)
     amp_dtype = resolve_amp_dtype(rt, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     collective = dist.collective() if optim.ranking == "global" else None
@@ -421,22 +415,7 @@ def _setup(
             loss_module.load_state_dict(checkpoint["loss"])
         state = TrainState(**checkpoint["train_state"])
         set_rng_state(checkpoint["rng"])
-    complete = checkpoint is not None and state.epoch >= optim.epochs and not state.eval_pending
-    if complete:  # nothing to do, and nothing in the run directory is touched
-        emit(
-            {
-                "type": "complete",
-                "text": f"{run_dir}: the run is complete "
-                f"({state.epoch} of {optim.epochs} epochs); nothing to train",
-            }
-        )
-    log = None
-    if dist.is_main and not complete:
-        if checkpoint is not None:
-            log = MetricsLog.resume(run_dir / "metrics.jsonl", up_to_iter=state.global_iter)
-        else:
-            log = MetricsLog(run_dir / "metrics.jsonl")
-            log.flush()
+    log = _metrics_log(run_dir, state, checkpoint is not None, optim.epochs, dist, emit)
     meta = {
         "num_classes": train_ds.num_classes,
         "category_ids": train_ds.category_ids,
@@ -463,6 +442,43 @@ def _setup(
         log=log,
         meta=meta,
     )
+
+
+def _optimizer(
+    model: nn.Module, optim: OptimConfig, iters_per_epoch: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """SGD over the trainable parameters at the batch's learning rate, and its schedule."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(
+        params, lr=optim.scaled_lr, momentum=optim.momentum, weight_decay=optim.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda it: lr_factor(it, optim=optim, iters_per_epoch=iters_per_epoch)
+    )
+    return optimizer, scheduler
+
+
+def _metrics_log(
+    run_dir: Path, state: TrainState, resumed: bool, epochs: int, dist: Dist, emit: EventFn
+) -> MetricsLog | None:
+    """Rank 0's ``metrics.jsonl``: a new one, or a resumed run's up to its checkpoint. None
+    on the other ranks, and for a resumed run that is complete (said; nothing touched)."""
+    if resumed and state.epoch >= epochs and not state.eval_pending:
+        emit(
+            {
+                "type": "complete",
+                "text": f"{run_dir}: the run is complete "
+                f"({state.epoch} of {epochs} epochs); nothing to train",
+            }
+        )
+        return None
+    if not dist.is_main:
+        return None
+    if resumed:
+        return MetricsLog.resume(run_dir / "metrics.jsonl", up_to_iter=state.global_iter)
+    log = MetricsLog(run_dir / "metrics.jsonl")
+    log.flush()
+    return log
 
 
 def _loader_options(run: Run) -> dict[str, Any]:

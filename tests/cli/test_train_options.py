@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from alrp_cli import registry
 from alrp_cli.cli.app import app
-from alrp_cli.detection.config import CHOICES, FIELDS, GROUPS, PRESETS, Field, TrainConfig
+from alrp_cli.detection.config import CHOICES, FIELDS, GROUPS, Field, TrainConfig
+from alrp_cli.detection.presets import PRESETS
 from alrp_cli.detection.settings import option_flag, option_help
 
 runner = CliRunner()
