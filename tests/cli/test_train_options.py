@@ -173,3 +173,13 @@ def test_a_configuration_of_another_form_is_refused() -> None:
     grouped["model"]["depth"] = 50
     with pytest.raises(UserError, match=r"run/config.json: model: unknown settings \['depth'\]"):
         TrainConfig.from_dict(grouped, "run/config.json")
+
+
+def test_the_declared_choices_are_what_the_library_builds() -> None:
+    from alrp_cli.detection.data.transforms import AUGMENTATIONS
+    from alrp_cli.detection.mmdet_import import ASSIGNERS
+    from alrp_cli.detection.model import BACKBONES, P6_SOURCES
+
+    assert set(CHOICES["backbone"]) == set(BACKBONES)
+    assert CHOICES["augmentation"] == AUGMENTATIONS and CHOICES["p6_from"] == P6_SOURCES
+    assert set(CHOICES["assigner"]) == set(ASSIGNERS.values())
