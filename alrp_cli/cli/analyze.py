@@ -19,7 +19,8 @@ from alrp_cli.cli.options import JSON_HELP, table_console
 from alrp_cli.cli.progress import progress_bar
 from alrp_cli.errors import UserError
 from alrp_cli.outputs import Outputs, write_json_output
-from analysis.io import load_gt, load_predictions
+from analysis.ground_truth import load_gt
+from analysis.io import load_predictions
 from analysis.loss_values import LOSS_KEYS
 from analysis.pipeline import AnalysisResult, analysis_document, check_options, resolve_classes
 from analysis.pipeline import analyze as run_analysis

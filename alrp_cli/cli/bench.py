@@ -11,11 +11,11 @@ from rich.console import Console
 from rich.table import Table
 
 from alrp_cli.bench import DEFAULT_GRID, LOSSES, BenchRow, parse_size, run_bench
-from alrp_cli.cli.options import JSON_HELP, SEED_MAX, table_console
+from alrp_cli.cli.options import JSON_HELP, table_console
 from alrp_cli.cli.progress import progress_bar
-from alrp_cli.device import resolve_device
+from alrp_cli.device import DEVICE_HELP, resolve_device
 from alrp_cli.errors import UserError
-from alrp_cli.limits import LOSS_BYTES_PER_EXAMPLE, check_fits, check_per_core
+from alrp_cli.limits import LOSS_BYTES_PER_EXAMPLE, SEED_MAX, check_fits, check_per_core
 from alrp_cli.outputs import Outputs, write_json_output
 
 MAX_REPEATS = 1000  # a median of more says nothing new, and a typo's 10^12 never ends
@@ -87,7 +87,7 @@ def bench(
     loss: list[str] | None = typer.Option(
         None, "--loss", help=f"Loss to time (repeatable): {', '.join(LOSSES)}. Default: all."
     ),
-    device: str = typer.Option("auto", help="auto (CUDA when available), cpu, cuda, cuda:N."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
     dtype: str = typer.Option("float32", help="Logits dtype: " + ", ".join(DTYPES) + "."),
     repeats: int = typer.Option(
         5, help="Timed runs of the fast kernels and of the sort (at most 1000)."
