@@ -18,6 +18,8 @@ from typing import Any
 
 from alrp_cli.errors import UserError
 
+#: The largest ``--seed`` of every command: numpy's and torch's seed range is 0..2**32 - 1.
+SEED_MAX = 2**32 - 1
 #: Bytes per example that the loss kernels hold at their peak, inputs included: measured
 #: at most 75 (check-balance, float64 draws cast to float32) and 52 (bench, float32) on CPU.
 LOSS_BYTES_PER_EXAMPLE = 64

@@ -8,7 +8,8 @@ Public API::
     result.coco["AP"], result.molrp, result.to_dict()
 """
 
-from analysis.io import GroundTruth, Predictions, load_gt, load_predictions
+from analysis.ground_truth import GroundTruth, load_gt
+from analysis.io import Predictions, load_predictions
 from analysis.pipeline import AnalysisResult, analysis_document, analyze
 
 __all__ = [

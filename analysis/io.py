@@ -16,8 +16,7 @@ dicts and checked record by record, so a bad record gives the same one-line
 :class:`~alrp_cli.errors.UserError` naming the file, the record index and the problem;
 with ``lenient=True`` bad records are dropped and counted per kind instead.
 
-The ground truth side lives in :mod:`analysis.ground_truth`; ``load_gt``,
-``GroundTruth`` and ``read_json`` are re-exported here for callers of this module.
+The ground truth side lives in :mod:`analysis.ground_truth`.
 """
 
 from __future__ import annotations
@@ -40,12 +39,9 @@ from analysis.jsonio import is_int, is_num, json_type, read_json
 __all__ = [
     "PREDICTION_KEYS",
     "SKIP_KINDS",
-    "GroundTruth",
     "Predictions",
-    "load_gt",
     "load_predictions",
     "predictions_from_arrays",
-    "read_json",
 ]
 
 PREDICTION_KEYS = ("image_id", "category_id", "bbox", "score")

@@ -86,8 +86,8 @@ def _time_train(data: Path, out: Path, workers: int) -> float:
     from alrp_cli.detection.config import TrainConfig
     from alrp_cli.detection.train import train
 
-    cfg = TrainConfig(data=str(data), out=str(out), epochs=1, workers=workers, threads=1,
-                      eval_every=100, log_every=1, device="cpu")  # fmt: skip
+    cfg = TrainConfig.from_options(data=data, out=out, epochs=1, workers=workers, threads=1,
+                                   eval_every=100, log_every=1, device="cpu")  # fmt: skip
     train(cfg)
     steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     rates = [r["images_per_s"] for r in steps if r["type"] == "step"][1:]

@@ -43,7 +43,8 @@ from typing import Any
 
 from alrp_cli import registry
 from alrp_cli.atomic import write_json, write_text
-from alrp_cli.detection.config import PRESETS, TrainConfig
+from alrp_cli.detection.config import TrainConfig
+from alrp_cli.detection.presets import PRESETS
 
 LOSSES = registry.names("train")
 #: The loss of the --ablation runs: they vary its self-balance and its head (aLRP).
@@ -162,7 +163,7 @@ def run_one(run: dict[str, Any], args: argparse.Namespace, data: Path) -> dict[s
     run_dir = args.out / "runs" / run["name"]
     started = time.perf_counter()
     if (run_dir / "last.pt").is_file():
-        cfg = TrainConfig(resume=str(run_dir))
+        cfg = TrainConfig.from_options(resume=run_dir)
     else:
         options = {
             "data": str(data),
@@ -176,7 +177,7 @@ def run_one(run: dict[str, Any], args: argparse.Namespace, data: Path) -> dict[s
             "device": args.device,
             **args.scale,
         }
-        cfg = TrainConfig(**{**options, **run["options"]})
+        cfg = TrainConfig.from_options(**{**options, **run["options"]})
     try:
         result = train(cfg)
     except NonFiniteLoss as err:  # a result too: that recipe diverges on this data

@@ -92,7 +92,7 @@ steps = [r for r in recs if r["type"] == "step"][1:]  # the first window holds t
 cfg = json.loads((Path(sys.argv[1]) / "config.json").read_text())
 ips = statistics.median(r["images_per_s"] for r in steps)
 wait = statistics.median(r["data_s"] for r in steps)
-step = cfg["batch_size"] / ips
+step = cfg["optim"]["batch_size"] / ips
 ap = next((r["AP"] for r in recs if r["type"] == "eval"), None)
 print(f"{ips:.1f} images/s, {step:.3f} s/step, data-loader wait {wait * 1e3:.1f} ms/step "
       f"({100 * wait / step:.0f} %); AP after the run {ap}")
@@ -152,7 +152,7 @@ recs = [json.loads(x) for x in (Path(sys.argv[1]) / "metrics.jsonl").read_text()
 steps = [r for r in recs if r["type"] == "step"][1:]  # the first window holds the warm-up
 cfg = json.loads((Path(sys.argv[1]) / "config.json").read_text())
 ips = statistics.median(r["images_per_s"] for r in steps)
-print(f"{cfg['batch_size'] / ips:.3f} s/step, {ips:.1f} images/s")
+print(f"{cfg['optim']['batch_size'] / ips:.3f} s/step, {ips:.1f} images/s")
 PY
 }
 for loss in alrp focal; do

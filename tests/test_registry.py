@@ -14,8 +14,9 @@ from torch import nn
 from alrp_cli import registry
 from alrp_cli.detection.anchors import anchor_sizes
 from alrp_cli.detection.build import build_model
-from alrp_cli.detection.config import CHOICES, PRESETS, TrainConfig
+from alrp_cli.detection.config import CHOICES, TrainConfig
 from alrp_cli.detection.model import Detector
+from alrp_cli.detection.presets import PRESETS
 from alrp_cli.registry import NEEDS, SELF_BALANCE, LossEntry
 from tests.conftest import REPO
 
@@ -121,10 +122,10 @@ def test_anchors_resolve_in_the_recipe_and_the_detector_is_built_with_them(
     assert recipe is not None
     scales, ratios = recipe.anchors_for(assigner)
     for options in ({}, {"train_ann": "a.json"}):  # synthetic and COCO presets
-        cfg = TrainConfig(loss=loss, assigner=assigner, **options).resolved()  # type: ignore[arg-type]
-        assert (cfg.anchor_scales_per_octave, cfg.anchor_ratios) == (scales, ratios)
-    cfg = TrainConfig(loss=loss, assigner=assigner, head_channels=16).resolved()
-    built = [build_model(cfg, 2).anchors]
+        cfg = TrainConfig.from_options(loss=loss, assigner=assigner, **options).resolved()
+        assert (cfg.model.anchor_scales_per_octave, cfg.model.anchor_ratios) == (scales, ratios)
+    cfg = TrainConfig.from_options(loss=loss, assigner=assigner, head_channels=16).resolved()
+    built = [build_model(cfg.model, 2).anchors]
     if loss == registry.DEFAULT_LOSS:  # a Detector built without anchors: the same ones
         built.append(Detector(2, backbone="resnet18", assigner=assigner, head_channels=16).anchors)
     for anchors in built:

@@ -20,7 +20,6 @@ from alrp_cli.balance.check import (
     check_balance,
 )
 from alrp_cli.balance.problems import Problem, make_problem, random_problems, trial_seed
-from alrp_cli.balance.recorded import LossInputs, load_loss_inputs, save_loss_inputs
 from alrp_cli.balance.run import BalanceConfig, failure_message, run_balance_check
 from alrp_cli.balance.specs import LOSS_NAMES, LossSpec, builtin_specs, resolve_losses
 
@@ -29,7 +28,6 @@ __all__ = [
     "LOSS_NAMES",
     "BalanceConfig",
     "BalanceReport",
-    "LossInputs",
     "LossSpec",
     "LossSummary",
     "Problem",
@@ -37,11 +35,9 @@ __all__ = [
     "builtin_specs",
     "check_balance",
     "failure_message",
-    "load_loss_inputs",
     "make_problem",
     "random_problems",
     "resolve_losses",
     "run_balance_check",
-    "save_loss_inputs",
     "trial_seed",
 ]

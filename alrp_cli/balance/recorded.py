@@ -1,7 +1,6 @@
 """Recorded loss inputs (``alrp train --record-loss-inputs``) as balance-check problems.
 
-The file format, its one writer and its reader live in :mod:`alrp_cli.loss_inputs_file`;
-they are re-exported here, where ``check-balance --from`` has always found them.
+The file format, its one writer and its reader live in :mod:`alrp_cli.loss_inputs_file`.
 """
 
 from __future__ import annotations
@@ -11,22 +10,7 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from alrp_cli.balance.problems import Problem
-from alrp_cli.loss_inputs_file import (
-    FORMAT_VERSION,
-    LossInputs,
-    RecordedInputs,
-    load_loss_inputs,
-    save_loss_inputs,
-)
-
-__all__ = [
-    "FORMAT_VERSION",
-    "LossInputs",
-    "RecordedInputs",
-    "load_loss_inputs",
-    "recorded_problems",
-    "save_loss_inputs",
-]
+from alrp_cli.loss_inputs_file import RecordedInputs
 
 
 def recorded_problems(

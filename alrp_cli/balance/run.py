@@ -18,11 +18,12 @@ from alrp_cli.balance.check import (
     check_balance,
 )
 from alrp_cli.balance.problems import Problem, random_problems
-from alrp_cli.balance.recorded import RecordedInputs, load_loss_inputs, recorded_problems
+from alrp_cli.balance.recorded import recorded_problems
 from alrp_cli.balance.specs import LOSS_NAMES, LossSpec, resolve_losses
 from alrp_cli.device import resolve_device
 from alrp_cli.errors import UserError
 from alrp_cli.limits import LOSS_BYTES_PER_EXAMPLE, check_fits
+from alrp_cli.loss_inputs_file import RecordedInputs, load_loss_inputs
 
 #: δ values random problems draw from unless ``--delta`` is given.
 DEFAULT_DELTAS = (0.0, 0.5, 1.0, 2.0)

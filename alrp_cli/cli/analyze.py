@@ -78,7 +78,8 @@ def analyze(
     ),
 ) -> None:
     """Measure detectors' predictions: COCO AP, oLRP, the losses' values, ranking statistics."""
-    from analysis.io import load_gt, load_predictions
+    from analysis.ground_truth import load_gt
+    from analysis.io import load_predictions
     from analysis.pipeline import analysis_document, check_options, resolve_classes
     from analysis.pipeline import analyze as run_analysis
     from analysis.rundir import resolve_predictions

@@ -11,10 +11,11 @@ from rich.console import Console
 from rich.table import Table
 
 from alrp_cli import registry
-from alrp_cli.cli.options import JSON_HELP, SEED_MAX, table_console
+from alrp_cli.cli.options import JSON_HELP, table_console
 from alrp_cli.cli.progress import progress_bar
+from alrp_cli.device import DEVICE_HELP, resolve_device
 from alrp_cli.errors import UserError
-from alrp_cli.limits import LOSS_BYTES_PER_EXAMPLE, check_fits, check_per_core
+from alrp_cli.limits import LOSS_BYTES_PER_EXAMPLE, SEED_MAX, check_fits, check_per_core
 from alrp_cli.outputs import Outputs, write_json_output
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ def bench(
         "--loss",
         help=f"Loss to time (repeatable): {', '.join(registry.names('bench'))}. Default: all.",
     ),
-    device: str = typer.Option("auto", help="auto (CUDA when available), cpu, cuda, cuda:N."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
     dtype: str = typer.Option("float32", help="Logits dtype: " + ", ".join(DTYPES) + "."),
     repeats: int = typer.Option(
         5, help="Timed runs of the fast kernels and of the sort (at most 1000)."
@@ -110,7 +111,6 @@ def bench(
     import torch
 
     from alrp_cli.bench import DEFAULT_GRID, LOSSES, parse_size, run_bench
-    from alrp_cli.device import resolve_device
 
     grid = [parse_size(s) for s in size] if size else list(DEFAULT_GRID)
     losses = tuple(loss) if loss else LOSSES

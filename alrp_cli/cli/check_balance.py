@@ -13,9 +13,11 @@ from rich.table import Table
 
 from alrp_cli import registry
 from alrp_cli.atomic import atomic_path
-from alrp_cli.cli.options import JSON_HELP, SEED_MAX, table_console
+from alrp_cli.cli.options import JSON_HELP, table_console
 from alrp_cli.cli.progress import progress_bar
+from alrp_cli.device import DEVICE_HELP
 from alrp_cli.errors import CheckFailed, UserError
+from alrp_cli.limits import SEED_MAX
 from alrp_cli.outputs import Outputs, write_json_output
 from alrp_cli.registry import BALANCED, ZERO_SUM
 
@@ -138,9 +140,7 @@ def check_balance_command(
         "the recorded meta's delta or 1).",
     ),
     dtype: str = typer.Option("float32", "--dtype", help="float32 or float64."),
-    device: str = typer.Option(
-        "auto", "--device", help="auto (CUDA when available), cpu, cuda, cuda:N."
-    ),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     tolerance: float | None = typer.Option(
         None,
         "--tolerance",

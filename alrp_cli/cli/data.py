@@ -9,9 +9,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from alrp_cli.cli.options import JSON_HELP, SEED_MAX, renamed, table_console
+from alrp_cli.cli.options import JSON_HELP, table_console
 from alrp_cli.cli.progress import progress_bar
 from alrp_cli.errors import UserError
+from alrp_cli.limits import SEED_MAX
 from alrp_cli.outputs import Outputs, write_json_output
 from alrp_cli.synth_classes import SYNTH_CLASSES
 
@@ -147,13 +148,12 @@ def preview(
     num: int = typer.Option(12, "--num", help="Images to draw (the first by id)."),
     cols: int = typer.Option(4, "--cols", help="Images per row (at most the images drawn)."),
     cell: int = typer.Option(256, "--cell", help="Side of each drawn image in pixels."),
-    out_old: Path | None = typer.Option(None, "--out", hidden=True),
 ) -> None:
     """Draw the first images of a COCO-format dataset with their boxes into one image."""
     from alrp_cli.detection.data import resolve_data
     from alrp_cli.detection.data.preview import render_preview
 
-    out = renamed(output, out_old, new_name="-o/--output", old_name="--out")
+    out = output
     if out is None:
         raise UserError("give -o/--output FILE: the image to write")
     if split not in ("train", "val"):
@@ -168,7 +168,7 @@ def preview(
         paths = resolve_data(data, splits=(split,))
         assert paths is not None  # data was given
         ann_file, image_dir = getattr(paths, f"{split}_ann"), getattr(paths, f"{split}_images")
-    Outputs([ann_file, image_dir]).file(out, "--out")
+    Outputs([ann_file, image_dir]).file(out, "-o/--output")
     ids = render_preview(image_dir, ann_file, out, num_images=num, cols=cols, cell=cell)
     Console(soft_wrap=True).print(f"wrote {out}: {len(ids)} images from {ann_file}")
 

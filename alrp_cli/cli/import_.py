@@ -42,12 +42,12 @@ def import_command(
             "run_dir": str(result.run_dir),
             "checkpoint": str(result.checkpoint),
             "config": result.config_source,
-            "loss": cfg.loss,
-            "assigner": cfg.assigner,
-            "backbone": cfg.backbone,
+            "loss": cfg.model.loss,
+            "assigner": cfg.model.assigner,
+            "backbone": cfg.model.backbone,
             "classes": len(result.category_names),
             "tensors": result.tensors,
-            "test_scale": cfg.test_scale,
+            "test_scale": cfg.eval.test_scale,
         }
         if json_path is not None:
             write_json_output(json_path, summary)

@@ -1,21 +1,17 @@
 """Option conventions shared by every command, so that one spelling means the same everywhere.
 
 - ``--out`` names a folder, ``-o/--output`` a file;
-- every ``--seed`` takes 0..SEED_MAX; every ``--device`` defaults to ``auto``;
+- every ``--seed`` takes 0..SEED_MAX (:data:`alrp_cli.limits.SEED_MAX`); every ``--device``
+  defaults to ``auto``;
 - ``--json -`` writes the JSON to standard output, and the tables go to stderr instead.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypeVar
 
-import typer
 from rich.console import Console
 
-from alrp_cli.errors import UserError
-
-SEED_MAX = 2**32 - 1  # numpy's and torch's seed range; every --seed is 0..SEED_MAX
 JSON_HELP = " '-' writes it to standard output (the tables then go to stderr)."
 
 
@@ -28,23 +24,3 @@ def table_console(json_path: Path | None, *, pipe_width: int | None = None) -> C
     if pipe_width is not None and not console.is_terminal:
         console = Console(stderr=stderr, width=pipe_width)
     return console
-
-
-T = TypeVar("T")
-
-
-def renamed(new: T | None, old: T | None, *, new_name: str, old_name: str) -> T | None:
-    """The value of an option renamed in this release, given under its new or old spelling.
-
-    The old spelling still works for one release, with a deprecation line on stderr; both at
-    once is a :class:`UserError`.
-    """
-    if old is None:
-        return new
-    if new is not None:
-        raise UserError(f"{old_name} is the old spelling of {new_name}; give {new_name} only")
-    typer.echo(
-        f"warning: {old_name} is deprecated here and goes in the next release; use {new_name}",
-        err=True,
-    )
-    return old

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from alrp_cli.cli.options import JSON_HELP, table_console
 from alrp_cli.cli.progress import progress_bar
+from alrp_cli.device import DEVICE_HELP
 from alrp_cli.outputs import Outputs, write_json_output
 
 
@@ -26,7 +27,7 @@ def predict(
     output: Path = typer.Option(
         Path("predictions.json"), "-o", "--output", help="COCO results JSON to write."
     ),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     batch_size: int = typer.Option(8, "--batch-size", help="Images per forward pass."),
     workers: int = typer.Option(0, "--workers", help="Data-loading worker processes."),
     score_threshold: float | None = typer.Option(

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from alrp_cli.cli.options import JSON_HELP, renamed, table_console
+from alrp_cli.cli.options import JSON_HELP, table_console
 from alrp_cli.cli.progress import progress_bar
 from alrp_cli.errors import UserError
 from alrp_cli.outputs import Outputs, write_json_output
@@ -40,7 +40,7 @@ def report(
         show_default=False,
         metavar="INPUT",
     ),
-    out_new: Path | None = typer.Option(
+    out: Path | None = typer.Option(
         None,
         "--out",
         help="Folder for figures/, index.md and index.html (required).",
@@ -68,7 +68,6 @@ def report(
         help="Of run directories, analyse the evaluation of this epoch (default: best AP).",
         show_default=False,
     ),
-    out_old: Path | None = typer.Option(None, "-o", hidden=True),
 ) -> None:
     """Write the report figures (PNG and vector) and index.md / index.html into --out.
 
@@ -77,7 +76,6 @@ def report(
     # Imported here: matplotlib and seaborn are slow to import, and only this command needs them.
     from analysis.report import FIGURES, build_report, load_inputs, parse_formats
 
-    out = renamed(out_new, out_old, new_name="--out", old_name="-o")
     if out is None:
         raise UserError("give --out FOLDER: where the report goes")
     chosen = parse_formats(formats)

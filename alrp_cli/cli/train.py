@@ -1,29 +1,36 @@
-"""``alrp train``: parse options, run :func:`alrp_cli.detection.train.train`, draw progress."""
+"""``alrp train``: options made from the configuration's declaration
+(:mod:`alrp_cli.detection.config`), one call of :func:`alrp_cli.detection.launch.run_training`,
+and its progress drawn in the one progress style."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
+import typing
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
-from alrp_cli import registry
-from alrp_cli.cli.options import JSON_HELP, SEED_MAX, table_console
-from alrp_cli.errors import AlrpError, UserError
+from alrp_cli.cli.options import JSON_HELP, table_console
+from alrp_cli.cli.progress import progress_bar
+from alrp_cli.detection.config import FIELDS, Field, TrainConfig
+from alrp_cli.detection.presets import PRESETS
+from alrp_cli.detection.settings import option_flag, option_help
 from alrp_cli.outputs import Outputs, write_json_output
+
+#: The help panel of each configuration group.
+PANELS = {
+    "data": "Data",
+    "model": "Model",
+    "optim": "Optimisation",
+    "eval": "Evaluation",
+    "runtime": "Runtime",
+}
 
 
 class _ProgressView:
@@ -31,15 +38,7 @@ class _ProgressView:
 
     def __init__(self, console: Console) -> None:
         self.console = console
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"),
-            console=console,
-        )
+        self.progress = progress_bar(console, transient=False)
         self.train_task: Any = None
         self.scan_task: Any = None
         self.run_dir: str | None = None
@@ -135,38 +134,6 @@ def _summary_table(result: Any) -> Table:
     return table
 
 
-def resolved_config(config: Any) -> dict[str, Any]:
-    """What ``config.json`` would hold: the resolved options (a resumed run's own config);
-    ``out`` stays null when not given (the run would pick ``runs/<timestamp>-<loss>``)."""
-    from alrp_cli.detection.checkpoint import load_checkpoint
-    from alrp_cli.detection.config import TrainConfig
-
-    if config.resume is not None:
-        stored = TrainConfig.from_dict(load_checkpoint(Path(config.resume) / "last.pt")["config"])
-        return stored.to_dict()
-    return config.resolved().to_dict()
-
-
-def _parse_steps(text: str) -> list[float]:
-    try:
-        steps = [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise UserError(f"--lr-steps: {text!r} is not a comma-separated list of numbers") from None
-    if any(not 0 < s <= 1 for s in steps):
-        raise UserError(f"--lr-steps: fractions of the epochs must be in (0, 1], got {text!r}")
-    return steps
-
-
-def _parse_scale(text: str) -> list[int]:
-    try:
-        scale = [int(part) for part in text.split(",")]
-    except ValueError:
-        scale = []
-    if len(scale) != 2 or min(scale) < 1:
-        raise UserError(f"--test-scale: {text!r} is not LONG,SHORT (two positive integers)")
-    return scale
-
-
 def _ignored_with_resume(ctx: typer.Context) -> list[str]:
     """The options typed on the command line that ``--resume`` ignores (it keeps config.json)."""
     kept = {"resume", "json_path", "nproc"}  # --nproc starts the processes
@@ -180,252 +147,62 @@ def _ignored_with_resume(ctx: typer.Context) -> list[str]:
     return names
 
 
-def train(
-    ctx: typer.Context,
-    data: Path | None = typer.Option(
-        None,
-        "--data",
-        help="COCO-layout dataset folder (annotations/, train2017/, val2017/). "
-        "Without any data option: the built-in synthetic shapes dataset.",
-    ),
-    train_ann: Path | None = typer.Option(None, "--train-ann", help="Training annotation file."),
-    train_images: Path | None = typer.Option(None, "--train-images", help="Training images."),
-    val_ann: Path | None = typer.Option(None, "--val-ann", help="Validation annotation file."),
-    val_images: Path | None = typer.Option(None, "--val-images", help="Validation images."),
-    skip_bad_images: bool = typer.Option(
-        False,
-        "--skip-bad-images",
-        help="Leave unreadable or truncated training images out (counted) instead of stopping.",
-    ),
-    keep_empty_images: bool = typer.Option(
-        False,
-        "--keep-empty-images",
-        help="Train also on images no annotation refers to (the official loader leaves them out).",
-    ),
-    augmentation: str | None = typer.Option(
-        None,
-        "--augmentation",
-        help="official | mild: the training pipeline [synthetic: mild; COCO: official, "
-        "the paper's SSD-style augmentation].",
-    ),
-    test_scale: str | None = typer.Option(
-        None,
-        "--test-scale",
-        help="LONG,SHORT: evaluation keeps the aspect ratio within these sides "
-        "[synthetic: the image size; COCO: 833,500].",
-    ),
-    loss: str = typer.Option(
-        registry.DEFAULT_LOSS, "--loss", help=" | ".join(registry.names("train")) + "."
-    ),
-    assigner: str | None = typer.Option(
-        None, "--assigner", help="atss | maxiou [synthetic: atss; COCO: per loss, see docs]."
-    ),
-    backbone: str | None = typer.Option(
-        None, "--backbone", help="resnet18|34|50|101 [synthetic: resnet18, COCO: resnet50]."
-    ),
-    pretrained: bool | None = typer.Option(
-        None,
-        "--pretrained/--no-pretrained",
-        help="Start the backbone from torchvision's ImageNet weights, downloaded once into "
-        "torch's cache [synthetic: off, COCO: on]; --no-pretrained trains from scratch.",
-    ),
-    backbone_weights: Path | None = typer.Option(
-        None,
-        "--backbone-weights",
-        help="A local copy of the ImageNet weights (a torchvision state dict, e.g. "
-        "resnet50-0676ba61.pth) for machines without internet; implies --pretrained.",
-    ),
-    head_channels: int | None = typer.Option(
-        None, "--head-channels", help="FPN/head width [synthetic: 64, COCO: 256]."
-    ),
-    group_norm: bool | None = typer.Option(
-        None,
-        "--group-norm/--no-group-norm",
-        help="GroupNorm in the head towers [synthetic: on; COCO: off, as the official heads].",
-    ),
-    p6_from: str | None = typer.Option(
-        None, "--p6-from", help="c5 | p5: input of the P6 conv [c5, as the official FPN]."
-    ),
-    image_size: int | None = typer.Option(
-        None, "--image-size", help="Square input size, multiple of 32 [synthetic: 128, COCO: 512]."
-    ),
-    batch_size: int | None = typer.Option(
-        None,
-        "--batch-size",
-        help="Global batch: images per step over all processes, each takes its share "
-        "[synthetic: 16, COCO: 32].",
-    ),
-    epochs: int | None = typer.Option(None, "--epochs", help="[synthetic: 8, COCO: 100]."),
-    lr: float | None = typer.Option(
-        None, "--lr", help="Learning rate at batch --lr-batch [synthetic: 0.04, COCO: 0.008]."
-    ),
-    lr_batch: int | None = typer.Option(
-        None, "--lr-batch", help="Batch size --lr refers to (linear rule) [32; COCO focal: 16]."
-    ),
-    momentum: float = typer.Option(0.9, "--momentum", help="SGD momentum."),
-    weight_decay: float = typer.Option(1e-4, "--weight-decay", help="SGD weight decay."),
-    warmup_iters: int | None = typer.Option(
-        None, "--warmup-iters", help="Linear warmup iterations [synthetic: 100, COCO: 500]."
-    ),
-    lr_steps: str | None = typer.Option(
-        None,
-        "--lr-steps",
-        help="Fractions of the epochs where lr drops ×0.1 [0.75,0.95; COCO: per loss].",
-    ),
-    grad_clip: float | None = typer.Option(None, "--grad-clip", help="Max gradient L2 norm."),
-    sb_init: float = typer.Option(50.0, "--sb-init", help="Initial self-balance weight (aLRP)."),
-    sb_fixed: bool = typer.Option(
-        False, "--sb-fixed", help="Hold the aLRP loc weight at --sb-init (no self-balance)."
-    ),
-    sb_period_epochs: int = typer.Option(
-        1, "--sb-period-epochs", help="Epochs per self-balance update (aLRP; official: 1)."
-    ),
-    pre_nms_topk: int = typer.Option(1000, "--pre-nms-topk", help="Top-k per level before NMS."),
-    score_threshold: float = typer.Option(
-        0.05, "--score-threshold", min=0.0, max=1.0, help="Inference threshold."
-    ),
-    nms_iou: float | None = typer.Option(
-        None, "--nms-iou", help="NMS IoU threshold [0.5; COCO: per loss, see docs]."
-    ),
-    max_detections: int = typer.Option(100, "--max-detections", help="Detections per image."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
-    amp: bool = typer.Option(
-        False,
-        "--amp/--no-amp",
-        help="Mixed precision (autocast; losses stay float32), on CUDA and CPU.",
-    ),
-    amp_dtype: str = typer.Option(
-        "auto",
-        "--amp-dtype",
-        help="auto | bfloat16 | float16 (with a gradient scaler). "
-        "auto: bfloat16 where supported (CPU too), else float16.",
-    ),
-    ranking: str = typer.Option(
-        "global",
-        "--ranking",
-        help="Several processes: global = aLRP/AP Loss rank the global batch, exactly as "
-        "one process would; local = each process ranks its own share (the official code).",
-    ),
-    nproc: int = typer.Option(
-        1,
-        "--nproc",
-        help="Start N processes on this node through torch's launcher (as torchrun "
-        "--standalone --nproc_per_node N); one per GPU.",
-    ),
-    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Random seed."),
-    workers: int | None = typer.Option(
-        None,
-        "--workers",
-        help="Data-loading worker processes per training process "
-        "[synthetic: 0; COCO: its CPUs less one, at most 8].",
-    ),
-    threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads."),
-    eval_every: int = typer.Option(1, "--eval-every", help="Evaluate every N epochs (and last)."),
-    log_every: int = typer.Option(20, "--log-every", help="Step record every N iterations."),
-    record_loss_inputs: int = typer.Option(
-        0, "--record-loss-inputs", help="Save the loss inputs of N batches (loss_inputs.pt)."
-    ),
-    out: Path | None = typer.Option(None, "--out", help="Run directory [runs/<timestamp>-<loss>]."),
-    resume: Path | None = typer.Option(
-        None, "--resume", help="Continue the run in this directory exactly (other options ignored)."
-    ),
-    json_path: Path | None = typer.Option(
-        None, "--json", help="Write the result as JSON here." + JSON_HELP
-    ),
-    print_config: bool = typer.Option(
-        False,
-        "--print-config",
-        help="Print the resolved configuration (config.json) as JSON and exit; no training.",
-    ),
-) -> None:
-    """Train a RetinaNet-style detector with aLRP Loss (or AP / Focal Loss baselines)."""
-    from alrp_cli.detection.config import TrainConfig
-    from alrp_cli.detection.train import train as run_training
+def option_type(f: Field) -> Any:
+    """The type ``alrp train`` parses the option of field ``f`` as: the text of a list
+    option, ``Path`` for a path, else the field's own type (optional when unset)."""
+    s = f.setting
+    if s.parse is not None:
+        kind: Any = str
+    elif s.path:
+        kind = Path
+    else:
+        kind = next(
+            a for a in typing.get_args(f.annotation) or (f.annotation,) if a is not type(None)
+        )
+    return typing.Optional[kind] if f.default is None else kind  # noqa: UP045 (Typer reads it)
 
-    config = TrainConfig(
-        data=None if data is None else str(data),
-        train_ann=None if train_ann is None else str(train_ann),
-        val_ann=None if val_ann is None else str(val_ann),
-        train_images=None if train_images is None else str(train_images),
-        val_images=None if val_images is None else str(val_images),
-        skip_bad_images=skip_bad_images,
-        keep_empty_images=keep_empty_images,
-        augmentation=augmentation,
-        test_scale=None if test_scale is None else _parse_scale(test_scale),
-        loss=loss,
-        assigner=assigner,
-        backbone=backbone,
-        pretrained=pretrained,
-        backbone_weights=None if backbone_weights is None else str(backbone_weights),
-        head_channels=head_channels,
-        group_norm=group_norm,
-        p6_from=p6_from,
-        image_size=image_size,
-        batch_size=batch_size,
-        epochs=epochs,
-        lr=lr,
-        lr_batch=lr_batch,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        warmup_iters=warmup_iters,
-        lr_steps=None if lr_steps is None else _parse_steps(lr_steps),
-        grad_clip=grad_clip,
-        sb_init=sb_init,
-        sb_fixed=sb_fixed,
-        sb_period_epochs=sb_period_epochs,
-        pre_nms_topk=pre_nms_topk,
-        score_threshold=score_threshold,
-        nms_iou=nms_iou,
-        max_detections=max_detections,
-        device=device,
-        amp=amp,
-        amp_dtype=amp_dtype,
-        ranking=ranking,
-        nproc=nproc,
-        seed=seed,
-        workers=workers,
-        threads=threads,
-        eval_every=eval_every,
-        log_every=log_every,
-        record_loss_inputs=record_loss_inputs,
-        out=None if out is None else str(out),
-        resume=None if resume is None else str(resume),
+
+def _parameter(f: Field) -> inspect.Parameter:
+    """The option of field ``f``: spelling, type, default, help and panel from its
+    declaration (and the presets)."""
+    s = f.setting
+    option = typer.Option(
+        f.default,
+        s.flag or option_flag(f.name),
+        help=option_help(f.name, s, PRESETS),
+        metavar=s.metavar,
+        rich_help_panel=PANELS[f.group],
     )
+    kind = inspect.Parameter.KEYWORD_ONLY
+    return inspect.Parameter(f.name, kind, default=option, annotation=option_type(f))
+
+
+def train(ctx: typer.Context, **options: Any) -> None:
+    """Train a RetinaNet-style detector with aLRP Loss (or AP / Focal Loss baselines)."""
+    json_path: Path | None = options.pop("json_path")
+    print_config: bool = options.pop("print_config")
+    config = TrainConfig.from_options(**options)
     if print_config:
-        typer.echo(json.dumps(resolved_config(config), indent=2))
+        from alrp_cli.detection.build import planned_config
+
+        typer.echo(json.dumps(planned_config(config).to_dict(), indent=2))
         return
-    outputs = Outputs(
-        [data, train_ann, train_images, val_ann, val_images, resume, backbone_weights]
-    )
-    if resume is None:  # without --out: runs/ in the working directory
+    inputs = [options[n] for n, f in FIELDS.items() if f.setting.path and n != "out"]
+    outputs = Outputs(inputs)
+    if config.runtime.resume is None:  # without --out: runs/ in the working directory
+        out = options["out"]
         outputs.folder(out or Path("runs"), "--out" if out else "--out (default runs/)")
     json_path = outputs.file(json_path, "--json", stdout=True)
-
-    from alrp_cli.detection.distributed import env_rank, launched_by_torchrun
-
-    if not launched_by_torchrun():
-        config.validate()  # bad options: one line here, not once per process
-        config.check_machine()
-        if nproc > 1:
-            from alrp_cli.detection.launch import launch_local
-
-            raise typer.Exit(launch_local(nproc, sys.argv[1:]))
-    elif env_rank() != 0:  # rank 0 alone prints
-        try:
-            run_training(config)
-        except AlrpError as err:
-            raise typer.Exit(err.exit_code) from None
-        except KeyboardInterrupt:
-            raise typer.Exit(130) from None
-        return
     console = Console(stderr=True)
     view = _ProgressView(console)
-    if resume is not None and (ignored := _ignored_with_resume(ctx)):
+    if config.runtime.resume is not None and (ignored := _ignored_with_resume(ctx)):
         view.warnings.append(
             f"--resume continues the run as its config.json says; ignoring {', '.join(ignored)}"
         )
+    from alrp_cli.detection.launch import run_training
+
     try:
-        result = run_training(config, on_event=view)
+        result = run_training(config, sys.argv[1:], on_event=view)
     except KeyboardInterrupt:
         view.stop()
         where = f" ({view.run_dir}/last.pt)" if view.run_dir else ""
@@ -435,13 +212,38 @@ def train(
         raise typer.Exit(130) from None
     finally:
         view.stop()
+    if isinstance(result, int):  # the launcher of --nproc, or a silent torchrun rank
+        raise typer.Exit(result)
     table_console(json_path).print(_summary_table(result))
     if json_path is not None:
-        payload = asdict(result)
-        payload["run_dir"] = str(result.run_dir)
-        write_json_output(json_path, payload)
+        write_json_output(json_path, {**asdict(result), "run_dir": str(result.run_dir)})
     if result.interrupted:
         console.print(
             f"interrupted: checkpoint saved; continue with `alrp train --resume {result.run_dir}`"
         )
-        raise typer.Exit(128 + (result.signal or 2))
+    raise typer.Exit(result.exit_code)
+
+
+train.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [
+        inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
+        *(_parameter(f) for f in FIELDS.values() if f.setting.option),
+        inspect.Parameter(
+            "json_path",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(None, "--json", help="Write the result as JSON here." + JSON_HELP),
+            annotation=typing.Optional[Path],  # noqa: UP045
+        ),
+        inspect.Parameter(
+            "print_config",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(
+                False,
+                "--print-config",
+                help="Print the resolved configuration (config.json) as JSON and exit; "
+                "no training.",
+            ),
+            annotation=bool,
+        ),
+    ]
+)

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from alrp_cli.atomic import write_json
 from alrp_cli.detection.checkpoint import load_checkpoint, load_weights, set_rng_state
-from alrp_cli.detection.config import TrainConfig
+from alrp_cli.detection.config import ModelConfig, OptimConfig, RuntimeConfig, TrainConfig
 from alrp_cli.detection.data import CocoDataset, coco_layout, collate, resolve_data
 from alrp_cli.detection.data.annotations import CROWD, box_counts, describe
 from alrp_cli.detection.data.coco import image_problem
@@ -30,7 +30,6 @@ from alrp_cli.detection.head_losses import make_loss_module
 from alrp_cli.detection.metrics_log import MetricsLog
 from alrp_cli.detection.model import Detector
 from alrp_cli.detection.pretrained import backbone_state_dict
-from alrp_cli.device import resolve_device
 from alrp_cli.errors import UserError
 from alrp_cli.run_dir import (
     check_new_run_dir,
@@ -39,7 +38,6 @@ from alrp_cli.run_dir import (
 )
 
 EventFn = Callable[[dict[str, Any]], None]
-CHOICES_DEVICE = ("auto", "cpu", "cuda")
 
 
 @dataclass
@@ -72,66 +70,60 @@ class Run:
     @property
     def batch_per_rank(self) -> int:
         """Images per process and step: the global batch over the world size."""
-        assert self.cfg.batch_size is not None
-        return self.cfg.batch_size // self.dist.world_size
+        assert self.cfg.optim.batch_size is not None
+        return self.cfg.optim.batch_size // self.dist.world_size
 
 
-def select_device(name: str) -> torch.device:
-    """'auto' -> CUDA when available else CPU; 'cuda' without CUDA is a UserError."""
-    if name not in CHOICES_DEVICE:
-        raise UserError(f"--device: {name!r} is not one of {CHOICES_DEVICE}")
-    return resolve_device(name)
-
-
-def lr_factor(iteration: int, *, cfg: TrainConfig, iters_per_epoch: int) -> float:
+def lr_factor(iteration: int, *, optim: OptimConfig, iters_per_epoch: int) -> float:
     """Multiplier of the base learning rate at a global ``iteration`` (0-based).
 
     Linear warmup from ``warmup_ratio`` over ``warmup_iters``, then ×``lr_gamma`` at each
     fraction in ``lr_steps`` of the epochs (the paper's 75/95 of 100 epochs, scaled).
     """
-    assert cfg.epochs is not None and cfg.warmup_iters is not None
+    o = optim
+    assert o.epochs is not None and o.warmup_iters is not None and o.warmup_ratio is not None
     factor = 1.0
-    if iteration < cfg.warmup_iters:
-        factor = cfg.warmup_ratio + (1.0 - cfg.warmup_ratio) * iteration / cfg.warmup_iters
+    if iteration < o.warmup_iters:
+        factor = o.warmup_ratio + (1.0 - o.warmup_ratio) * iteration / o.warmup_iters
     epoch = iteration // iters_per_epoch
-    for frac in cfg.lr_steps:
-        if epoch >= round(frac * cfg.epochs):
-            factor *= cfg.lr_gamma
+    for frac in o.lr_steps or []:
+        if epoch >= round(frac * o.epochs):
+            factor *= o.lr_gamma
     return factor
 
 
 def build_model(
-    cfg: TrainConfig, num_classes: int, *, backbone_weights: Mapping[str, Tensor] | None = None
+    model: ModelConfig, num_classes: int, *, backbone_weights: Mapping[str, Tensor] | None = None
 ) -> Detector:
-    """The detector a (resolved) config describes; ``backbone_weights`` (ImageNet weights
-    from :func:`pretrained_backbone`) start a new pretrained run, else the weights come from
-    a checkpoint or a random initialisation."""
-    assert cfg.backbone is not None and cfg.head_channels is not None
+    """The detector a (resolved) model group describes; ``backbone_weights`` (ImageNet
+    weights from :func:`pretrained_backbone`) start a new pretrained run, else the weights
+    come from a checkpoint or a random initialisation."""
+    m = model
+    assert m.backbone is not None and m.head_channels is not None and m.assigner is not None
+    assert m.anchor_scales_per_octave is not None and m.anchor_ratios is not None
     return Detector(
         num_classes,
-        backbone=cfg.backbone,
-        assigner=cfg.assigner,
-        head_channels=cfg.head_channels,
-        group_norm=bool(cfg.group_norm),
-        pretrained=bool(cfg.pretrained),
+        backbone=m.backbone,
+        assigner=m.assigner,
+        head_channels=m.head_channels,
+        group_norm=bool(m.group_norm),
+        pretrained=bool(m.pretrained),
         backbone_weights=backbone_weights,
-        p6_from=cfg.p6_from or "c5",
-        anchors=(cfg.anchor_scales_per_octave, tuple(cfg.anchor_ratios))
-        if cfg.anchor_scales_per_octave and cfg.anchor_ratios
-        else None,
+        p6_from=m.p6_from or "c5",
+        anchors=(m.anchor_scales_per_octave, tuple(m.anchor_ratios)),
     )
 
 
-def pretrained_backbone(cfg: TrainConfig, dist: Dist, emit: EventFn) -> dict[str, Tensor] | None:
+def pretrained_backbone(model: ModelConfig, dist: Dist, emit: EventFn) -> dict[str, Tensor] | None:
     """The ImageNet weights of a new pretrained run (None when not pretrained).
 
     Rank 0 goes first (it downloads into torch's cache once), then the others read the file
     (another node with an empty cache downloads its own copy). All processes agree: a
     UserError on one is raised on every one, before any run directory exists.
     """
-    if not cfg.pretrained:
+    if not model.pretrained:
         return None
-    assert cfg.backbone is not None
+    assert model.backbone is not None
 
     def downloading(url: str, path: Path) -> None:
         emit({"type": "message", "text": f"downloading the ImageNet weights {url} to {path}"})
@@ -141,8 +133,8 @@ def pretrained_backbone(cfg: TrainConfig, dist: Dist, emit: EventFn) -> dict[str
         if dist.is_main == first:
             try:
                 state = backbone_state_dict(
-                    cfg.backbone,
-                    weights_file=cfg.backbone_weights,
+                    model.backbone,
+                    weights_file=model.backbone_weights,
                     progress=dist.is_main,
                     on_download=downloading,
                 )
@@ -153,15 +145,15 @@ def pretrained_backbone(cfg: TrainConfig, dist: Dist, emit: EventFn) -> dict[str
     return state
 
 
-def resolve_amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+def resolve_amp_dtype(runtime: RuntimeConfig, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of ``--amp`` (None without it): ``--amp-dtype``, or 'auto':
     bfloat16 on a CPU and on a GPU that supports it, float16 otherwise."""
-    if not cfg.amp:
+    if not runtime.amp:
         return None
-    if cfg.amp_dtype == "float16":
+    if runtime.amp_dtype == "float16":
         return torch.float16
     bf16_ok = device.type != "cuda" or torch.cuda.is_bf16_supported()
-    if cfg.amp_dtype == "bfloat16":
+    if runtime.amp_dtype == "bfloat16":
         if not bf16_ok:
             raise UserError("--amp-dtype bfloat16: this GPU does not support bfloat16")
         return torch.bfloat16
@@ -174,39 +166,55 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def stored_config(checkpoint: dict[str, Any], source: Path) -> TrainConfig:
+    """The configuration a checkpoint holds (a UserError naming ``source`` if it is not
+    one this version writes)."""
+    return TrainConfig.from_dict(checkpoint["config"], f"{source} (config)")
+
+
+def planned_config(config: TrainConfig) -> TrainConfig:
+    """The configuration a run of ``config`` trains with (what ``--print-config`` shows):
+    resolved, or on ``--resume`` the run's own (its ``last.pt``'s)."""
+    resume = config.runtime.resume
+    if resume is None:
+        return config.resolved()
+    _, checkpoint_file = resume_checkpoint(resume)
+    return stored_config(load_checkpoint(checkpoint_file), checkpoint_file)
+
+
 def _resolve_config(
     config: TrainConfig,
 ) -> tuple[TrainConfig, Path | None, Path | None, dict[str, Any] | None]:
     """The run's config, its directory (None until a new one is created), and on
     ``--resume`` the checkpoint file and its contents: every process reads it."""
-    if config.resume is None:
+    if config.runtime.resume is None:
         cfg = config.resolved()
-        check_new_run_dir(cfg.out)  # claimed later, once data and model are known good
+        check_new_run_dir(cfg.runtime.out)  # claimed later, once data and model are known good
         return cfg, None, None, None
-    run_dir, checkpoint_file = resume_checkpoint(config.resume)
+    run_dir, checkpoint_file = resume_checkpoint(config.runtime.resume)
     checkpoint = load_checkpoint(checkpoint_file)
-    cfg = TrainConfig.from_dict(checkpoint["config"])
-    cfg.resume = str(run_dir)
+    cfg = stored_config(checkpoint, checkpoint_file)
+    cfg.runtime.resume = str(run_dir)
     return cfg, run_dir, checkpoint_file, checkpoint
 
 
 def _join_world(cfg: TrainConfig, resumed: bool, emit: EventFn) -> tuple[Dist, torch.device]:
     """Join the process group; record the world in ``cfg``; say what a new world size means."""
-    dist, device = init_distributed(cfg.device)
-    before = cfg.world_size
+    rt, batch = cfg.runtime, cfg.optim.batch_size
+    assert batch is not None
+    dist, device = init_distributed(rt.device)
+    before = rt.world_size
     cfg.check_world_size(dist.world_size)
-    cfg.world_size, cfg.backend = dist.world_size, dist.backend
+    rt.world_size, rt.backend = dist.world_size, dist.backend
     if resumed and before != dist.world_size:
         text = (
             f"resumed on {dist.world_size} processes (the run started on {before}): the "
-            f"global batch stays {cfg.batch_size} ({cfg.batch_size // dist.world_size} "
-            "per process)"
+            f"global batch stays {batch} ({batch // dist.world_size} per process)"
         )
-        if cfg.ranking == "local":
+        if cfg.optim.ranking == "local":
             text += (
                 "; with --ranking local the loss itself changes: each process now ranks "
-                f"{cfg.batch_size // dist.world_size} images instead of "
-                f"{cfg.batch_size // before}"
+                f"{batch // dist.world_size} images instead of {batch // before}"
             )
         emit({"type": "message", "text": text})
     return dist, device
@@ -216,21 +224,23 @@ def _open_run_dir(cfg: TrainConfig, run_dir: Path | None, dist: Dist) -> Path:
     """Rank 0 claims a new run directory (exclusively) and writes ``config.json``; a resumed
     run keeps its ``config.json`` byte for byte (its checkpoints record the world it runs
     in now). Every process learns the directory."""
+    rt = cfg.runtime
     if dist.is_main and run_dir is None:
-        run_dir = create_run_dir(cfg.out, cfg.loss)
-        cfg.out = str(run_dir)
+        run_dir = create_run_dir(rt.out, cfg.model.loss)
+        rt.out = str(run_dir)
         write_json(run_dir / "config.json", cfg.to_dict())
     run_dir = dist.broadcast_object(run_dir)
-    cfg.out = cfg.out if cfg.resume else str(run_dir)
+    rt.out = rt.out if rt.resume else str(run_dir)
     return run_dir
 
 
 def _datasets(cfg: TrainConfig, emit: EventFn, dist: Dist) -> tuple[CocoDataset, CocoDataset]:
     """Training and validation sets; rank 0 first (it may build the synthetic set's cache)."""
-    assert cfg.image_size is not None and cfg.augmentation is not None
+    d = cfg.data
+    assert d.image_size is not None and d.augmentation is not None
     if not dist.is_main:
         dist.barrier()
-    paths = resolve_data(cfg.data, cfg.train_ann, cfg.train_images, cfg.val_ann, cfg.val_images)
+    paths = resolve_data(d.data, d.train_ann, d.train_images, d.val_ann, d.val_images)
     if paths is None:
         from alrp_cli.detection.data import synthetic_dataset_dir
 
@@ -239,23 +249,23 @@ def _datasets(cfg: TrainConfig, emit: EventFn, dist: Dist) -> tuple[CocoDataset,
     if dist.is_main:
         dist.barrier()
     assert paths.train_ann and paths.train_images and paths.val_ann and paths.val_images
-    common = {"image_size": cfg.image_size, "augmentation": cfg.augmentation}
+    common = {"image_size": d.image_size, "augmentation": d.augmentation}
     train_ds = CocoDataset(
         paths.train_images,
         paths.train_ann,
         train=True,
-        keep_empty_images=cfg.keep_empty_images,
+        keep_empty_images=d.keep_empty_images,
         **common,
     )
     val_ds = CocoDataset(
-        paths.val_images, paths.val_ann, train=False, test_scale=cfg.test_scale, **common
+        paths.val_images, paths.val_ann, train=False, test_scale=cfg.eval.test_scale, **common
     )
     if train_ds.category_ids != val_ds.category_ids:
         raise UserError(
             f"{paths.val_ann}: categories differ from the training annotations {paths.train_ann}"
         )
     _check_boxes(train_ds, emit)
-    _check_images(train_ds, "train", skip=cfg.skip_bad_images, emit=emit, dist=dist)
+    _check_images(train_ds, "train", skip=d.skip_bad_images, emit=emit, dist=dist)
     _check_images(val_ds, "val", skip=False, emit=emit, dist=dist)
     return train_ds, val_ds
 
@@ -341,7 +351,7 @@ def _wrap_model(model: Detector, dist: Dist, device: torch.device) -> nn.Module:
 
 
 def setup(config: TrainConfig, emit: EventFn) -> Run:
-    """Everything a run needs, fresh or restored from ``config.resume``'s checkpoint."""
+    """Everything a run needs, fresh or restored from ``--resume``'s checkpoint."""
     cfg, run_dir, checkpoint_file, checkpoint = _resolve_config(config)
     cfg.check_machine()
     dist, device = _join_world(cfg, checkpoint is not None, emit)
@@ -361,20 +371,21 @@ def _setup(
     device: torch.device,
     emit: EventFn,
 ) -> Run:
-    assert cfg.batch_size and cfg.epochs and cfg.image_size
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    _seed_everything(cfg.seed)
+    optim, rt = cfg.optim, cfg.runtime
+    assert optim.batch_size and optim.epochs
+    if rt.threads:
+        torch.set_num_threads(rt.threads)
+    _seed_everything(rt.seed)
     train_ds, val_ds = _datasets(cfg, emit, dist)
-    iters_per_epoch = len(train_ds) // cfg.batch_size
+    iters_per_epoch = len(train_ds) // optim.batch_size
     if iters_per_epoch == 0:
         raise UserError(
             f"{train_ds.ann_file}: {len(train_ds)} training images, fewer than one batch "
-            f"(--batch-size {cfg.batch_size})"
+            f"(--batch-size {optim.batch_size})"
         )
     # ImageNet weights of a new run: after the data checks, before any run directory exists
-    backbone_weights = pretrained_backbone(cfg, dist, emit) if checkpoint is None else None
-    model = build_model(cfg, train_ds.num_classes, backbone_weights=backbone_weights)
+    backbone_weights = pretrained_backbone(cfg.model, dist, emit) if checkpoint is None else None
+    model = build_model(cfg.model, train_ds.num_classes, backbone_weights=backbone_weights)
     model.to(device)
     del backbone_weights
     if checkpoint is not None:
@@ -382,21 +393,15 @@ def _setup(
         load_weights(model, checkpoint["model"], checkpoint_file)
     run_dir = _open_run_dir(cfg, run_dir, dist)
     forward = _wrap_model(model, dist, device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(
-        params, lr=cfg.scaled_lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda it: lr_factor(it, cfg=cfg, iters_per_epoch=iters_per_epoch)
-    )
-    amp_dtype = resolve_amp_dtype(cfg, device)
+    optimizer, scheduler = _optimizer(model, optim, iters_per_epoch)
+    amp_dtype = resolve_amp_dtype(rt, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    collective = dist.collective() if cfg.ranking == "global" else None
+    collective = dist.collective() if optim.ranking == "global" else None
     loss_module = make_loss_module(
-        cfg.loss,
-        period=iters_per_epoch * cfg.sb_period_epochs,
-        init_weight=cfg.sb_init,
-        fixed=cfg.sb_fixed,
+        cfg.model.loss,
+        period=iters_per_epoch * optim.sb_period_epochs,
+        init_weight=optim.sb_init,
+        fixed=optim.sb_fixed,
         collective=collective,
     )
     if loss_module is not None:
@@ -410,22 +415,7 @@ def _setup(
             loss_module.load_state_dict(checkpoint["loss"])
         state = TrainState(**checkpoint["train_state"])
         set_rng_state(checkpoint["rng"])
-    complete = checkpoint is not None and state.epoch >= cfg.epochs and not state.eval_pending
-    if complete:  # nothing to do, and nothing in the run directory is touched
-        emit(
-            {
-                "type": "complete",
-                "text": f"{run_dir}: the run is complete "
-                f"({state.epoch} of {cfg.epochs} epochs); nothing to train",
-            }
-        )
-    log = None
-    if dist.is_main and not complete:
-        if checkpoint is not None:
-            log = MetricsLog.resume(run_dir / "metrics.jsonl", up_to_iter=state.global_iter)
-        else:
-            log = MetricsLog(run_dir / "metrics.jsonl")
-            log.flush()
+    log = _metrics_log(run_dir, state, checkpoint is not None, optim.epochs, dist, emit)
     meta = {
         "num_classes": train_ds.num_classes,
         "category_ids": train_ds.category_ids,
@@ -454,10 +444,47 @@ def _setup(
     )
 
 
+def _optimizer(
+    model: nn.Module, optim: OptimConfig, iters_per_epoch: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """SGD over the trainable parameters at the batch's learning rate, and its schedule."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(
+        params, lr=optim.scaled_lr, momentum=optim.momentum, weight_decay=optim.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda it: lr_factor(it, optim=optim, iters_per_epoch=iters_per_epoch)
+    )
+    return optimizer, scheduler
+
+
+def _metrics_log(
+    run_dir: Path, state: TrainState, resumed: bool, epochs: int, dist: Dist, emit: EventFn
+) -> MetricsLog | None:
+    """Rank 0's ``metrics.jsonl``: a new one, or a resumed run's up to its checkpoint. None
+    on the other ranks, and for a resumed run that is complete (said; nothing touched)."""
+    if resumed and state.epoch >= epochs and not state.eval_pending:
+        emit(
+            {
+                "type": "complete",
+                "text": f"{run_dir}: the run is complete "
+                f"({state.epoch} of {epochs} epochs); nothing to train",
+            }
+        )
+        return None
+    if not dist.is_main:
+        return None
+    if resumed:
+        return MetricsLog.resume(run_dir / "metrics.jsonl", up_to_iter=state.global_iter)
+    log = MetricsLog(run_dir / "metrics.jsonl")
+    log.flush()
+    return log
+
+
 def _loader_options(run: Run) -> dict[str, Any]:
     """Workers kept alive across epochs and evaluations (no restart per epoch), and batches
     in pinned memory on CUDA (asynchronous copies to the GPU)."""
-    workers = int(run.cfg.workers or 0)
+    workers = int(run.cfg.runtime.workers or 0)
     return {
         "num_workers": workers,
         "persistent_workers": workers > 0,
@@ -473,16 +500,16 @@ def train_loader(run: Run) -> torch.utils.data.DataLoader:
     call moves its sampler to the current epoch and position."""
     from alrp_cli.detection.engine import EpochSampler, SeededSamples
 
-    cfg, state, dist = run.cfg, run.state, run.dist
-    assert cfg.batch_size is not None
-    start = state.epoch_iter * cfg.batch_size
+    seed, batch, state, dist = run.cfg.runtime.seed, run.cfg.optim.batch_size, run.state, run.dist
+    assert batch is not None
+    start = state.epoch_iter * batch
     loader = run.loaders.get("train")
     if loader is not None:
         loader.sampler.set_epoch(state.epoch, start=start)  # type: ignore[attr-defined]
         return loader
     sampler = EpochSampler(
         len(run.train_ds),
-        seed=cfg.seed,
+        seed=seed,
         epoch=state.epoch,
         start=start,
         rank=dist.rank,
@@ -491,12 +518,12 @@ def train_loader(run: Run) -> torch.utils.data.DataLoader:
         keyed=True,
     )
     loader = torch.utils.data.DataLoader(
-        SeededSamples(run.train_ds, seed=cfg.seed, epoch=state.epoch),
+        SeededSamples(run.train_ds, seed=seed, epoch=state.epoch),
         batch_size=run.batch_per_rank,
         sampler=sampler,
         drop_last=True,
         # worker seeds from (seed, epoch), not from the global RNG
-        generator=torch.Generator().manual_seed(cfg.seed * 7919 + state.epoch),
+        generator=torch.Generator().manual_seed(seed * 7919 + state.epoch),
         **_loader_options(run),
     )
     run.loaders["train"] = loader
@@ -512,6 +539,6 @@ def val_loader(run: Run) -> torch.utils.data.DataLoader:
             run.val_ds, range(run.dist.rank, len(run.val_ds), run.dist.world_size)
         )
         run.loaders["val"] = torch.utils.data.DataLoader(
-            shard, batch_size=run.cfg.batch_size, **_loader_options(run)
+            shard, batch_size=run.cfg.optim.batch_size, **_loader_options(run)
         )
     return run.loaders["val"]

@@ -117,12 +117,6 @@ def load_weights(model: nn.Module, weights: dict[str, Tensor], path: str | Path)
     """``model.load_state_dict(weights)``; a mismatch is a UserError that names it (a config
     that does not describe these weights, e.g. another backbone)."""
     own = model.state_dict()
-    # runs with a pretrained backbone saved before it had BatchNorm in eval mode had
-    # FrozenBatchNorm2d, which keeps no batch counter: the counters are unused in eval mode
-    weights = {
-        **{k: v for k, v in own.items() if k.endswith("num_batches_tracked")},
-        **weights,
-    }
     problem = state_mismatch({k: v.shape for k, v in own.items()}, weights)
     if problem:
         raise UserError(

@@ -1,189 +1,327 @@
-"""Every option of a training run, and how unset options resolve.
+"""Every setting of a training run, declared once, and how unset ones resolve.
 
-Options left ``None`` resolve by preset: with no dataset given (or a folder written by
-``alrp data synth``) the run trains on the synthetic shapes dataset with a small
-configuration that finishes on a laptop CPU; with any other COCO-format dataset the
-defaults are the official configuration of the chosen loss (its recipe in
-:mod:`alrp_cli.registry` over :data:`PRESETS`; for aLRP: ResNet-50, 512 px, ATSS, no head
-normalisation, 100 epochs, learning rate 0.008 at batch 32).
-``config.json`` in the run directory and ``alrp train --print-config`` show the resolved values.
+The configuration is five groups, each a dataclass whose fields are declared with
+:func:`~alrp_cli.detection.settings.setting` (type, default, help, choices, bounds):
+:class:`DataConfig`, :class:`ModelConfig`, :class:`OptimConfig`, :class:`EvalConfig` and
+:class:`RuntimeConfig`, held by :class:`TrainConfig`. ``alrp train``'s options, their help,
+``--print-config``, ``config.json`` (``{"data": {...}, "model": {...}, ...}``) and
+:meth:`TrainConfig.validate` all come from this declaration; a checkpoint's ``model`` and
+``eval`` groups are what ``alrp predict`` rebuilds the detector from.
+
+Settings left ``None`` resolve by preset (:data:`~alrp_cli.detection.presets.PRESETS`):
+with no dataset given (or a folder written by ``alrp data synth``) the run trains on the
+synthetic shapes dataset with a small configuration that finishes on a laptop CPU; with
+any other COCO-format dataset the defaults are the official configuration of the chosen
+loss (its recipe in :mod:`alrp_cli.registry` over ``PRESETS["coco"]``; for aLRP:
+ResNet-50, 512 px, ATSS, no head normalisation, 100 epochs, learning rate 0.008 at batch
+32).
+
+No torch at import time: ``alrp train --help`` reads this module.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from alrp_cli import registry
+from alrp_cli.detection.presets import PRESETS, default_workers
+from alrp_cli.detection.settings import (
+    Setting,
+    option_flag,
+    parse_numbers,
+    setting,
+    setting_of,
+    type_problem,
+)
+from alrp_cli.device import DEVICE_HELP, device_problem
 from alrp_cli.errors import UserError
+from alrp_cli.limits import SEED_MAX
 
-# Sources: the official aLRP repository, github.com/kemaloksuz/aLRPLoss at commit 2cfaa8e
-# (mmdetection 2.x); docs/training.md has the table. Abbreviations:
-# "ATSS cfg"    configs/alrp_loss/alrp_loss_retinanet_r50_fpn_ATSS_100e_coco500.py
-# "max-IoU cfg" configs/alrp_loss/alrp_loss_retinanet_r50_fpn_100e_coco500.py
-# "AP cfg"      configs/alrp_loss/ap_loss_retinanet_r50_fpn_100e_coco500.py
-# "RetinaNet base" configs/_base_/models/retinanet_r50_fpn.py
-# "schedule_1x" configs/_base_/schedules/schedule_1x.py
-# "coco500"     configs/_base_/datasets/coco500_detection_augm.py
-PRESETS: dict[str, dict[str, Any]] = {
-    "coco": {
-        "assigner": "atss",  # ATSS cfg:42 (aLRP's headline model); per loss: its recipe
-        "backbone": "resnet50",  # ATSS cfg:10
-        # pretrained='torchvision://resnet50' (ATSS cfg:7): torchvision's ImageNet weights,
-        # IMAGENET1K_V1 today; frozen stem and stage 1, BatchNorm in eval mode (ATSS cfg:13-15)
-        "pretrained": True,
-        "head_channels": 256,  # ATSS cfg:20, 29
-        "group_norm": False,  # no norm_cfg in the towers: alrp_loss_retina_head.py:40
-        "p6_from": "c5",  # add_extra_convs='on_input': ATSS cfg:22, RetinaNet base:19
-        "image_size": 512,  # coco500:23 (training resize 512 x 512)
-        "batch_size": 32,  # coco500:45 (8 per GPU) x 4 GPUs (README.md, "on 4 GPUs as we did")
-        "lr_batch": 32,
-        "epochs": 100,  # ATSS cfg:58
-        "lr": 0.008,  # ATSS cfg:54
-        "lr_steps": [0.75, 0.95],  # ATSS cfg:57 (epochs 75, 95)
-        "warmup_iters": 500,  # schedule_1x:8
-        "warmup_ratio": 0.001,  # schedule_1x:9
-        "augmentation": "official",  # coco500:5-28 (detection/data/transforms.py)
-        "test_scale": [833, 500],  # coco500:33 (keep ratio, :36; pad to 32, :39)
-        "nms_iou": 0.5,  # ATSS cfg:50 (per loss: its recipe)
-        # workers: default_workers() below (coco500:46 has 4 per GPU)
-    },
-    # The small CPU configuration: one recipe for every loss so that a comparison on it
-    # varies the loss only. It differs from the official one where a 2-core CPU needs it
-    # (ResNet-18, 64 channels, 128 px, 8 epochs, batch 16) and where training from scratch
-    # at that budget needs it: GroupNorm in the towers and a gentler warmup (ratio 1/3) keep
-    # a randomly initialised head stable at lr 0.04. Anchors and P6 are the official ones.
-    "synthetic": {
-        "assigner": "atss",
-        "backbone": "resnet18",
-        "pretrained": False,  # from scratch: the CPU preset downloads nothing
-        "head_channels": 64,
-        "group_norm": True,
-        "p6_from": "c5",
-        "image_size": 128,
-        "batch_size": 16,
-        "lr_batch": 32,
-        "epochs": 8,
-        "lr": 0.04,
-        "lr_steps": [0.75, 0.95],
-        "warmup_iters": 100,
-        "warmup_ratio": 1.0 / 3.0,
-        # Milder augmentation (no 4x expand, crops on 30% of the images) for a model learnt
-        # from scratch in 8 epochs; test_scale is [image_size, image_size] (square images:
-        # the same as a plain resize); no workers (0 is fastest here, docs/benchmarks.md).
-        "augmentation": "mild",
-        "workers": 0,
-        "nms_iou": 0.5,
-    },
+
+def _fractions(text: str, option: str) -> list[float]:
+    return parse_numbers(text, option, float, "a comma-separated list of numbers")
+
+
+def _scale(text: str, option: str) -> list[int]:
+    return parse_numbers(text, option, int, "LONG,SHORT (two positive integers)")
+
+
+def _fractions_problem(steps: list[float]) -> str | None:
+    bad = any(not 0 < s <= 1 for s in steps)
+    return f"fractions of the epochs must be in (0, 1], got {steps}" if bad else None
+
+
+def _scale_problem(scale: list[int]) -> str | None:
+    ok = len(scale) == 2 and all(v >= 1 for v in scale)
+    return None if ok else f"must be two positive integers, got {scale}"
+
+
+def _multiple_of_32(size: int) -> str | None:
+    return f"must be a multiple of 32, got {size}" if size % 32 else None
+
+
+def _positive_numbers(values: list[float]) -> str | None:
+    ok = values and all(v > 0 for v in values)
+    return None if ok else f"must be positive numbers, got {values}"
+
+
+@dataclass
+class DataConfig:
+    """What the run trains and evaluates on, and how training images are augmented."""
+
+    data: str | None = setting(
+        None,
+        "COCO-layout dataset folder (annotations/, train2017/, val2017/). Without any data "
+        "option: the built-in synthetic shapes dataset",
+        path=True,
+    )
+    train_ann: str | None = setting(None, "Training annotation file", path=True)
+    train_images: str | None = setting(None, "Training images", path=True)
+    val_ann: str | None = setting(None, "Validation annotation file", path=True)
+    val_images: str | None = setting(None, "Validation images", path=True)
+    skip_bad_images: bool = setting(
+        False, "Leave unreadable or truncated training images out (counted) instead of stopping"
+    )
+    # False: the official filter_empty_gt=True (mmdet/datasets/custom.py:59, not set in coco500)
+    keep_empty_images: bool = setting(
+        False,
+        "Train also on images no annotation refers to (the official loader leaves them out)",
+    )
+    augmentation: str | None = setting(
+        None,
+        "The training pipeline; official: the paper's SSD-style augmentation",
+        choices=("official", "mild"),
+    )
+    image_size: int | None = setting(
+        None, "Square training input size, a multiple of 32", low=0, open_low=True,
+        check=_multiple_of_32,
+    )  # fmt: skip
+
+
+@dataclass
+class ModelConfig:
+    """The detector and its loss: what ``alrp predict`` rebuilds it from."""
+
+    loss: str = setting(registry.DEFAULT_LOSS, "The loss", choices=lambda: registry.names("train"))
+    assigner: str | None = setting(
+        None, "Which anchors are positives", choices=("atss", "maxiou"), per_loss=True
+    )
+    backbone: str | None = setting(
+        None, "The backbone ResNet", choices=("resnet18", "resnet34", "resnet50", "resnet101")
+    )
+    pretrained: bool | None = setting(
+        None,
+        "Start the backbone from torchvision's ImageNet weights, downloaded once into torch's "
+        "cache; --no-pretrained trains from scratch",
+        flag="--pretrained/--no-pretrained",
+    )
+    backbone_weights: str | None = setting(
+        None,
+        "A local copy of the ImageNet weights (a torchvision state dict, e.g. "
+        "resnet50-0676ba61.pth) for machines without internet; implies --pretrained",
+        path=True,
+    )
+    head_channels: int | None = setting(None, "FPN/head width", low=0, open_low=True)
+    group_norm: bool | None = setting(
+        None, "GroupNorm in the head towers",
+        flag="--group-norm/--no-group-norm", per_loss=True,
+    )  # fmt: skip
+    p6_from: str | None = setting(None, "Input of the P6 conv", choices=("c5", "p5"), per_loss=True)
+    # Set by the loss's recipe for the assigner (the one place anchors resolve).
+    anchor_scales_per_octave: int | None = setting(
+        None, "Anchor scales per octave", option=False, low=1
+    )
+    anchor_ratios: list[float] | None = setting(
+        None, "Anchor aspect ratios", option=False, check=_positive_numbers
+    )
+
+
+@dataclass
+class OptimConfig:
+    """How the detector trains: batch, schedule, SGD, and the loss's own settings."""
+
+    batch_size: int | None = setting(
+        None, "Global batch: images per step over all processes, each takes its share",
+        low=0, open_low=True, per_loss=True,
+    )  # fmt: skip
+    epochs: int | None = setting(None, "Training epochs", low=0, open_low=True, per_loss=True)
+    lr: float | None = setting(
+        None, "Learning rate at batch --lr-batch", low=0, open_low=True, per_loss=True
+    )
+    lr_batch: int | None = setting(
+        None, "Batch size --lr refers to (linear rule)", low=0, open_low=True, per_loss=True
+    )
+    momentum: float = setting(0.9, "SGD momentum")
+    weight_decay: float = setting(1e-4, "SGD weight decay")
+    warmup_iters: int | None = setting(None, "Linear warmup iterations", low=0)
+    warmup_ratio: float | None = setting(
+        None, "Warmup starts at this fraction of the rate", option=False, low=0, high=1,
+        open_low=True,
+    )  # fmt: skip
+    lr_steps: list[float] | None = setting(
+        None, "Fractions of the epochs where lr drops ×0.1", per_loss=True, parse=_fractions,
+        metavar="F1,F2,...", check=_fractions_problem,
+    )  # fmt: skip
+    lr_gamma: float = setting(0.1, "Factor of each learning-rate step", option=False)
+    grad_clip: float | None = setting(None, "Max gradient L2 norm", low=0, open_low=True)
+    sb_init: float = setting(50.0, "Initial self-balance weight (aLRP)", low=0, open_low=True)
+    sb_fixed: bool = setting(False, "Hold the aLRP loc weight at --sb-init (no self-balance)")
+    sb_period_epochs: int = setting(1, "Epochs per self-balance update (aLRP; official: 1)", low=1)
+    ranking: str = setting(
+        "global",
+        "Several processes: global = aLRP/AP Loss rank the global batch, exactly as one "
+        "process would; local = each process ranks its own share (the official code)",
+        choices=("global", "local"),
+    )
+
+    @property
+    def scaled_lr(self) -> float:
+        """Learning rate at this batch size: ``lr × batch_size / lr_batch`` (linear rule)."""
+        assert self.lr is not None and self.batch_size is not None and self.lr_batch
+        return self.lr * self.batch_size / self.lr_batch
+
+
+@dataclass
+class EvalConfig:
+    """How the detector is evaluated and what inference keeps (also ``alrp predict``'s)."""
+
+    test_scale: list[int] | None = setting(
+        None, "Evaluation keeps the aspect ratio within these sides", parse=_scale,
+        metavar="LONG,SHORT", unset={"synthetic": "the image size"}, check=_scale_problem,
+    )  # fmt: skip
+    pre_nms_topk: int = setting(1000, "Top-k per level before NMS", low=0)
+    score_threshold: float = setting(0.05, "Inference threshold", low=0, high=1)
+    nms_iou: float | None = setting(
+        None, "NMS IoU threshold", low=0, high=1, open_low=True, per_loss=True
+    )
+    max_detections: int = setting(100, "Detections per image", low=0)
+    eval_every: int = setting(1, "Evaluate every N epochs (and last)", low=1)
+
+
+@dataclass
+class RuntimeConfig:
+    """Where and how the run executes; ``world_size`` and ``backend`` are recorded."""
+
+    device: str = setting("auto", DEVICE_HELP, check=device_problem)
+    amp: bool = setting(
+        False, "Mixed precision (autocast; losses stay float32), on CUDA and CPU",
+        flag="--amp/--no-amp",
+    )  # fmt: skip
+    amp_dtype: str = setting(
+        "auto",
+        "The autocast dtype (float16 with a gradient scaler); auto: bfloat16 where supported "
+        "(CPU too), else float16",
+        choices=("auto", "bfloat16", "float16"),
+    )
+    nproc: int = setting(
+        1,
+        "Start N processes on this node through torch's launcher (as torchrun --standalone "
+        "--nproc_per_node N); one per GPU",
+        low=1,
+    )
+    seed: int = setting(0, "Random seed", low=0, high=SEED_MAX)
+    workers: int | None = setting(
+        None, "Data-loading worker processes per training process", low=0,
+        unset={"coco": "its CPUs less one, at most 8"},
+    )  # fmt: skip
+    threads: int | None = setting(None, "torch CPU threads", low=1)
+    log_every: int = setting(20, "Step record every N iterations", low=1)
+    record_loss_inputs: int = setting(
+        0, "Save the loss inputs of N batches (loss_inputs.pt)", low=0
+    )
+    out: str | None = setting(None, "Run directory [runs/<timestamp>-<loss>]", path=True)
+    resume: str | None = setting(
+        None, "Continue the run in this directory exactly (other options ignored)", path=True
+    )
+    world_size: int = setting(1, "Processes the run trains with", option=False, low=1)
+    backend: str | None = setting(None, "torch.distributed backend", option=False)
+
+
+#: The groups by their key in ``config.json``, in order.
+GROUPS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "optim": OptimConfig,
+    "eval": EvalConfig,
+    "runtime": RuntimeConfig,
 }
-# Values an older config.json lacks: what those runs were built with (so they resume).
-LEGACY: dict[str, Any] = {"p6_from": "p5", "sb_period_epochs": 1}
-# The same for the data options (test_scale: [image_size, image_size], then a plain resize).
-LEGACY_DATA: dict[str, Any] = {"augmentation": "mild", "keep_empty_images": True}
-# Data-loading workers per process on the COCO preset: at most this many (docs/benchmarks.md).
-WORKERS_CAP = 8
 
 
-def default_workers(nproc: int = 1) -> int:
-    """Data-loading workers per process on the COCO preset.
+@dataclass(frozen=True)
+class Field:
+    """One declared field: its group, name, type annotation, default and :class:`Setting`."""
 
-    The CPUs this process may run on (``os.sched_getaffinity``), shared by the training
-    processes of the node (``LOCAL_WORLD_SIZE`` under torchrun, else ``nproc``), less one
-    for the process itself; at least 1, at most :data:`WORKERS_CAP`.
-    """
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", nproc))
-    return max(1, min(WORKERS_CAP, cpus // max(1, local) - 1))
+    group: str
+    name: str
+    annotation: Any
+    default: Any
+    setting: Setting
 
-
-CHOICES = {
-    "loss": registry.names("train"),
-    "assigner": ("atss", "maxiou"),
-    "p6_from": ("c5", "p5"),
-    "backbone": ("resnet18", "resnet34", "resnet50", "resnet101"),
-    "device": ("auto", "cpu", "cuda"),
-    "ranking": ("global", "local"),
-    "amp_dtype": ("auto", "bfloat16", "float16"),
-    "augmentation": ("official", "mild"),
-}
+    @property
+    def label(self) -> str:
+        """How messages name it: the option (``--lr-steps``), else ``group.name``."""
+        return option_flag(self.name) if self.setting.option else f"{self.group}.{self.name}"
 
 
-def _check_choice(name: str, value: Any) -> None:
+def _fields() -> dict[str, Field]:
+    out: dict[str, Field] = {}
+    for group, cls in GROUPS.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            assert f.name not in out, f"{f.name} is declared twice"
+            out[f.name] = Field(group, f.name, hints[f.name], f.default, setting_of(f))
+    return out
+
+
+#: Every field by name (names are unique over the groups), in declaration order.
+FIELDS = _fields()
+#: The choices of each field that has them.
+CHOICES = {n: c for n, f in FIELDS.items() if (c := f.setting.choice_values()) is not None}
+
+
+def _check_choice(f: Field, value: Any) -> None:
     """UserError naming the option unless ``value`` is None or one of its choices."""
-    if value is not None and value not in CHOICES[name]:
-        raise UserError(f"--{name.replace('_', '-')}: {value!r} is not one of {CHOICES[name]}")
+    choices = CHOICES.get(f.name)
+    if choices is not None and value is not None and value not in choices:
+        raise UserError(f"{f.label}: {value!r} is not one of {choices}")
 
 
 @dataclass
 class TrainConfig:
-    """Every option of ``alrp train`` (see docs/training.md)."""
+    """Every setting of ``alrp train``, in five groups (see docs/training.md)."""
 
-    # data
-    data: str | None = None
-    train_ann: str | None = None
-    val_ann: str | None = None
-    train_images: str | None = None
-    val_images: str | None = None
-    skip_bad_images: bool = False
-    # False: the official filter_empty_gt=True (mmdet/datasets/custom.py:59, not set in coco500)
-    keep_empty_images: bool = False
-    augmentation: str | None = None  # "official" | "mild", by preset
-    test_scale: list[int] | None = None  # [long, short] of the keep-ratio evaluation, by preset
-    # model
-    loss: str = registry.DEFAULT_LOSS
-    assigner: str | None = None
-    backbone: str | None = None
-    pretrained: bool | None = None
-    backbone_weights: str | None = None
-    head_channels: int | None = None
-    group_norm: bool | None = None
-    p6_from: str | None = None
-    anchor_scales_per_octave: int | None = None
-    anchor_ratios: list[float] | None = None
-    image_size: int | None = None
-    # optimisation
-    batch_size: int | None = None
-    epochs: int | None = None
-    lr: float | None = None
-    lr_batch: int | None = None
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    warmup_iters: int | None = None
-    warmup_ratio: float | None = None
-    lr_steps: list[float] | None = None
-    lr_gamma: float = 0.1
-    grad_clip: float | None = None
-    sb_init: float = 50.0
-    sb_fixed: bool = False
-    sb_period_epochs: int = 1
-    # inference
-    pre_nms_topk: int = 1000
-    score_threshold: float = 0.05
-    nms_iou: float | None = None  # by preset and loss (0.5; Rank & Sort on COCO: 0.6)
-    max_detections: int = 100
-    # run
-    device: str = "auto"
-    amp: bool = False
-    amp_dtype: str = "auto"
-    # several processes (torchrun): world_size and backend are recorded, not options
-    ranking: str = "global"
-    nproc: int = 1
-    world_size: int = 1
-    backend: str | None = None
-    seed: int = 0
-    workers: int | None = None  # per process; by preset (default_workers() on COCO)
-    threads: int | None = None
-    eval_every: int = 1
-    log_every: int = 20
-    record_loss_inputs: int = 0
-    out: str | None = None
-    resume: str | None = None
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    @classmethod
+    def from_options(cls, **options: Any) -> TrainConfig:
+        """A config from values by field name, as ``alrp train`` takes them (e.g.
+        ``lr=0.01, lr_steps="0.5,0.9"``): list options may be given as their text (parsed,
+        a UserError naming the option), paths as ``Path``; None is the field's default."""
+        groups: dict[str, dict[str, Any]] = {g: {} for g in GROUPS}
+        for name, value in options.items():
+            if name not in FIELDS:
+                raise TypeError(f"TrainConfig has no setting {name!r}")
+            f = FIELDS[name]
+            if isinstance(value, str) and f.setting.parse is not None:
+                value = f.setting.parse(value, f.label)
+            elif isinstance(value, os.PathLike):
+                value = str(value)
+            if value is not None:
+                groups[f.group][name] = value
+        return cls(**{g: GROUPS[g](**values) for g, values in groups.items()})
+
+    def values(self) -> dict[str, Any]:
+        """Every field's value by name (the groups flattened)."""
+        return {n: getattr(getattr(self, f.group), n) for n, f in FIELDS.items()}
 
     @property
     def preset(self) -> str:
@@ -191,13 +329,14 @@ class TrainConfig:
         synth`` (it holds ``alrp-synth.json``), 'coco' otherwise."""
         from alrp_cli.detection.data.synthetic import MARKER
 
-        if self.data is not None and (Path(self.data) / MARKER).is_file():
+        d = self.data
+        if d.data is not None and (Path(d.data) / MARKER).is_file():
             return "synthetic"
-        given = (self.data, self.train_ann, self.val_ann, self.train_images, self.val_images)
+        given = (d.data, d.train_ann, d.val_ann, d.train_images, d.val_images)
         return "coco" if any(v is not None for v in given) else "synthetic"
 
     def resolved(self, preset: str | None = None) -> TrainConfig:
-        """A copy with every ``None`` preset option filled in, validated.
+        """A copy with every ``None`` preset setting filled in, validated.
 
         COCO preset: the official recipe of ``loss`` (its registry entry's recipe over
         :data:`PRESETS`); synthetic preset: one recipe for every loss. Anchors follow the
@@ -205,8 +344,8 @@ class TrainConfig:
         ``preset`` overrides :attr:`preset` (a model imported without its data).
         ``backbone_weights`` implies ``pretrained``.
         """
-        values = dataclasses.asdict(self)
-        _check_choice("loss", values["loss"])
+        values = self.values()
+        _check_choice(FIELDS["loss"], values["loss"])
         recipe = registry.get(values["loss"], "train").recipe
         assert recipe is not None
         preset_name = preset or self.preset
@@ -224,69 +363,43 @@ class TrainConfig:
             values["test_scale"] = [values["image_size"]] * 2
         if values["workers"] is None:
             values["workers"] = default_workers(values["nproc"])
-        _check_choice("assigner", values["assigner"])
+        _check_choice(FIELDS["assigner"], values["assigner"])
         scales, ratios = recipe.anchors_for(values["assigner"])
         if values["anchor_scales_per_octave"] is None:
             values["anchor_scales_per_octave"] = scales
         if values["anchor_ratios"] is None:
             values["anchor_ratios"] = ratios
-        cfg = TrainConfig(**values)
+        cfg = TrainConfig.from_options(**values)
         cfg.validate()
         return cfg
 
     def validate(self) -> None:
-        """Raise :class:`UserError` naming the first impossible option value."""
-        for name in CHOICES:
-            _check_choice(name, getattr(self, name))
-        positive = ("head_channels", "image_size", "batch_size", "epochs", "lr", "lr_batch")
-        for name in positive:
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise UserError(f"--{name.replace('_', '-')}: must be > 0, got {value}")
-        for name in ("eval_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')}: must be >= 1")
-        for name in ("workers", "record_loss_inputs", "max_detections"):
-            if getattr(self, name) is not None and getattr(self, name) < 0:
-                raise UserError(f"--{name.replace('_', '-')}: must be >= 0")
-        if self.image_size is not None and self.image_size % 32:
-            raise UserError(f"--image-size: must be a multiple of 32, got {self.image_size}")
-        if self.batch_size == 1 and self.image_size == 32 and self.pretrained is False:
+        """Raise :class:`UserError` naming the first impossible value: of the wrong type,
+        not one of its choices, out of its bounds, or refused by its check; then the few
+        rules that involve two settings."""
+        values = self.values()
+        for name, f in FIELDS.items():
+            value, s = values[name], f.setting
+            if value is None:
+                continue
+            problem = type_problem(value, f.annotation)
+            if problem is None:
+                _check_choice(f, value)
+            if problem is None and (s.low is not None or s.high is not None):
+                problem = s.bounds_problem(value)
+            if problem is None and s.check is not None:
+                problem = s.check(value)
+            if problem is not None:
+                raise UserError(f"{f.label}: {problem}")
+        d, m = self.data, self.model
+        if self.optim.batch_size == 1 and d.image_size == 32 and m.pretrained is False:
             # BatchNorm trains here: at 32 px the last stage is 1 x 1, one value per channel
             raise UserError(
                 "--batch-size 1 at --image-size 32: the backbone's BatchNorm would train on one "
                 "value per channel (its last stage is 1 × 1); use --image-size 64 or more, or "
                 "--batch-size 2 or more"
             )
-        if self.test_scale is not None and (
-            len(self.test_scale) != 2 or any(int(v) != v or v < 1 for v in self.test_scale)
-        ):
-            raise UserError(f"--test-scale: must be two positive integers, got {self.test_scale}")
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            raise UserError(f"--grad-clip: must be > 0, got {self.grad_clip}")
-        if self.sb_init <= 0:
-            raise UserError(f"--sb-init: must be > 0, got {self.sb_init}")
-        if not 0 <= self.score_threshold <= 1:
-            raise UserError(f"--score-threshold: must be in [0, 1], got {self.score_threshold}")
-        if self.nms_iou is not None and not 0 < self.nms_iou <= 1:
-            raise UserError(f"--nms-iou: must be in (0, 1], got {self.nms_iou}")
-        if self.threads is not None and self.threads < 1:
-            raise UserError(f"--threads: must be >= 1, got {self.threads}")
-        if self.seed < 0:
-            raise UserError(f"--seed: must be >= 0, got {self.seed}")
-        if self.nproc < 1:
-            raise UserError(f"--nproc: must be >= 1, got {self.nproc}")
-        if self.sb_period_epochs < 1:
-            raise UserError(f"--sb-period-epochs: must be >= 1, got {self.sb_period_epochs}")
-        if self.anchor_scales_per_octave is not None and self.anchor_scales_per_octave < 1:
-            raise UserError("--anchor-scales-per-octave: must be >= 1")
-        if self.anchor_ratios is not None and (
-            not self.anchor_ratios or any(r <= 0 for r in self.anchor_ratios)
-        ):
-            raise UserError(f"anchor_ratios: must be positive numbers, got {self.anchor_ratios}")
-        if self.warmup_ratio is not None and not 0 < self.warmup_ratio <= 1:
-            raise UserError(f"warmup_ratio: must be in (0, 1], got {self.warmup_ratio}")
-        self.check_world_size(self.world_size)
+        self.check_world_size(self.runtime.world_size)
 
     def check_machine(self) -> None:
         """Raise :class:`UserError` for counts and sizes beyond this machine (see
@@ -295,68 +408,67 @@ class TrainConfig:
         ``--print-config`` still shows a command meant for a larger machine."""
         from alrp_cli.limits import check_fits, check_per_core, cpu_count
 
-        if self.threads is not None:
-            check_per_core(self.threads, "--threads", what="threads")
-        if self.workers is not None:
-            check_per_core(self.workers, "--workers", what="worker processes")
-        if self.nproc > 1:
+        rt = self.runtime
+        if rt.threads is not None:
+            check_per_core(rt.threads, "--threads", what="threads")
+        if rt.workers is not None:
+            check_per_core(rt.workers, "--workers", what="worker processes")
+        if rt.nproc > 1:
             import torch
 
             most = max(torch.cuda.device_count(), cpu_count())
-            if self.nproc > most:
+            if rt.nproc > most:
                 raise UserError(
-                    f"--nproc {self.nproc}: more processes than this node has GPUs "
+                    f"--nproc {rt.nproc}: more processes than this node has GPUs "
                     f"({torch.cuda.device_count()}) or CPU cores ({cpu_count()})"
                 )
         device = None
-        if self.device != "cpu":
+        if rt.device != "cpu":
             import torch
 
             device = "cuda" if torch.cuda.is_available() else None
-        if self.head_channels is not None:  # the head's 2 x 4 conv 3 x 3 weights alone
-            weights = 4 * 2 * 4 * 9 * self.head_channels**2
-            what = f"the head's weights at {self.head_channels} channels"
-            check_fits(weights, "--head-channels", what=what, device=device)
-        if self.image_size is not None:  # one float32 input image alone
-            what = f"input images of {self.image_size} × {self.image_size}"
-            check_fits(4 * 3 * self.image_size**2, "--image-size", what=what, device=device)
+        channels, size = self.model.head_channels, self.data.image_size
+        if channels is not None:  # the head's 2 x 4 conv 3 x 3 weights alone
+            what = f"the head's weights at {channels} channels"
+            check_fits(4 * 2 * 4 * 9 * channels**2, "--head-channels", what=what, device=device)
+        if size is not None:  # one float32 input image alone
+            what = f"input images of {size} × {size}"
+            check_fits(4 * 3 * size**2, "--image-size", what=what, device=device)
 
     def check_world_size(self, world_size: int) -> None:
         """The global ``batch_size`` must split evenly over ``world_size`` processes."""
-        if self.batch_size is not None and self.batch_size % world_size:
+        batch = self.optim.batch_size
+        if batch is not None and batch % world_size:
             raise UserError(
-                f"--batch-size {self.batch_size} (the global batch) does not split over "
+                f"--batch-size {batch} (the global batch) does not split over "
                 f"{world_size} processes; give a multiple of {world_size}"
             )
 
-    @property
-    def scaled_lr(self) -> float:
-        """Learning rate at this batch size: ``lr × batch_size / lr_batch`` (linear rule)."""
-        assert self.lr is not None and self.batch_size is not None
-        return self.lr * self.batch_size / self.lr_batch
-
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict (JSON- and ``weights_only``-safe)."""
+        """``{"data": {...}, "model": {...}, ...}``: plain, JSON- and ``weights_only``-safe."""
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error. A resolved config written
-        before an option existed gets the value those runs were built with (:data:`LEGACY`;
-        the anchors they had: 3 scales per octave × 3 ratios with max-IoU)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise UserError(f"config: unknown options {unknown}")
-        values = dict(values)
-        if values.get("backbone") is not None and "p6_from" not in values:  # a resolved old one
-            values.update(LEGACY)
-            maxiou = values.get("assigner") == "maxiou"
-            values["anchor_scales_per_octave"] = 3 if maxiou else 2
-            values["anchor_ratios"] = [0.5, 1.0, 2.0] if maxiou else [1.0]
-        if values.get("backbone") is not None:  # resolved before the data options existed
-            for key, value in LEGACY_DATA.items():
-                values.setdefault(key, value)
-            if values.get("test_scale") is None and values.get("image_size") is not None:
-                values["test_scale"] = [values["image_size"]] * 2
-        return cls(**values)
+    def from_dict(cls, values: Any, source: str = "config") -> TrainConfig:
+        """Inverse of :meth:`to_dict`, checked; ``source`` names the file in errors.
+
+        Every group must be there and hold only its own fields (a field left out takes its
+        default); anything else, e.g. a configuration of another form, is a UserError.
+        """
+        if not isinstance(values, dict) or set(values) != set(GROUPS):
+            keys = sorted(values) if isinstance(values, dict) else [type(values).__name__]
+            shown = ", ".join(map(str, keys[:4])) + (", ..." if len(keys) > 4 else "")
+            raise UserError(
+                f"{source}: not an alrp training configuration: expected the groups "
+                f"{', '.join(GROUPS)}, got {shown or 'nothing'}"
+            )
+        groups = {}
+        for group, cls_ in GROUPS.items():
+            given = values[group]
+            names = {f.name for f in dataclasses.fields(cls_)}
+            unknown = sorted(set(given) - names) if isinstance(given, dict) else None
+            if unknown is None or unknown:
+                what = f"unknown settings {unknown}" if unknown else "not a JSON object"
+                raise UserError(f"{source}: {group}: {what}")
+            groups[group] = cls_(**given)
+        return cls(**groups)

@@ -18,6 +18,7 @@ import torch
 import torch.distributed as tdist
 from torch import Tensor, nn
 
+from alrp_cli.device import resolve_device
 from alrp_cli.errors import UserError
 
 
@@ -109,19 +110,22 @@ def env_rank() -> int:
 def init_distributed(device: str) -> tuple[Dist, torch.device]:
     """Join torchrun's process group, if launched by it; the device this process trains on.
 
-    ``device`` is 'auto', 'cpu' or 'cuda'. Under torchrun each process takes
-    ``cuda:LOCAL_RANK`` with NCCL, or the CPU with gloo.
+    ``device`` as :func:`~alrp_cli.device.resolve_device` reads it (auto, cpu, cuda,
+    cuda:N). Under torchrun each process takes ``cuda:LOCAL_RANK`` with NCCL, or the CPU
+    with gloo; a device index is then refused (the launcher picks the device).
     """
-    if device not in ("auto", "cpu", "cuda"):
-        raise UserError(f"--device: {device!r} is not one of ('auto', 'cpu', 'cuda')")
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    if use_cuda and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available")
+    dev = resolve_device(device)
     if not launched_by_torchrun():
-        return Dist(), torch.device("cuda" if use_cuda else "cpu")
+        return Dist(), dev
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = dev.type == "cuda"
     if use_cuda:
+        if dev.index is not None:
+            raise UserError(
+                f"--device {device}: under torchrun each process takes cuda:LOCAL_RANK; "
+                "give --device cuda"
+            )
         if local >= torch.cuda.device_count():
             raise UserError(
                 f"LOCAL_RANK {local}: only {torch.cuda.device_count()} CUDA devices on this "
@@ -129,8 +133,6 @@ def init_distributed(device: str) -> tuple[Dist, torch.device]:
             )
         torch.cuda.set_device(local)
         dev = torch.device("cuda", local)
-    else:
-        dev = torch.device("cpu")
     backend = "nccl" if use_cuda else "gloo"
     if world > 1 and not tdist.is_initialized():
         tdist.init_process_group(backend, device_id=dev if use_cuda else None)

@@ -21,15 +21,6 @@ from alrp_cli.detection.model import Detector, HeadOutput
 from alrp_cli.loss_inputs import LossInputs, flatten_head_outputs
 from alrp_cli.registry import LossParts
 
-__all__ = [
-    "LossInputs",
-    "LossParts",
-    "build_loss_inputs",
-    "compute_loss",
-    "count_non_finite",
-    "make_loss_module",
-]
-
 
 def build_loss_inputs(
     model: Detector,

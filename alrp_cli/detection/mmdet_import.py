@@ -244,7 +244,7 @@ def run_config(cfg: dict[str, Any], source: str) -> tuple[TrainConfig, list[floa
     model = _model_settings(s)
     test, mean, std = _test_settings(s)
     values = {**model, **test, **_training_settings(s)}
-    return TrainConfig(**values).resolved(preset="coco"), mean, std
+    return TrainConfig.from_options(**values).resolved(preset="coco"), mean, std
 
 
 def coco_categories(classes: list[str], source: str) -> list[int]:
@@ -327,13 +327,13 @@ def import_checkpoint(
         )
     category_ids = coco_categories(list(classes), f"{path} (meta['CLASSES'])")
     names = {i: c for i, c in enumerate(RetinaNet_ResNet50_FPN_Weights.COCO_V1.meta["categories"])}
-    model = build_model(cfg, num_classes)
+    model = build_model(cfg.model, num_classes)
     state = _move_tensors(model.state_dict(), tensors, path)
     state["mean"] = torch.tensor(mean).view(1, 3, 1, 1) / 255
     state["std"] = torch.tensor(std).view(1, 3, 1, 1) / 255
     model.load_state_dict(state)  # the same keys and shapes: cannot fail
-    run_dir = create_run_dir(out, cfg.loss)
-    cfg.out = str(run_dir)
+    run_dir = create_run_dir(out, cfg.model.loss)
+    cfg.runtime.out = str(run_dir)
     info = {
         "num_classes": num_classes,
         "category_ids": category_ids,

@@ -19,13 +19,13 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as F
 
 from alrp_cli.atomic import write_json
+from alrp_cli.detection.build import build_model, stored_config
 from alrp_cli.detection.checkpoint import checkpoint_file, load_checkpoint, load_weights
-from alrp_cli.detection.config import TrainConfig
 from alrp_cli.detection.data import CocoDataset, build_transforms, collate
 from alrp_cli.detection.data.coco import image_problem
 from alrp_cli.detection.data.decode import read_rgb
 from alrp_cli.detection.engine import predict_loader
-from alrp_cli.detection.train import build_model, select_device
+from alrp_cli.device import resolve_device
 from alrp_cli.errors import UserError
 from alrp_cli.limits import check_per_core
 
@@ -125,8 +125,12 @@ def predict(
     """Run ``checkpoint`` over ``images`` and write COCO results to ``output``.
 
     Boxes are in original image coordinates and categories are the training set's COCO
-    category ids. Inference options (top-k, threshold, NMS, max detections) are the
-    checkpoint's, ``score_threshold`` overriding its threshold.
+    category ids. The detector is rebuilt from the checkpoint's ``model`` group, images are
+    resized as its evaluation did (``eval.test_scale``; antialiased unless
+    ``data.augmentation`` is the official pipeline) and the inference settings (top-k,
+    threshold, NMS, max detections) are its ``eval`` group's, ``score_threshold``
+    overriding its threshold. ``device``: as
+    :func:`~alrp_cli.device.resolve_device` reads it (auto, cpu, cuda, cuda:N).
     """
     if batch_size < 1:
         raise UserError(f"--batch-size: must be >= 1, got {batch_size}")
@@ -135,19 +139,17 @@ def predict(
     check_per_core(workers, "--workers", what="worker processes")
     checkpoint = checkpoint_file(checkpoint)
     state = load_checkpoint(checkpoint)
-    cfg = TrainConfig.from_dict(state["config"])
-    meta = state["meta"]
-    assert cfg.image_size is not None
+    cfg = stored_config(state, checkpoint)
+    ev, meta = cfg.eval, state["meta"]
+    assert cfg.data.image_size is not None and cfg.data.augmentation is not None
+    resize: dict[str, Any] = {
+        "image_size": cfg.data.image_size,
+        "test_scale": ev.test_scale,
+        "augmentation": cfg.data.augmentation,
+    }
     dataset: Dataset
     if ann is not None:
-        dataset = CocoDataset(
-            images,
-            ann,
-            train=False,
-            image_size=cfg.image_size,
-            augmentation=cfg.augmentation or "mild",
-            test_scale=cfg.test_scale,
-        )
+        dataset = CocoDataset(images, ann, train=False, **resize)
         for path in dataset.image_paths().values():
             _check_image(path)
         if dataset.category_ids != list(meta["category_ids"]):
@@ -156,14 +158,9 @@ def predict(
                 f"{list(meta['category_ids'])}"
             )
     else:
-        dataset = ImageFolder(
-            images,
-            image_size=cfg.image_size,
-            test_scale=cfg.test_scale,
-            augmentation=cfg.augmentation or "mild",
-        )
-    dev = select_device(device)
-    model = build_model(cfg, int(meta["num_classes"]))
+        dataset = ImageFolder(images, **resize)
+    dev = resolve_device(device)
+    model = build_model(cfg.model, int(meta["num_classes"]))
     load_weights(model, state["model"], checkpoint)
     model.to(dev)
     loader = DataLoader(
@@ -180,11 +177,11 @@ def predict(
         loader,
         list(meta["category_ids"]),
         device=dev,
-        amp=cfg.amp and dev.type == "cuda",
-        pre_nms_topk=cfg.pre_nms_topk,
-        score_threshold=cfg.score_threshold if score_threshold is None else score_threshold,
-        nms_iou=cfg.nms_iou,
-        max_detections=cfg.max_detections,
+        amp=cfg.runtime.amp and dev.type == "cuda",
+        pre_nms_topk=ev.pre_nms_topk,
+        score_threshold=ev.score_threshold if score_threshold is None else score_threshold,
+        nms_iou=ev.nms_iou,
+        max_detections=ev.max_detections,
         on_batch=on_batch,
     )
     write_json(output, results, indent=None)

@@ -5,7 +5,8 @@
 :func:`fit` loops over epochs). It reports progress through ``on_event`` (dict events; the
 CLI draws them) and rank 0 alone writes the run directory:
 
-- ``config.json``: the resolved config (every option, plus ``world_size`` and ``backend``);
+- ``config.json``: the resolved config, by group (every setting, with ``world_size`` and
+  ``backend`` in ``runtime``);
 - ``metrics.jsonl``: step, epoch and eval records (losses averaged over the processes);
 - ``last.pt`` every epoch, before its evaluation (and on SIGINT/SIGTERM), and again after
   it; ``best.pt`` by COCO AP;
@@ -26,30 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from alrp_cli.atomic import atomic_path, write_json
-from alrp_cli.detection.build import (
-    EventFn,
-    Run,
-    build_model,
-    lr_factor,
-    select_device,
-    setup,
-    train_loader,
-    val_loader,
-)
+from alrp_cli.detection.build import EventFn, Run, setup, train_loader, val_loader
 from alrp_cli.detection.checkpoint import save_checkpoint
 from alrp_cli.detection.config import TrainConfig
 from alrp_cli.detection.engine import evaluate, predict_loader, train_one_epoch
 from alrp_cli.detection.recording import loss_inputs_meta, loss_inputs_recorder
 from alrp_cli.errors import AlrpError
-
-__all__ = [
-    "TrainResult",
-    "build_model",
-    "fit",
-    "lr_factor",
-    "select_device",
-    "train",
-]
 
 
 @dataclass
@@ -64,6 +47,11 @@ class TrainResult:
     best_ap: float | None
     last_eval: dict[str, Any] | None
     seconds: float
+
+    @property
+    def exit_code(self) -> int:
+        """0, or 128 + the signal that stopped the run (the shell's convention)."""
+        return 128 + self.signal if self.interrupted and self.signal else 0
 
 
 @contextlib.contextmanager
@@ -129,7 +117,7 @@ def evaluate_epoch(run: Run, emit: EventFn) -> dict[str, Any]:
     """Each process predicts its shard of the validation set; rank 0 gathers the shards in
     dataset order, writes ``predictions.json`` and ``summary.json`` and scores them; every
     process returns the eval record."""
-    cfg, state, val_ds, dist = run.cfg, run.state, run.val_ds, run.dist
+    ev, state, val_ds, dist = run.cfg.eval, run.state, run.val_ds, run.dist
     emit({"type": "eval_start", "epoch": state.epoch, "images": len(val_ds)})
     shard = predict_loader(
         run.model,
@@ -138,10 +126,10 @@ def evaluate_epoch(run: Run, emit: EventFn) -> dict[str, Any]:
         device=run.device,
         amp=run.amp_dtype is not None,
         amp_dtype=run.amp_dtype,
-        pre_nms_topk=cfg.pre_nms_topk,
-        score_threshold=cfg.score_threshold,
-        nms_iou=cfg.nms_iou,
-        max_detections=cfg.max_detections,
+        pre_nms_topk=ev.pre_nms_topk,
+        score_threshold=ev.score_threshold,
+        nms_iou=ev.nms_iou,
+        max_detections=ev.max_detections,
         on_batch=lambda n: emit({"type": "eval_batch", "images": n * dist.world_size}),
     )
     shards = dist.gather_objects(shard)
@@ -202,7 +190,7 @@ def _evaluate_saved(run: Run, emit: EventFn) -> dict[str, Any]:
 def _end_epoch(run: Run, emit: EventFn, sb_used: float | None) -> dict[str, Any] | None:
     """Log the epoch (with the self-balance weight it trained with, ``sb_used``, and the one
     the next epoch gets), save ``last.pt``, then evaluate when due (and save again)."""
-    state, cfg = run.state, run.cfg
+    state = run.state
     n = max(1, state.epoch_iter)
     log_record(
         run,
@@ -225,7 +213,8 @@ def _end_epoch(run: Run, emit: EventFn, sb_used: float | None) -> dict[str, Any]
     state.sums = {"loss": 0.0, "cls": 0.0, "loc": 0.0}
     state.epoch_seconds = 0.0
     # Saved before the evaluation, so that a crash in it loses no training.
-    state.eval_pending = state.epoch % cfg.eval_every == 0 or state.epoch == cfg.epochs
+    every, epochs = run.cfg.eval.eval_every, run.cfg.optim.epochs
+    state.eval_pending = state.epoch % every == 0 or state.epoch == epochs
     save_last(run)
     return _evaluate_saved(run, emit) if state.eval_pending else None
 
@@ -249,13 +238,15 @@ def fit(run: Run, emit: EventFn) -> TrainResult:
     """Train ``run`` to its last epoch, or until a signal on any process stops it."""
     started = time.perf_counter()
     cfg, state, dist = run.cfg, run.state, run.dist
-    assert cfg.epochs is not None
-    if state.epoch >= cfg.epochs and not state.eval_pending:  # a finished run: touch nothing
+    epochs, loss, assigner = cfg.optim.epochs, cfg.model.loss, cfg.model.assigner
+    record = cfg.runtime.record_loss_inputs if dist.is_main else 0
+    assert epochs is not None and assigner is not None
+    if state.epoch >= epochs and not state.eval_pending:  # a finished run: touch nothing
         return _result(run, stopped_by=None, last_eval=None, seconds=0.0)
     record_inputs, flush_inputs = loss_inputs_recorder(
         run.run_dir / "loss_inputs.pt",
-        cfg.record_loss_inputs if dist.is_main else 0,
-        loss_inputs_meta(run.meta, cfg.loss, cfg.assigner),
+        record,
+        loss_inputs_meta(run.meta, loss, assigner),
         state.global_iter,
     )
 
@@ -270,9 +261,9 @@ def fit(run: Run, emit: EventFn) -> TrainResult:
             "run_dir": str(run.run_dir),
             "device": str(run.device),
             "world_size": dist.world_size,
-            "epochs": cfg.epochs,
+            "epochs": epochs,
             "iters_per_epoch": run.iters_per_epoch,
-            "total_iters": run.iters_per_epoch * cfg.epochs,
+            "total_iters": run.iters_per_epoch * epochs,
             "start_iter": state.global_iter,
             "config": cfg.to_dict(),
         }
@@ -280,7 +271,7 @@ def fit(run: Run, emit: EventFn) -> TrainResult:
     last_eval = _finish_pending_evaluation(run, emit)
     interrupted = False
     with _stop_on_signals() as should_stop:
-        while state.epoch < cfg.epochs:
+        while state.epoch < epochs:
             # SB updates fall on epoch ends (period = K epochs): this weight is the epoch's.
             sb_used = _sb_weight(run)
             finished = train_one_epoch(
@@ -291,15 +282,15 @@ def fit(run: Run, emit: EventFn) -> TrainResult:
                 run.scaler,
                 run.loss_module,
                 state,
-                loss=cfg.loss,
-                assigner=cfg.assigner,
+                loss=loss,
+                assigner=assigner,
                 device=run.device,
                 amp=run.amp_dtype is not None,
                 amp_dtype=run.amp_dtype,
-                grad_clip=cfg.grad_clip,
-                log_every=cfg.log_every,
+                grad_clip=cfg.optim.grad_clip,
+                log_every=cfg.runtime.log_every,
                 on_step=on_step,
-                on_loss_inputs=record_inputs if cfg.record_loss_inputs and dist.is_main else None,
+                on_loss_inputs=record_inputs if record else None,
                 should_stop=should_stop,
                 dist=dist,
                 forward=run.forward,
@@ -310,7 +301,7 @@ def fit(run: Run, emit: EventFn) -> TrainResult:
                 break
             last_eval = _end_epoch(run, emit, sb_used) or last_eval
             if dist.any(should_stop()):
-                interrupted = state.epoch < cfg.epochs
+                interrupted = state.epoch < epochs
                 break
         if interrupted and state.epoch_iter > 0:
             save_last(run)

@@ -62,13 +62,10 @@ BOX_WEIGHT_EPS = 1e-12
 
 RECIPE = Recipe(
     coco={
+        # Equal to the COCO preset, so not restated here: ResNet-50 (RS cfg:9-10) from
+        # torchvision://resnet50 with frozen_stages=1, norm_eval=True (RS cfg:7, 13-15),
+        # 256 channels (RS cfg:20, 29), warmup 500 iterations from 0.001 (schedule_1x:8-9).
         "assigner": Sourced("atss", f"{RS_ATSS_CFG}:44 (ATSSAssigner, topk 9)"),
-        "backbone": Sourced("resnet50", f"{RS_ATSS_CFG}:9-10"),
-        "pretrained": Sourced(
-            True,
-            f"{RS_ATSS_CFG}:7, 13-15 (torchvision://resnet50, frozen_stages=1, norm_eval=True)",
-        ),
-        "head_channels": Sourced(256, f"{RS_ATSS_CFG}:20, 29"),
         "group_norm": Sourced(True, f"{RS_ATSS_HEAD}:36 (GroupNorm, 32 groups, in both towers)"),
         "p6_from": Sourced("p5", f"{RS_ATSS_CFG}:22 (add_extra_convs='on_output')"),
         "batch_size": Sourced(16, f"{RS_ATSS_CFG}:56 (4 per GPU) x 4 GPUs ({RS_README}:107)"),
@@ -76,8 +73,6 @@ RECIPE = Recipe(
         "lr": Sourced(0.008, f"{RS_ATSS_CFG}:60"),
         "epochs": Sourced(12, f"{SCHEDULE_1X}:11 (RS cfg:3)"),
         "lr_steps": Sourced([8 / 12, 11 / 12], f"{SCHEDULE_1X}:10 (epochs 8, 11)"),
-        "warmup_iters": Sourced(500, f"{SCHEDULE_1X}:8"),
-        "warmup_ratio": Sourced(0.001, f"{SCHEDULE_1X}:9"),
         "nms_iou": Sourced(0.6, f"{RS_ATSS_CFG}:52"),
     },
     anchors={

@@ -178,7 +178,7 @@ def key_tables(inputs: ReportInputs) -> list[Table]:
             values.append(
                 [
                     run.label,
-                    str(run.config.get("loss", "–")),
+                    run.loss,
                     len(epochs),
                     _plain(m["iter"].max()) if "iter" in m and len(m) else None,
                     _plain(None if last is None else last.get("cls")),
@@ -216,7 +216,7 @@ def input_sources(inputs: ReportInputs) -> list[Source]:
         sources.append(Source("analysis", m.label, str(m.source), details))
     models = {m.label: m for m in inputs.models if m.evaluation is not None}
     for r in inputs.runs:
-        details = [("loss", str(r.config.get("loss", "–")))]
+        details = [("loss", r.loss)]
         model = models.get(r.label)
         if model is not None:
             details += [

@@ -71,6 +71,12 @@ class TrainingRun:
     config: dict[str, Any]
     metrics: pd.DataFrame
 
+    @property
+    def loss(self) -> str:
+        """The run's loss (``model.loss`` of its config.json), '–' when it does not say."""
+        model = self.config.get("model")
+        return str(model.get("loss", "–")) if isinstance(model, dict) else "–"
+
 
 @dataclass
 class ReportInputs:

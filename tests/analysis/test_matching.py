@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis.io import load_gt, load_predictions
+from analysis.ground_truth import load_gt
+from analysis.io import load_predictions
 from analysis.matching import CUT, STATUS_NAMES, box_iou_pairs, match, match_all
 from tests.analysis.cases import coco_case, oracle_matches, pycoco_eval, random_case
 

@@ -10,13 +10,9 @@ from typing import Any
 import pytest
 import torch
 
-from alrp_cli.balance.recorded import (
-    LossInputs,
-    load_loss_inputs,
-    recorded_problems,
-    save_loss_inputs,
-)
+from alrp_cli.balance.recorded import recorded_problems
 from alrp_cli.errors import UserError
+from alrp_cli.loss_inputs_file import LossInputs, load_loss_inputs, save_loss_inputs
 
 
 def _batch(n: int = 8, seed: int = 0) -> dict[str, torch.Tensor]:

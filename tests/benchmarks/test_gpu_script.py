@@ -42,6 +42,7 @@ def test_dry_run_of_the_coco_step(tmp_path: Path) -> None:
         result = CliRunner().invoke(app, [*command[3:], "--print-config"])
         assert result.exit_code == 0, result.output
         cfg = json.loads(result.stdout)
-        assert cfg["pretrained"] is True and cfg["backbone"] == "resnet50"  # the COCO preset
-        assert cfg["amp"] is True and cfg["batch_size"] == 8 * n and cfg["epochs"] == 1
-        assert cfg["backbone_weights"] == str(tmp_path / "r50.pth")
+        model, optim = cfg["model"], cfg["optim"]
+        assert model["pretrained"] is True and model["backbone"] == "resnet50"  # COCO preset
+        assert cfg["runtime"]["amp"] is True and optim["batch_size"] == 8 * n
+        assert optim["epochs"] == 1 and model["backbone_weights"] == str(tmp_path / "r50.pth")

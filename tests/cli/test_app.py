@@ -77,5 +77,5 @@ def test_help_in_a_terminal_keeps_bracketed_preset_defaults() -> None:
     result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     text = " ".join(result.stdout.split())
-    for shown in ("[synthetic: 8, COCO: 100]", "[synthetic: 16, COCO: 32]", "[runs/"):
+    for shown in ("[synthetic: 128; COCO: 512]", "[synthetic: 100; COCO: 500]", "[runs/"):
         assert shown in text, shown

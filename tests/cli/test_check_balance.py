@@ -11,8 +11,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from alrp_cli.balance import check_balance, make_problem, resolve_losses, save_loss_inputs
+from alrp_cli.balance import check_balance, make_problem, resolve_losses
 from alrp_cli.cli.app import app
+from alrp_cli.loss_inputs_file import save_loss_inputs
 from tests.conftest import REPO
 
 runner = CliRunner()

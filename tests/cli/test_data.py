@@ -102,13 +102,13 @@ def test_preview_draws_a_grid(tmp_path: Path) -> None:
     with Image.open(out) as im:
         assert im.size == (3 * 256 + 4 * 4, 2 * 256 + 3 * 4)
     explicit = [
-        "data", "preview", "--out", str(out), "--cell", "64",
+        "data", "preview", "-o", str(out), "--cell", "64",
         "--ann", str(tmp_path / "ds" / "annotations" / "instances_val2017.json"),
         "--images", str(tmp_path / "ds" / "val2017"),
     ]  # fmt: skip
-    old_spelling = runner.invoke(app, explicit)
-    assert old_spelling.exit_code == 0
-    assert "--out is deprecated here" in old_spelling.stderr  # still works for one release
+    assert runner.invoke(app, explicit).exit_code == 0
+    old_spelling = runner.invoke(app, [*explicit[:2], "--out", *explicit[3:]])
+    assert old_spelling.exit_code == 2 and "No such option: --out" in old_spelling.stderr
     with Image.open(out) as im:
         assert im.size == (3 * 64 + 4 * 4, 64 + 2 * 4)  # 3 val images: one row of 3, not 4
 

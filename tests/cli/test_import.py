@@ -128,4 +128,5 @@ def test_a_checkpoint_without_its_config_takes_the_official_file(tmp_path: Path)
         ],
     )
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "b" / "config.json").read_text())["test_scale"] == [833, 500]
+    config = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert config["eval"]["test_scale"] == [833, 500]

@@ -87,3 +87,33 @@ def test_bad_paths_and_non_images_exit_2(trained: tuple[Path, Path], tmp_path: P
         assert result.stderr.startswith("Error: ") and message in result.stderr, result.stderr
         assert "Traceback" not in result.output
         assert not out.exists()
+
+
+def test_predict_takes_a_cuda_index_as_bench_does(
+    trained: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--device cuda:1` on a machine with two GPUs (a fake one: CUDA is only asked how many
+    devices it has; the model and the inference record where they were sent)."""
+    import torch
+
+    from alrp_cli.detection import predict as library
+
+    data, ckpt = trained
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    sent: list[object] = []
+    monkeypatch.setattr(torch.nn.Module, "to", lambda self, device: sent.append(device) or self)
+
+    def inference(model, loader, category_ids, *, device, **options):  # type: ignore[no-untyped-def]
+        sent.append(device)
+        return []
+
+    monkeypatch.setattr(library, "predict_loader", inference)
+    args = ["predict", str(ckpt), "--images", str(coco_layout(data).val_images)]
+    result = runner.invoke(app, [*args, "-o", str(tmp_path / "p.json"), "--device", "cuda:1"])
+    assert result.exit_code == 0, result.output
+    assert sent == [torch.device("cuda", 1)] * 2
+    for command in (args, ["bench", "--size", "10x100"]):  # one resolver, one message
+        result = runner.invoke(app, [*command, "--device", "cuda:2"])
+        assert result.exit_code == 2
+        assert "--device cuda:2: this machine has 2 CUDA devices" in result.stderr

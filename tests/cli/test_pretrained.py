@@ -40,9 +40,10 @@ def torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _config(args: list[str]) -> dict:
+    """The model group of the resolved configuration."""
     result = runner.invoke(app, ["train", *args, "--print-config"])
     assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    return json.loads(result.stdout)["model"]
 
 
 def test_print_config_shows_the_pretrained_default_per_preset(
@@ -92,7 +93,7 @@ def test_cached_weights_start_the_run(coco_args: list[str], torch_home: Path) ->
     torch.save(state, path)
     result = runner.invoke(app, ["train", *coco_args, "--out", "run"])
     assert result.exit_code == 0, result.output
-    assert json.loads(Path("run/config.json").read_text())["pretrained"] is True
+    assert json.loads(Path("run/config.json").read_text())["model"]["pretrained"] is True
     _check_started_from(Path("run"), state)
 
 

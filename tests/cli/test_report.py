@@ -113,9 +113,7 @@ def test_out_is_a_file(tmp_path: Path) -> None:
     assert target.read_text() == "x"
 
 
-def test_the_old_o_spelling_of_out_still_works_with_a_warning(tmp_path: Path) -> None:
+def test_o_is_not_a_spelling_of_out(tmp_path: Path) -> None:
     result = runner.invoke(app, ["report", str(FIX / "balance.json"), "-o", str(tmp_path / "r")])
-    assert result.exit_code == 0, result.output
-    assert "-o is deprecated here" in result.stderr and (tmp_path / "r" / "index.html").exists()
-    both = ["report", str(FIX / "balance.json"), "-o", str(tmp_path / "a"), "--out", "b"]
-    assert runner.invoke(app, both).exit_code == 2
+    assert result.exit_code == 2 and "No such option: -o" in result.stderr
+    assert not (tmp_path / "r").exists()

@@ -30,15 +30,8 @@ def test_tiny_run_writes_the_run_directory_and_json(tiny: Path, tmp_path: Path) 
     assert not doc["interrupted"]
     assert set(doc["last_eval"]) >= {"AP", "AP50", "AP75", "moLRP"}
     config = json.loads((out / "config.json").read_text())
-    assert (
-        config["loss"] == "focal"
-        and config["threads"] == 1
-        and config["lr_steps"]
-        == [
-            0.75,
-            0.95,
-        ]
-    )
+    assert config["model"]["loss"] == "focal" and config["runtime"]["threads"] == 1
+    assert config["optim"]["lr_steps"] == [0.75, 0.95]
     for name in ("metrics.jsonl", "last.pt", "best.pt", "eval/epoch_001/predictions.json"):
         assert (out / name).is_file(), name
     # The same directory again without --resume is refused; with --resume it is complete.
@@ -55,8 +48,9 @@ def test_rank_and_sort_trains_with_its_box_weight_set_each_step(tiny: Path, tmp_
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
     # synthetic preset, anchors of RS-ATSS (3 scales per octave), its NMS only on COCO
-    assert (config["anchor_scales_per_octave"], config["anchor_ratios"]) == (3, [1.0])
-    assert config["group_norm"] is True and config["nms_iou"] == 0.5
+    model = config["model"]
+    assert (model["anchor_scales_per_octave"], model["anchor_ratios"]) == (3, [1.0])
+    assert model["group_norm"] is True and config["eval"]["nms_iou"] == 0.5
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in records if r["type"] == "step"]
     assert len(steps) == 4
@@ -139,9 +133,9 @@ def test_a_global_batch_that_does_not_split_over_the_processes_is_refused() -> N
     from alrp_cli.detection.config import TrainConfig
     from alrp_cli.errors import UserError
 
-    TrainConfig(batch_size=6).check_world_size(3)
+    TrainConfig.from_options(batch_size=6).check_world_size(3)
     with pytest.raises(UserError, match=r"--batch-size 6 \(the global batch\) does not split"):
-        TrainConfig(batch_size=6).check_world_size(4)
+        TrainConfig.from_options(batch_size=6).check_world_size(4)
 
 
 def test_a_diverging_alrp_run_exits_1_naming_where_and_keeps_last_pt(
@@ -174,4 +168,5 @@ def test_nproc_2_trains_with_two_processes(tiny: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stderr.count("run directory:") == 1  # rank 0 alone prints
     config = json.loads((out / "config.json").read_text())
-    assert config["world_size"] == 2 and config["ranking"] == "local" and config["nproc"] == 2
+    rt = config["runtime"]
+    assert rt["world_size"] == 2 and config["optim"]["ranking"] == "local" and rt["nproc"] == 2

@@ -161,8 +161,8 @@ def test_two_processes_at_batch_b_train_as_one_process_at_batch_2b(
     )
     assert one.global_iter == 4
     config = json.loads((ddp_run / "config.json").read_text())
-    assert config["world_size"] == 2 and config["backend"] == "gloo"
-    assert config["batch_size"] == 4 and config["ranking"] == "global"
+    assert config["runtime"]["world_size"] == 2 and config["runtime"]["backend"] == "gloo"
+    assert config["optim"]["batch_size"] == 4 and config["optim"]["ranking"] == "global"
     # Same images, augmentation, BatchNorm statistics (global batch) and loss (global
     # ranking); only float32 rounding differs (reduction order of 2 x 2 images vs 4, the
     # all-reduce of gradients and of BatchNorm sums): measured 7e-7 at most over weights
@@ -265,7 +265,10 @@ def test_resume_after_sigterm_on_one_rank_equals_an_uninterrupted_run(
     )
     assert any("resumed on 1 processes (the run started on 2)" in m for m in messages)
     assert any("global batch stays 4 (4 per process)" in m for m in messages)
-    assert json.loads((alone / "config.json").read_text())["world_size"] == 1
+    # config.json stays as the run wrote it; the checkpoints record the world it runs in now
+    assert json.loads((alone / "config.json").read_text())["runtime"]["world_size"] == 2
+    last = torch.load(alone / "last.pt", weights_only=True)
+    assert last["config"]["runtime"]["world_size"] == 1
     c = _model(alone)
     assert max(float((a[k].float() - c[k].float()).abs().max()) for k in a) < 1e-5
 
@@ -313,7 +316,7 @@ def test_two_processes_start_from_the_imagenet_weights_in_the_cache(
         monkeypatch.setenv(proxy, "http://127.0.0.1:9")
     code, text = _finish(_torchrun([*data, *DDP_OPTIONS, "--epochs", "1", "--out", str(out)]))
     assert code == 0, text
-    assert json.loads((out / "config.json").read_text())["pretrained"] is True
+    assert json.loads((out / "config.json").read_text())["model"]["pretrained"] is True
     model = torch.load(out / "last.pt", weights_only=True)["model"]
     for key in ("conv1.weight", "layer1.0.conv2.weight", "layer3.1.bn2.running_mean"):
         assert torch.equal(model[f"backbone.body.{key}"], state[key]), key

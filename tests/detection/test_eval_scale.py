@@ -130,8 +130,8 @@ def test_alrp_predict_uses_the_checkpoints_test_scale(
     from alrp_cli.detection.checkpoint import save_checkpoint
     from alrp_cli.detection.config import TrainConfig
 
-    cfg = TrainConfig(data=str(coloured), backbone="resnet18").resolved()
-    assert cfg.test_scale == [833, 500] and cfg.augmentation == "official"
+    cfg = TrainConfig.from_options(data=coloured, backbone="resnet18").resolved()
+    assert cfg.eval.test_scale == [833, 500] and cfg.data.augmentation == "official"
     meta = {"num_classes": 3, "category_ids": [1, 2, 3], "category_names": ["c1", "c2", "c3"]}
     checkpoint = tmp_path / "stub.pt"
     save_checkpoint(checkpoint, {"config": cfg.to_dict(), "meta": meta, "model": {}})

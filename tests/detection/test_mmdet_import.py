@@ -4,12 +4,14 @@ mmdetection's (its formulas written out here), and refusals that name the settin
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
 
+from alrp_cli.detection.build import build_model
 from alrp_cli.detection.checkpoint import load_checkpoint
 from alrp_cli.detection.config import TrainConfig
 from alrp_cli.detection.mmdet_config import (
@@ -19,7 +21,6 @@ from alrp_cli.detection.mmdet_config import (
     setting,
 )
 from alrp_cli.detection.mmdet_import import import_checkpoint, run_config
-from alrp_cli.detection.train import build_model
 from alrp_cli.errors import UserError
 from tests.detection.weights import MMDET_CONFIG, mmdet_checkpoint, mmdet_shapes, save_legacy
 
@@ -128,24 +129,27 @@ def test_every_tensor_lands_in_the_model_unchanged(imported: tuple[dict, Path]) 
 
 def test_the_run_config_is_the_checkpoint_s(imported: tuple[dict, Path]) -> None:
     _, run = imported
-    cfg = TrainConfig.from_dict(load_checkpoint(run / "best.pt")["config"])
-    assert (cfg.loss, cfg.assigner, cfg.backbone, cfg.head_channels) == (
-        "alrp",
-        "maxiou",
-        "resnet18",
-        32,
-    )
-    assert (cfg.pretrained, cfg.group_norm, cfg.p6_from) == (True, False, "c5")
-    assert (cfg.anchor_scales_per_octave, cfg.anchor_ratios) == (2, [0.5, 1.0, 2.0])
-    assert cfg.test_scale == [833, 500] and cfg.image_size == 128
-    assert (cfg.pre_nms_topk, cfg.score_threshold, cfg.nms_iou, cfg.max_detections) == (
+    stored = load_checkpoint(run / "best.pt")["config"]
+    assert json.loads((run / "config.json").read_text()) == stored  # one structure, as train's
+    cfg = TrainConfig.from_dict(stored)
+    m, ev, optim = cfg.model, cfg.eval, cfg.optim
+    assert (m.loss, m.assigner, m.backbone, m.head_channels) == ("alrp", "maxiou", "resnet18", 32)
+    assert (m.pretrained, m.group_norm, m.p6_from) == (True, False, "c5")
+    assert (m.anchor_scales_per_octave, m.anchor_ratios) == (2, [0.5, 1.0, 2.0])
+    assert ev.test_scale == [833, 500] and cfg.data.image_size == 128
+    assert (ev.pre_nms_topk, ev.score_threshold, ev.nms_iou, ev.max_detections) == (
         1000,
         0.05,
         0.5,
         100,
     )
-    assert (cfg.lr, cfg.epochs, cfg.lr_steps, cfg.warmup_iters) == (0.008, 100, [0.6, 0.8], 500)
-    assert cfg.out == str(run)
+    assert (optim.lr, optim.epochs, optim.lr_steps, optim.warmup_iters) == (
+        0.008,
+        100,
+        [0.6, 0.8],
+        500,
+    )
+    assert cfg.runtime.out == str(run)
     assert (run / "config.json").read_text().count('"test_scale"') == 1
 
 
@@ -184,7 +188,7 @@ def test_anchors_and_output_order_are_mmdetection_s(tmp_path: Path) -> None:
     save_legacy(checkpoint, tmp_path / "ck.pth")
     run = import_checkpoint(tmp_path / "ck.pth", tmp_path / "run").run_dir
     saved = load_checkpoint(run / "best.pt")
-    model = build_model(TrainConfig.from_dict(saved["config"]), 3)
+    model = build_model(TrainConfig.from_dict(saved["config"]).model, 3)
     model.load_state_dict(saved["model"])
     with torch.no_grad():
         out = model.eval()(torch.rand(1, 3, 64, 96))

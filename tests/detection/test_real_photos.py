@@ -38,9 +38,10 @@ def _train(data: Path, out: Path, *options: str) -> dict:
                                  *_backbone(data.parent), *TINY, *options])  # fmt: skip
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
-    assert config["augmentation"] == "official" and config["keep_empty_images"] is False
-    assert config["workers"] >= 1  # the COCO preset loads in worker processes
-    assert config["pretrained"] is True and config["backbone_weights"]
+    data_cfg, model = config["data"], config["model"]
+    assert data_cfg["augmentation"] == "official" and data_cfg["keep_empty_images"] is False
+    assert config["runtime"]["workers"] >= 1  # the COCO preset loads in worker processes
+    assert model["pretrained"] is True and model["backbone_weights"]
     steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in steps if r["type"] == "step"]
     assert len(losses) == len(PHOTOS) // 2 and all(math.isfinite(x) for x in losses)
@@ -58,11 +59,11 @@ def _train(data: Path, out: Path, *options: str) -> dict:
 def test_photos_train_through_the_coco_preset(tmp_path: Path) -> None:
     data = write_photo_coco(tmp_path / "photos")
     config = _train(data, tmp_path / "run", "--image-size", "128", "--test-scale", "192,128")
-    assert config["test_scale"] == [192, 128]
+    assert config["eval"]["test_scale"] == [192, 128]
 
 
 @pytest.mark.slow
 def test_coco_sized_photos_train_at_the_official_scales(tmp_path: Path) -> None:
     data = write_photo_coco(tmp_path / "photos", size=(640, 480))
     config = _train(data, tmp_path / "run")
-    assert config["image_size"] == 512 and config["test_scale"] == [833, 500]
+    assert config["data"]["image_size"] == 512 and config["eval"]["test_scale"] == [833, 500]

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 import torch
 
+from alrp_cli.detection.build import lr_factor
 from alrp_cli.detection.engine import NonFiniteLoss
-from alrp_cli.detection.train import lr_factor, train
+from alrp_cli.detection.train import train
 from alrp_cli.errors import UserError
 from tests.detection.tiny import tiny_config
 
@@ -76,7 +77,7 @@ def test_run_directory_and_exact_resume_after_sigint(tiny_coco: Path, tmp_path: 
 
     run = tmp_path / "a"
     config = json.loads((run / "config.json").read_text())
-    assert config["backbone"] == "resnet18" and config["loss"] == "alrp"
+    assert config["model"]["backbone"] == "resnet18" and config["model"]["loss"] == "alrp"
     assert (run / "best.pt").is_file()
     summary = json.loads((run / "eval" / "epoch_002" / "summary.json").read_text())
     assert summary["AP"] == recs[-1]["AP"]
@@ -167,12 +168,16 @@ def test_non_finite_model_outputs_stop_every_loss_the_same_way(
 
 def test_amp_on_cpu_trains_in_bfloat16_with_finite_losses(tiny_coco: Path, tmp_path: Path) -> None:
     from alrp_cli.detection.build import resolve_amp_dtype
-    from alrp_cli.detection.config import TrainConfig
+    from alrp_cli.detection.config import RuntimeConfig, TrainConfig
 
     cpu = torch.device("cpu")
-    assert resolve_amp_dtype(TrainConfig(amp=True), cpu) == torch.bfloat16
-    assert resolve_amp_dtype(TrainConfig(amp=True, amp_dtype="float16"), cpu) == torch.float16
-    assert resolve_amp_dtype(TrainConfig(amp=False), cpu) is None
+
+    def runtime(**options: object) -> RuntimeConfig:
+        return TrainConfig.from_options(**options).runtime
+
+    assert resolve_amp_dtype(runtime(amp=True), cpu) == torch.bfloat16
+    assert resolve_amp_dtype(runtime(amp=True, amp_dtype="float16"), cpu) == torch.float16
+    assert resolve_amp_dtype(runtime(amp=False), cpu) is None
 
     import alrp_cli.detection.engine as engine
 
@@ -221,14 +226,14 @@ def test_bad_options_and_occupied_run_directory(tiny_coco: Path, tmp_path: Path)
 
 
 def test_schedule_warmup_and_steps() -> None:
-    from alrp_cli.detection.config import TrainConfig
+    from alrp_cli.detection.config import OptimConfig
 
-    cfg = TrainConfig(epochs=100, warmup_iters=500, warmup_ratio=1 / 3, lr_steps=[0.75, 0.95])
-    assert lr_factor(0, cfg=cfg, iters_per_epoch=1000) == pytest.approx(1 / 3)
-    assert lr_factor(250, cfg=cfg, iters_per_epoch=1000) == pytest.approx(2 / 3)
-    assert lr_factor(74_999, cfg=cfg, iters_per_epoch=1000) == 1.0
-    assert lr_factor(75_000, cfg=cfg, iters_per_epoch=1000) == pytest.approx(0.1)  # epoch 75
-    assert lr_factor(95_000, cfg=cfg, iters_per_epoch=1000) == pytest.approx(0.01)  # epoch 95
+    cfg = OptimConfig(epochs=100, warmup_iters=500, warmup_ratio=1 / 3, lr_steps=[0.75, 0.95])
+    assert lr_factor(0, optim=cfg, iters_per_epoch=1000) == pytest.approx(1 / 3)
+    assert lr_factor(250, optim=cfg, iters_per_epoch=1000) == pytest.approx(2 / 3)
+    assert lr_factor(74_999, optim=cfg, iters_per_epoch=1000) == 1.0
+    assert lr_factor(75_000, optim=cfg, iters_per_epoch=1000) == pytest.approx(0.1)  # epoch 75
+    assert lr_factor(95_000, optim=cfg, iters_per_epoch=1000) == pytest.approx(0.01)  # epoch 95
 
 
 @pytest.mark.cuda

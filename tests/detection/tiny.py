@@ -25,7 +25,7 @@ def tiny_config(data: Path, out: Path, **overrides: object) -> TrainConfig:
         "device": "cpu",
     }
     values.update(overrides)
-    return TrainConfig(**values)  # type: ignore[arg-type]
+    return TrainConfig.from_options(**values)
 
 
 def make_tiny_coco(folder: Path) -> Path:

@@ -56,9 +56,9 @@ def _predictions(val_ann: Path) -> list[dict]:
 
 @pytest.fixture(scope="session")
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    from alrp_cli.detection.build import build_model
     from alrp_cli.detection.checkpoint import save_checkpoint
     from alrp_cli.detection.data import CocoDataset, coco_layout
-    from alrp_cli.detection.train import build_model
 
     root = tmp_path_factory.mktemp("reliability")
     data = make_tiny_coco(root / "coco")
@@ -67,7 +67,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     # no GroupNorm: at 64 px a single image has one value per group at the coarsest level
     cfg = tiny_config(data, root / "unused", group_norm=False).resolved()
     ds = CocoDataset(paths.val_images, paths.val_ann, train=False, image_size=64)
-    model = build_model(cfg, ds.num_classes)
+    model = build_model(cfg.model, ds.num_classes)
     meta = {"num_classes": ds.num_classes, "category_ids": ds.category_ids,
             "category_names": ds.category_names, "iters_per_epoch": 2}  # fmt: skip
     checkpoint = root / "ck.pt"

@@ -22,13 +22,28 @@ def _predict(world: World, checkpoint: Path, out: Path, *extra: object):
 
 def test_config_that_does_not_describe_the_weights(world: World, tmp_path: Path) -> None:
     state = torch.load(world.checkpoint, weights_only=True)
-    state["config"]["backbone"] = "resnet34"
+    state["config"]["model"]["backbone"] = "resnet34"
     bad = tmp_path / "resnet34.pt"
     torch.save(state, bad)
     before = digest(bad)
     line = assert_refused(_predict(world, bad, tmp_path / "p.json"), bad, "do not match")
     assert "missing" in line
     assert digest(bad) == before and not (tmp_path / "p.json").exists()
+
+
+@pytest.mark.parametrize("form", ["flat", "unknown setting"])
+def test_a_config_of_another_form_is_one_line(world: World, tmp_path: Path, form: str) -> None:
+    state = torch.load(world.checkpoint, weights_only=True)
+    if form == "flat":  # every setting at the top level, not in its group
+        state["config"] = {k: v for group in state["config"].values() for k, v in group.items()}
+        message = "not an alrp training configuration: expected the groups data, model"
+    else:
+        state["config"]["model"]["depth"] = 50
+        message = "model: unknown settings ['depth']"
+    bad = tmp_path / "other.pt"
+    torch.save(state, bad)
+    assert_refused(_predict(world, bad, tmp_path / "p.json"), bad, message)
+    assert not (tmp_path / "p.json").exists()
 
 
 GARBAGE = {

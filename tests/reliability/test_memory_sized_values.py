@@ -164,7 +164,7 @@ def test_train_takes_huge_counts_that_cost_nothing(world: World, tmp_path: Path)
     assert result.exit_code == 0, result.output
     assert (out / "eval" / "epoch_001" / "summary.json").is_file()  # the last epoch
     shown = invoke([*base, "--epochs", HUGE, "--print-config"])
-    assert shown.exit_code == 0 and json.loads(shown.stdout)["epochs"] == HUGE
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["optim"]["epochs"] == HUGE
 
 
 def test_the_limits_say_what_they_are(monkeypatch: pytest.MonkeyPatch) -> None:
