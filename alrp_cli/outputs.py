@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from alrp_cli.atomic import json_text, write_json
-from alrp_cli.detection.run_dir import enclosing_run_dir, owned_by_run
 from alrp_cli.errors import UserError
+from alrp_cli.run_dir import enclosing_run_dir, owned_by_run
 
 PathLike = str | os.PathLike[str]
 STDOUT = "-"

@@ -2,19 +2,24 @@
 
 ``classes_table`` has one row per class with ground truth; ``detections_table`` one row
 per detection (the files ``alrp report`` reads; columns documented in docs/analyze.md).
+pandas is imported when a table is made: ``alrp analyze`` prints its per-class rows
+(:func:`class_rows`) without it unless ``--csv-dir`` asks for the files.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from alrp_cli.atomic import atomic_path
 from analysis.matching import CUT, FP, STATUS_NAMES, TP
 from analysis.pipeline import LOSS_KEYS, AnalysisResult
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DETECTION_COLUMNS = (
     "image_id",
@@ -50,6 +55,13 @@ CLASS_COLUMNS = (
 
 def classes_table(result: AnalysisResult) -> pd.DataFrame:
     """One row per class with ground truth (columns ``CLASS_COLUMNS``), by category id."""
+    import pandas as pd
+
+    return pd.DataFrame(class_rows(result), columns=list(CLASS_COLUMNS))
+
+
+def class_rows(result: AnalysisResult) -> list[dict[str, Any]]:
+    """The rows of :func:`classes_table` as dicts (keys ``CLASS_COLUMNS``), by category id."""
     p, m = result.predictions, result.matches
     counts = {}
     if p is not None and m is not None and result.gt is not None:
@@ -82,7 +94,7 @@ def classes_table(result: AnalysisResult) -> pd.DataFrame:
                 **{k: ranks[cid][k] for k in ("spearman", "kendall", "concordant_share")},
             }
         )
-    return pd.DataFrame(rows, columns=list(CLASS_COLUMNS))
+    return rows
 
 
 def detections_table(result: AnalysisResult) -> pd.DataFrame:
@@ -94,6 +106,8 @@ def detections_table(result: AnalysisResult) -> pd.DataFrame:
     ``status``: tp, fp or ignored (matched to a crowd / out-of-range ground truth, or
     beyond max-dets in its image and class).
     """
+    import pandas as pd
+
     p, m, gt = result.predictions, result.matches, result.gt
     if p is None or m is None or gt is None:
         raise ValueError("this AnalysisResult carries no per-detection data")

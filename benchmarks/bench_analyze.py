@@ -6,17 +6,25 @@ copies of each ground truth with scores loosely tied to their IoU, then backgrou
 boxes of random classes with low scores.
 
 Run:  .venv/bin/python benchmarks/bench_analyze.py [--images 5000] [--dets-per-image 100]
-          [--skip pycocotools,faster-coco-eval] [--out DIR]
+          [--skip pycocotools,faster-coco-eval,...] [--out DIR] [--command-of NAME=PATH]
+          [--rounds 1]
 
-Each of the three runs once, in its own fresh process, one after the other:
+Each of the four runs once, in its own fresh process, one after the other:
   1. pycocotools: COCO(gt), loadRes(results), COCOeval evaluate() + accumulate() + summarize();
   2. faster-coco-eval: the same with its COCO and COCOeval_faster;
   3. `analysis.analyze()`: the whole analysis of the file (parse, validation, the 12 COCO
-     numbers, oLRP, loss values, ranking statistics), which is what `alrp analyze` runs.
-Reported per run: wall seconds of the timed part (for the two COCOeval engines their
-evaluate() + accumulate() alone, and separately their loading), CPU seconds of the
-whole process after its imports (user + system, all threads), and peak resident memory
-(VmHWM) after the imports and at the end. Prints Markdown for docs/benchmarks.md.
+     numbers, oLRP, loss values, ranking statistics), which is what `alrp analyze` runs;
+  4. the `alrp analyze` command itself (`python -m alrp_cli analyze DETECTIONS --gt GT
+     --json FILE`, its tables thrown away): start-up, imports, the analysis, the tables and
+     the JSON, all of it. --command-of NAME=PATH (repeatable) also runs the command of
+     another checkout (PYTHONPATH=PATH), e.g. an older commit, in the same run.
+Reported per run: wall and CPU seconds (user + system, all threads) of the timed part
+(for the two COCOeval engines their evaluate() + accumulate() alone, and separately their
+loading; for the command the whole process), CPU seconds of the whole process after its
+imports (for the command all of it), and peak resident memory (VmHWM) after the imports
+and at the end. --rounds N runs them all N times, round after round, and reports the
+medians (memory: the first round's), so that a change of load on a shared machine does not
+decide a comparison. Prints Markdown for docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -153,14 +162,14 @@ with contextlib.redirect_stdout(io.StringIO()):
     t0 = time.perf_counter()
     gt = COCO(gt_path)
     dt = gt.loadRes(dt_path)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), cpu()
     ev = {evaluator}(gt, dt, "bbox"{extra})
     ev.evaluate()
     ev.accumulate()
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), cpu()
     ev.summarize()
-print(json.dumps({{"load": t1 - t0, "timed": t2 - t1, "cpu": cpu() - c0, "hwm0": m0,
-                  "hwm": hwm(), "AP": float(ev.stats[0])}}))
+print(json.dumps({{"load": t1 - t0, "timed": t2 - t1, "cpu_timed": c2 - c1, "cpu": cpu() - c0,
+                  "hwm0": m0, "hwm": hwm(), "AP": float(ev.stats[0])}}))
 """
 
 CHILDREN = {
@@ -188,15 +197,56 @@ r = analysis.analyze(dt_path, gt_path, progress=progress)
 t1 = time.perf_counter()
 names = list(phases)
 starts = [phases[n] for n in names] + [t1 - t0]
-print(json.dumps({"load": 0.0, "timed": t1 - t0, "cpu": cpu() - c0, "hwm0": m0,
+c1 = cpu() - c0
+print(json.dumps({"load": 0.0, "timed": t1 - t0, "cpu_timed": c1, "cpu": c1, "hwm0": m0,
                   "hwm": hwm(), "AP": r.coco["AP"], "moLRP": r.molrp,
                   "phases": {n: starts[i + 1] - starts[i] for i, n in enumerate(names)}}))
 """,
 }
 
 
+#: The whole command, timed from outside its process (it has no "after the imports").
+COMMAND = "alrp analyze command"
+
+
+def run_command(gt_path: Path, dt_path: Path, checkout: Path = REPO) -> dict:
+    """Run `alrp analyze` in a fresh process; its figures as a dict (CPU and peak memory
+    from the child's own resource usage), with the modules of ``checkout``."""
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    out = dt_path.with_name("analysis.json")
+    argv = [sys.executable, "-m", "alrp_cli", "analyze", str(dt_path), "--gt", str(gt_path)]
+    with tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(
+            [*argv, "--json", str(out)],
+            cwd=dt_path.parent,  # not a checkout: the modules come from PYTHONPATH
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode:
+            err.seek(0)
+            raise RuntimeError(f"alrp analyze failed: {err.read().decode()[-2000:]}")
+    doc = json.loads(out.read_text())
+    return {
+        "load": 0.0,
+        "timed": wall,
+        "cpu_timed": usage.ru_utime + usage.ru_stime,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "hwm0": None,
+        "hwm": usage.ru_maxrss * 1024,
+        "AP": doc["files"][0]["coco"]["AP"],
+        "process_wall": wall,
+    }
+
+
 def run_child(name: str, gt_path: Path, dt_path: Path) -> dict:
     """Run one engine in a fresh process; its figures as a dict."""
+    if name == COMMAND:
+        return run_command(gt_path, dt_path)
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     t0 = time.perf_counter()
     out = subprocess.run(
@@ -218,6 +268,14 @@ def main() -> None:
     ap.add_argument("--dets-per-image", type=int, default=100)
     ap.add_argument("--skip", default="", help="comma-separated engines not to run")
     ap.add_argument("--out", type=Path, default=None, help="keep the generated files here")
+    ap.add_argument(
+        "--command-of",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="also time the whole command of this checkout (repeatable)",
+    )
+    ap.add_argument("--rounds", type=int, default=1, help="run everything this many times")
     args = ap.parse_args()
 
     tmp = args.out or Path(tempfile.mkdtemp(prefix="bench_analyze_"))
@@ -233,12 +291,27 @@ def main() -> None:
     load0 = os.getloadavg()[0]
 
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    results = {}
-    for name in CHILDREN:
-        if name in skip:
-            continue
-        results[name] = r = run_child(name, gt_path, dt_path)
-        print(f"{name}: {json.dumps(r)}", flush=True)
+    others = {}  # the commands of other checkouts, by their rows' names
+    for item in args.command_of:
+        label, _, path = item.partition("=")
+        others[f"{COMMAND} ({label})"] = Path(path).resolve()
+    rounds: dict[str, list[dict]] = {}
+    for _ in range(args.rounds):
+        for name in [n for n in [*CHILDREN, COMMAND] if n not in skip] + list(others):
+            if name in others:
+                r = run_command(gt_path, dt_path, others[name])
+            else:
+                r = run_child(name, gt_path, dt_path)
+            rounds.setdefault(name, []).append(r)
+            print(f"{name}: {json.dumps(r)}", flush=True)
+    # Medians of the times; memory, AP and phases of the first round.
+    results = {
+        name: {
+            **runs[0],
+            **{k: statistics.median(r[k] for r in runs) for k in ("timed", "cpu_timed", "cpu")},
+        }
+        for name, runs in rounds.items()
+    }
 
     mib = 2**20
     print()
@@ -252,6 +325,9 @@ def main() -> None:
         cmd += f" --dets-per-image {args.dets_per_image}"
     if skip:
         cmd += f" --skip {','.join(sorted(skip))}"
+    cmd += "".join(f" --command-of {item}" for item in args.command_of)
+    if args.rounds != 1:
+        cmd += f" --rounds {args.rounds} (medians of the rounds)"
     print(f"Command: {cmd}")
     print(
         f"Case: {args.images} images, {n_gt} ground truths, 80 classes, {n_det} detections, "
@@ -259,16 +335,38 @@ def main() -> None:
     )
     print()
     print(
-        "| run | timed part | wall (s) | loading (s) | CPU, whole process (s) "
+        "| run | timed part | wall (s) | CPU (s) | loading (s) | CPU, whole process (s) "
         "| peak RSS after imports (MiB) | peak RSS (MiB) | growth per detection (bytes) | AP |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    parts = {"alrp analyze": "whole analysis", COMMAND: "whole command, start-up included"}
     for name, r in results.items():
-        part = "whole analysis" if name == "alrp analyze" else "evaluate() + accumulate()"
-        growth = (r["hwm"] - r["hwm0"]) / n_det
+        part = parts.get(name.split(" (")[0], "evaluate() + accumulate()")
+        if r["hwm0"] is None:  # the command: no figures "after the imports"
+            load, after, growth = "(included)", "-", "-"
+        else:
+            load, after = f"{r['load']:.2f}", f"{r['hwm0'] / mib:.0f}"
+            growth = f"{(r['hwm'] - r['hwm0']) / n_det:.0f}"
         print(
-            f"| {name} | {part} | {r['timed']:.2f} | {r['load']:.2f} | {r['cpu']:.2f} | "
-            f"{r['hwm0'] / mib:.0f} | {r['hwm'] / mib:.0f} | {growth:.0f} | {r['AP']:.4f} |"
+            f"| {name} | {part} | {r['timed']:.2f} | {r['cpu_timed']:.2f} | {load} | "
+            f"{r['cpu']:.2f} | "
+            f"{after} | {r['hwm'] / mib:.0f} | {growth} | {r['AP']:.4f} |"
+        )
+    print()
+    for name in [n for n in results if n.startswith(COMMAND)]:
+        r = results[name]
+        ratios = []
+        for n in ("faster-coco-eval", "pycocotools"):
+            if n in results:
+                wall, cpu = (
+                    r["timed"] / results[n]["timed"],
+                    r["cpu_timed"] / results[n]["cpu_timed"],
+                )
+                ratios.append(f"{wall:.2f}× (CPU {cpu:.2f}×) {n}'s evaluate() + accumulate()")
+        print(
+            f"{name}: {r['timed']:.2f} s wall, {r['cpu_timed']:.2f} s CPU; "
+            + ", ".join(ratios)
+            + "."
         )
     if "alrp analyze" in results:
         ph = results["alrp analyze"]["phases"]

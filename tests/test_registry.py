@@ -74,6 +74,32 @@ def test_names_roles_and_lookup() -> None:
         registry.names("figures")
 
 
+def test_the_catalog_lists_every_entry_in_its_roles() -> None:
+    # The catalog is what the command line reads without torch; the entries are the truth.
+    assert tuple(registry.LOSSES) == registry.names() == tuple(c.name for c in registry.CATALOG)
+    for listing in registry.CATALOG:
+        entry = registry.LOSSES[listing.name]
+        assert entry.name == listing.name
+        offered = tuple(r for r in registry.ROLES if getattr(entry, r) is not None)
+        assert listing.roles == offered, f"{listing.name}: catalog {listing.roles}, entry {offered}"
+    assert registry.LOSSES[registry.DEFAULT_LOSS].train is not None
+
+
+def test_listing_the_losses_imports_no_torch() -> None:
+    code = (
+        "import sys\n"
+        "from alrp_cli import registry\n"
+        "listed = [registry.names(r) for r in registry.ROLES], registry.DEFAULT_LOSS\n"
+        "before = 'torch' in sys.modules\n"
+        "registry.get(registry.DEFAULT_LOSS)\n"
+        "print(before, 'torch' in sys.modules, 'torchvision' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    assert out.stdout.split() == ["False", "True", "False"]  # the entries load on first use
+
+
 def test_recipe_values_apply_by_assigner() -> None:
     alrp = registry.get(registry.DEFAULT_LOSS, "train").recipe
     assert alrp is not None and alrp.by_assigner  # aLRP's max-IoU schedule

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -19,13 +19,9 @@ from alrp_cli.cli.options import JSON_HELP, table_console
 from alrp_cli.cli.progress import progress_bar
 from alrp_cli.errors import UserError
 from alrp_cli.outputs import Outputs, write_json_output
-from analysis.ground_truth import load_gt
-from analysis.io import load_predictions
-from analysis.loss_values import LOSS_KEYS
-from analysis.pipeline import AnalysisResult, analysis_document, check_options, resolve_classes
-from analysis.pipeline import analyze as run_analysis
-from analysis.rundir import resolve_predictions
-from analysis.tables import classes_table, safe_label, write_csvs
+
+if TYPE_CHECKING:
+    from analysis.pipeline import AnalysisResult
 
 
 def analyze(
@@ -82,6 +78,13 @@ def analyze(
     ),
 ) -> None:
     """Measure detectors' predictions: COCO AP, oLRP, the losses' values, ranking statistics."""
+    from analysis.ground_truth import load_gt
+    from analysis.io import load_predictions
+    from analysis.pipeline import analysis_document, check_options, resolve_classes
+    from analysis.pipeline import analyze as run_analysis
+    from analysis.rundir import resolve_predictions
+    from analysis.tables import safe_label, write_csvs
+
     given = list(predictions)  # run directories as given: nothing in them may be overwritten
     predictions, gt, names = resolve_predictions(predictions, gt, epoch=epoch)
     labels = _labels(names, label)
@@ -151,6 +154,8 @@ def analyze(
 
 
 def _labels(names: list[str], given: list[str] | None) -> list[str]:
+    from analysis.tables import safe_label
+
     if given:
         if len(given) != len(names):
             raise UserError(
@@ -185,6 +190,8 @@ def _fmt(x: Any, digits: int = 3) -> str:
 
 
 def _print_file(out: Console, r: AnalysisResult, top: int) -> None:
+    from analysis.tables import class_rows
+
     head = f"[bold]{r.label}[/bold]  {r.path}  ({r.n_detections} detections"
     if r.skipped:
         head += ", skipped: " + ", ".join(f"{k} {v}" for k, v in r.skipped.items())
@@ -216,8 +223,8 @@ def _print_file(out: Console, r: AnalysisResult, top: int) -> None:
         summary.caption = UNDEFINED_NOTE
     out.print(summary)
 
-    table = classes_table(r).sort_values(["n_gt", "category_id"], ascending=[False, True])
-    shown = table if top == 0 else table.head(top)
+    table = sorted(class_rows(r), key=lambda row: (-row["n_gt"], row["category_id"]))
+    shown = table if top == 0 else table[:top]
     note = ""
     if len(shown) < len(table):
         note = f" (top {len(shown)} of {len(table)} by ground truth; --top 0 for all)"
@@ -248,9 +255,8 @@ def _print_file(out: Console, r: AnalysisResult, top: int) -> None:
                 t.add_column(name, max_width=16, no_wrap=True, overflow="ellipsis")
             else:
                 t.add_column(name, justify="right", no_wrap=True)
-        for row in shown.itertuples(index=False):
-            d = row._asdict()
-            t.add_row(*[_fmt(d[c]) for c, _ in cols])
+        for row in shown:
+            t.add_row(*[_fmt(row[c]) for c, _ in cols])
         out.print(t)
 
     deciles = Table(title=f"{r.label}: mean IoU of TPs per score decile (1 = lowest scores)")
@@ -268,6 +274,8 @@ def _print_file(out: Console, r: AnalysisResult, top: int) -> None:
 
 
 def _comparison(results: list[AnalysisResult]) -> Table:
+    from analysis.loss_values import LOSS_KEYS
+
     table = Table(title="comparison")
     table.add_column("metric")
     for r in results:

@@ -1,7 +1,11 @@
 """The Typer application: global options, error mapping, and the one place commands register.
 
 Commands live one per module in this package; each module exposes a function that
-:func:`_register` adds to the app. Library errors become exit codes here:
+:func:`_register` adds to the app. A command module imports only typer, rich and light
+project modules at its top (its option declarations need nothing more); its library is
+imported inside the command function, so that the command tree, ``--help``, ``--version``
+and option errors cost no torch, torchvision, pandas or scipy (tests/cli/test_startup.py
+checks which heavy modules each command loads). Library errors become exit codes here:
 :class:`~alrp_cli.errors.UserError` -> 2 with a one-line message on stderr,
 :class:`~alrp_cli.errors.CheckFailed` -> 1.
 """
@@ -207,6 +211,21 @@ def _register() -> None:
 
 
 _register()
+
+
+def command_paths() -> list[list[str]]:
+    """The path of every command and command group of ``alrp`` (e.g. ``["data", "synth"]``),
+    in alphabetical order, from the command tree itself: what the start-up test and
+    benchmark run one by one."""
+    found: list[list[str]] = []
+
+    def walk(command: Any, path: list[str]) -> None:
+        for name, sub in sorted(getattr(command, "commands", {}).items()):
+            found.append([*path, name])
+            walk(sub, [*path, name])
+
+    walk(typer.main.get_command(app), [])
+    return found
 
 
 def main() -> None:

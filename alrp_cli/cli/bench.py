@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from alrp_cli.bench import DEFAULT_GRID, LOSSES, BenchRow, parse_size, run_bench
+from alrp_cli import registry
 from alrp_cli.cli.options import JSON_HELP, table_console
 from alrp_cli.cli.progress import progress_bar
 from alrp_cli.device import DEVICE_HELP, resolve_device
@@ -18,13 +18,12 @@ from alrp_cli.errors import UserError
 from alrp_cli.limits import LOSS_BYTES_PER_EXAMPLE, SEED_MAX, check_fits, check_per_core
 from alrp_cli.outputs import Outputs, write_json_output
 
+if TYPE_CHECKING:
+    from alrp_cli.bench import BenchRow
+
 MAX_REPEATS = 1000  # a median of more says nothing new, and a typo's 10^12 never ends
-DTYPES = {
-    "float32": torch.float32,
-    "float64": torch.float64,
-    "float16": torch.float16,
-    "bfloat16": torch.bfloat16,
-}
+#: The logits dtypes --dtype takes: names of torch dtypes.
+DTYPES = ("float32", "float64", "float16", "bfloat16")
 
 
 def _ms(seconds: float | None) -> str:
@@ -41,10 +40,10 @@ def _ratio(x: float) -> str:
     return f"{rounded:,.0f}×" if rounded >= 10 else f"{rounded:g}×"
 
 
-def _table(rows: list[BenchRow]) -> Table:
+def _table(rows: list[BenchRow], threads: int) -> Table:
     table = Table(
         title=f"Forward + backward, median ms ({rows[0].device}, {rows[0].dtype}, "
-        f"{torch.get_num_threads()} threads)",
+        f"{threads} threads)",
         caption="speed-up = loop / fast; fast/sort ≤ 1 means faster than one torch.sort of "
         "the logits; peak = extra memory above the inputs (MiB)",
         box=box.SIMPLE_HEAD,
@@ -85,7 +84,9 @@ def bench(
         help="A grid cell PxN (repeatable), e.g. 1000x2M. Default: 100x200k, 1000x2M.",
     ),
     loss: list[str] | None = typer.Option(
-        None, "--loss", help=f"Loss to time (repeatable): {', '.join(LOSSES)}. Default: all."
+        None,
+        "--loss",
+        help=f"Loss to time (repeatable): {', '.join(registry.names('bench'))}. Default: all.",
     ),
     device: str = typer.Option("auto", help=DEVICE_HELP),
     dtype: str = typer.Option("float32", help="Logits dtype: " + ", ".join(DTYPES) + "."),
@@ -107,10 +108,15 @@ def bench(
 
     Example: alrp bench --size 1000x2M --repeats 5 --json bench.json
     """
+    import torch
+
+    from alrp_cli.bench import DEFAULT_GRID, LOSSES, parse_size, run_bench
+
     grid = [parse_size(s) for s in size] if size else list(DEFAULT_GRID)
     losses = tuple(loss) if loss else LOSSES
     if dtype not in DTYPES:
         raise UserError(f"--dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
+    logits_dtype = getattr(torch, dtype)
     dev = resolve_device(device)
     for name, value, least in (
         ("--repeats", repeats, 1),
@@ -122,7 +128,7 @@ def bench(
         check_per_core(threads, "--threads", what="threads")
     for positives, examples in grid:  # the inputs, the gradients and the sort's buffers
         check_fits(
-            examples * LOSS_BYTES_PER_EXAMPLE * DTYPES[dtype].itemsize / 4,
+            examples * LOSS_BYTES_PER_EXAMPLE * logits_dtype.itemsize / 4,
             "--size",
             what=f"{positives}x{examples} ({examples:,} examples)",
             device=dev,
@@ -138,14 +144,14 @@ def bench(
             grid,
             losses=losses,
             device=dev,
-            dtype=DTYPES[dtype],
+            dtype=logits_dtype,
             repeats=repeats,
             reference_repeats=reference_repeats,
             seed=seed,
             progress=lambda what: progress.update(task, advance=1, description=what),
         )
     out = table_console(json_path, pipe_width=120)
-    out.print(_table(rows))
+    out.print(_table(rows, torch.get_num_threads()))
     if json_path is not None:
         write_json_output(
             json_path,

@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from alrp_cli import registry
 from alrp_cli.atomic import atomic_path
-from alrp_cli.balance import (
-    LOSS_NAMES,
-    BalanceConfig,
-    BalanceReport,
-    failure_message,
-    run_balance_check,
-)
 from alrp_cli.cli.options import JSON_HELP, table_console
 from alrp_cli.cli.progress import progress_bar
 from alrp_cli.device import DEVICE_HELP
@@ -25,6 +20,9 @@ from alrp_cli.errors import CheckFailed, UserError
 from alrp_cli.limits import SEED_MAX
 from alrp_cli.outputs import Outputs, write_json_output
 from alrp_cli.registry import BALANCED, ZERO_SUM
+
+if TYPE_CHECKING:
+    from alrp_cli.balance import BalanceReport
 
 PLOT_FORMATS = ("png", "pdf", "svg")
 
@@ -118,7 +116,7 @@ def check_balance_command(
     loss: list[str] | None = typer.Option(
         None,
         "--loss",
-        help=f"Loss to check: {', '.join(LOSS_NAMES)} (repeatable; default all).",
+        help=f"Loss to check: {', '.join(registry.names('balance'))} (repeatable; default all).",
     ),
     trials: int = typer.Option(
         200, "--trials", help="Number of random problems (at most 1,000,000)."
@@ -167,6 +165,8 @@ def check_balance_command(
     Exit 0 when all hold on every trial, 1 when one does not (naming the trial), 2 on bad
     input. Focal loss and BCE are shown for contrast (their Σpos/Σneg ratio) and never fail.
     """
+    from alrp_cli.balance import BalanceConfig, failure_message, run_balance_check
+
     config = BalanceConfig(
         losses=tuple(loss or ()) or BalanceConfig.losses,
         trials=trials,

@@ -11,19 +11,10 @@ from rich.table import Table
 
 from alrp_cli.cli.options import JSON_HELP, table_console
 from alrp_cli.cli.progress import progress_bar
-from alrp_cli.detection.data import (
-    HARD_CLASSES,
-    SYNTH_CLASSES,
-    coco_layout,
-    coco_summary,
-    load_coco,
-    make_synthetic_coco,
-    resolve_data,
-)
-from alrp_cli.detection.data.preview import render_preview
 from alrp_cli.errors import UserError
 from alrp_cli.limits import SEED_MAX
 from alrp_cli.outputs import Outputs, write_json_output
+from alrp_cli.synth_classes import SYNTH_CLASSES
 
 data_app = typer.Typer(
     name="data",
@@ -89,6 +80,14 @@ def synth(
     Coloured circles, squares, triangles, crosses and rings (12-60 px at 128 px), 1-6 per image,
     overlapping, on textured backgrounds. Pass the folder to `alrp train --data`.
     """
+    from alrp_cli.detection.data import (
+        HARD_CLASSES,
+        coco_layout,
+        coco_summary,
+        load_coco,
+        make_synthetic_coco,
+    )
+
     names = tuple(c.strip() for c in classes.split(",") if c.strip())
     if preset == "hard" and names == SYNTH_CLASSES:
         names = HARD_CLASSES
@@ -151,6 +150,9 @@ def preview(
     cell: int = typer.Option(256, "--cell", help="Side of each drawn image in pixels."),
 ) -> None:
     """Draw the first images of a COCO-format dataset with their boxes into one image."""
+    from alrp_cli.detection.data import resolve_data
+    from alrp_cli.detection.data.preview import render_preview
+
     out = output
     if out is None:
         raise UserError("give -o/--output FILE: the image to write")
@@ -180,6 +182,8 @@ def info(
     ),
 ) -> None:
     """Count the images and boxes (per class and COCO size range) of COCO annotation files."""
+    from alrp_cli.detection.data import coco_summary, load_coco, resolve_data
+
     files: dict[str, Path] = {}
     if data is not None:
         paths = resolve_data(data)

@@ -30,12 +30,12 @@ from alrp_cli.detection.head_losses import make_loss_module
 from alrp_cli.detection.metrics_log import MetricsLog
 from alrp_cli.detection.model import Detector
 from alrp_cli.detection.pretrained import backbone_state_dict
-from alrp_cli.detection.run_dir import (
+from alrp_cli.errors import UserError
+from alrp_cli.run_dir import (
     check_new_run_dir,
     create_run_dir,
     resume_checkpoint,
 )
-from alrp_cli.errors import UserError
 
 EventFn = Callable[[dict[str, Any]], None]
 

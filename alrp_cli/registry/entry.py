@@ -11,7 +11,9 @@ small form per place that uses it; a form left ``None`` means the loss is not of
 - :class:`BenchForm`: ``alrp bench`` (the fast kernel against the loop reference);
 - :class:`Style`: how the figures draw it.
 
-Torch only at import time: forms that need torchvision import it inside their functions.
+Importing this module imports no torch (the command line reads the registry to list the
+losses); the entries themselves import torch and :mod:`alrp_cli.losses`, and forms that
+need torchvision import it inside their functions.
 """
 
 from __future__ import annotations
@@ -20,10 +22,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import Tensor, nn
-
 if TYPE_CHECKING:
+    from torch import Tensor, nn
+
     from alrp_cli.loss_inputs import LossInputs
     from alrp_cli.losses.collective import Collective
 
@@ -104,7 +105,7 @@ class LossParts:
     value: float = float("nan")
 
 
-TrainLoss = Callable[["LossInputs", "nn.Module | None", "Collective | None"], LossParts]
+TrainLoss = Callable[["LossInputs", "nn.Module | None", "Collective | None"], "LossParts"]
 
 
 @dataclass(frozen=True)
@@ -137,10 +138,10 @@ class HeadForm:
 
 #: ``fn(logits (N,), targets (N,) int64 in {1, 0, -1}, loc_errors (P,), delta) -> scalar``,
 #: or one scalar per part of the update (a tuple, in :attr:`BalanceForm.parts` order).
-BalanceFn = Callable[[Tensor, Tensor, Tensor, float], "Tensor | tuple[Tensor, ...]"]
+BalanceFn = Callable[["Tensor", "Tensor", "Tensor", float], "Tensor | tuple[Tensor, ...]"]
 #: ``(logits, targets, loc_errors, delta) -> (loss value, d loss / d logits)``, or one such
 #: pair per part (a tuple, in :attr:`BalanceForm.parts` order).
-BalanceReference = Callable[[Tensor, Tensor, Tensor, float], Any]
+BalanceReference = Callable[["Tensor", "Tensor", "Tensor", float], Any]
 
 #: The rules a part of an update obeys (:attr:`BalancePart.rule`). BALANCED: the positives'
 #: and the negatives' total magnitudes are equal, Σ_{i∈P} |g_i| = Σ_{j∈N} |g_j| (Theorem 2
@@ -201,7 +202,7 @@ class Measure:
 
 #: ``values(logits (M,) float64, targets (M,) int64 in {1, 0, -1}, ious (P,) float64 of the
 #: true positives, iou_threshold, delta) -> {measure key: float}``, run under no_grad.
-AnalysisValues = Callable[[Tensor, Tensor, Tensor, float, float], dict[str, float]]
+AnalysisValues = Callable[["Tensor", "Tensor", "Tensor", float, float], dict[str, float]]
 
 
 @dataclass(frozen=True)
@@ -272,6 +273,8 @@ def positives_of_batch(inputs: LossInputs, collective: Collective | None) -> flo
     what the summed losses of a detector are divided by."""
     num_pos = float(inputs.num_pos)
     if collective is not None:
+        import torch
+
         count = torch.tensor([num_pos], dtype=torch.float64, device=inputs.logits.device)
         num_pos = float(collective.all_reduce_sum(count).item())
     return max(1.0, num_pos)

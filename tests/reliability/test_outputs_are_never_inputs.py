@@ -144,7 +144,7 @@ RUN_FILES = 8  # the run directory of the world fixture: 7 files and its eval fo
 
 
 def test_the_run_directory_holds_every_file_a_run_owns(world: World) -> None:
-    from alrp_cli.detection.run_dir import OWNED
+    from alrp_cli.run_dir import OWNED
 
     files = world.run_files()
     assert len(files) == RUN_FILES

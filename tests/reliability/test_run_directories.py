@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from alrp_cli.detection import run_dir
+from alrp_cli import run_dir
 from alrp_cli.errors import UserError
 from tests.detection.tiny import TINY_CLI_OPTIONS
 from tests.reliability.conftest import World, assert_refused, digest, invoke

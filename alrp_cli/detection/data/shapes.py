@@ -17,8 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-SYNTH_CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "cross", "ring")
-"""Names of the synthetic classes, in category-id order (id = position + 1)."""
+from alrp_cli.synth_classes import SYNTH_CLASSES
 
 GENERATOR_VERSION = 3
 """Bumped whenever the drawing changes; part of the cache key and of ``alrp-synth.json``."""
