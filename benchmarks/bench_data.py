@@ -83,7 +83,7 @@ def _time_train(data: Path, out: Path, workers: int) -> float:
     iteration (worker start) left out."""
     import json
 
-    from alrp_cli.detection.config import TrainConfig
+    from alrp_cli.config.training import TrainConfig
     from alrp_cli.detection.train import train
 
     cfg = TrainConfig.from_options(data=data, out=out, epochs=1, workers=workers, threads=1,

@@ -43,8 +43,8 @@ from typing import Any
 
 from alrp_cli import registry
 from alrp_cli.atomic import write_json, write_text
-from alrp_cli.detection.config import TrainConfig
-from alrp_cli.detection.presets import PRESETS
+from alrp_cli.config.presets import PRESETS
+from alrp_cli.config.training import TrainConfig
 
 LOSSES = registry.names("train")
 #: The loss of the --ablation runs: they vary its self-balance and its head (aLRP).
@@ -421,9 +421,9 @@ def main(argv: list[str] | None = None) -> None:
     import sys
 
     from alrp_cli.detection.data import make_synthetic_coco
-    from alrp_cli.detection.data.synthetic import MARKER
     from alrp_cli.errors import UserError
     from alrp_cli.outputs import Outputs
+    from alrp_cli.synth_names import MARKER
 
     args = parse(sys.argv[1:] if argv is None else argv)
     try:  # the CLI's output checks: one line and exit 2, never an input overwritten

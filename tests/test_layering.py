@@ -7,7 +7,8 @@ it is the only package that imports torchvision's detector classes.
 The registry of losses (``alrp_cli/registry``) is read by all of them, analysis included,
 so it uses only the losses and the shared helpers; so do the shared modules that flatten
 head outputs into loss inputs and read and write ``loss_inputs.pt``, which detection and
-integrations both use.
+integrations both use. The training configuration's declaration (``alrp_cli/config``) is
+read by the CLI and by detection, so it too uses only the registry and the shared helpers.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ FORBIDDEN = {
     "alrp_cli/registry": SHARED,
     "alrp_cli/loss_inputs": (*SHARED, "alrp_cli.registry"),
     "alrp_cli/loss_inputs_file": (*SHARED, "alrp_cli.registry"),
+    # the training configuration, read by the CLI's tree of every command: plain data
+    "alrp_cli/config": SHARED,
 }
 ALLOWED = {"alrp_cli/losses": ("alrp_cli.losses",)}
 

@@ -12,11 +12,11 @@ import pytest
 from torch import nn
 
 from alrp_cli import registry
+from alrp_cli.config.presets import PRESETS
+from alrp_cli.config.training import CHOICES, TrainConfig
 from alrp_cli.detection.anchors import anchor_sizes
 from alrp_cli.detection.build import build_model
-from alrp_cli.detection.config import CHOICES, TrainConfig
 from alrp_cli.detection.model import Detector
-from alrp_cli.detection.presets import PRESETS
 from alrp_cli.registry import NEEDS, SELF_BALANCE, LossEntry
 from tests.conftest import REPO
 

@@ -14,7 +14,7 @@ from alrp_cli.cli.progress import progress_bar
 from alrp_cli.errors import UserError
 from alrp_cli.limits import SEED_MAX
 from alrp_cli.outputs import Outputs, write_json_output
-from alrp_cli.synth_classes import SYNTH_CLASSES
+from alrp_cli.synth_names import SYNTH_CLASSES
 
 data_app = typer.Typer(
     name="data",

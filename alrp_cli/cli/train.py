@@ -1,5 +1,5 @@
 """``alrp train``: options made from the configuration's declaration
-(:mod:`alrp_cli.detection.config`), one call of :func:`alrp_cli.detection.launch.run_training`,
+(:mod:`alrp_cli.config.training`), one call of :func:`alrp_cli.detection.launch.run_training`,
 and its progress drawn in the one progress style."""
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from rich.table import Table
 
 from alrp_cli.cli.options import JSON_HELP, table_console
 from alrp_cli.cli.progress import progress_bar
-from alrp_cli.detection.config import FIELDS, Field, TrainConfig
-from alrp_cli.detection.presets import PRESETS
-from alrp_cli.detection.settings import option_flag, option_help
+from alrp_cli.config.presets import PRESETS
+from alrp_cli.config.settings import option_flag, option_help
+from alrp_cli.config.training import FIELDS, Field, TrainConfig
 from alrp_cli.outputs import Outputs, write_json_output
 
 #: The help panel of each configuration group.

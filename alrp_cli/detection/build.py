@@ -19,8 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from alrp_cli.atomic import write_json
+from alrp_cli.config.training import ModelConfig, OptimConfig, RuntimeConfig, TrainConfig
 from alrp_cli.detection.checkpoint import load_checkpoint, load_weights, set_rng_state
-from alrp_cli.detection.config import ModelConfig, OptimConfig, RuntimeConfig, TrainConfig
 from alrp_cli.detection.data import CocoDataset, coco_layout, collate, resolve_data
 from alrp_cli.detection.data.annotations import CROWD, box_counts, describe
 from alrp_cli.detection.data.coco import image_problem

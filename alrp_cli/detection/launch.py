@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from alrp_cli.errors import AlrpError
 
 if TYPE_CHECKING:
-    from alrp_cli.detection.config import TrainConfig
+    from alrp_cli.config.training import TrainConfig
     from alrp_cli.detection.train import TrainResult
 
 

@@ -21,9 +21,9 @@ from torch import Tensor
 from torchvision.models.detection import RetinaNet_ResNet50_FPN_Weights
 
 from alrp_cli.atomic import write_json
+from alrp_cli.config.training import TrainConfig
 from alrp_cli.detection.build import build_model
 from alrp_cli.detection.checkpoint import save_checkpoint, state_mismatch
-from alrp_cli.detection.config import TrainConfig
 from alrp_cli.detection.mmdet_config import load_config_file, parse_config_text, setting
 from alrp_cli.errors import UserError
 from alrp_cli.run_dir import check_new_run_dir, create_run_dir

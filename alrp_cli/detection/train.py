@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from alrp_cli.atomic import atomic_path, write_json
+from alrp_cli.config.training import TrainConfig
 from alrp_cli.detection.build import EventFn, Run, setup, train_loader, val_loader
 from alrp_cli.detection.checkpoint import save_checkpoint
-from alrp_cli.detection.config import TrainConfig
 from alrp_cli.detection.engine import evaluate, predict_loader, train_one_epoch
 from alrp_cli.detection.recording import loss_inputs_meta, loss_inputs_recorder
 from alrp_cli.errors import AlrpError

@@ -197,7 +197,7 @@ def test_smoke_run_trains_every_arm_in_two_processes_and_resumes(tmp_path: Path)
 def test_bad_paths_exit_2_with_one_line_and_inputs_unchanged(
     tmp_path: Path, case: str, capsys
 ) -> None:
-    from alrp_cli.detection.data.synthetic import MARKER
+    from alrp_cli.synth_names import MARKER
 
     data = tmp_path / "hard"
     data.mkdir()

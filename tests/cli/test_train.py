@@ -130,7 +130,7 @@ def test_an_interrupted_run_exits_128_plus_the_signal(
 
 
 def test_a_global_batch_that_does_not_split_over_the_processes_is_refused() -> None:
-    from alrp_cli.detection.config import TrainConfig
+    from alrp_cli.config.training import TrainConfig
     from alrp_cli.errors import UserError
 
     TrainConfig.from_options(batch_size=6).check_world_size(3)

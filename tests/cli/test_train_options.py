@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 from alrp_cli import registry
 from alrp_cli.cli.app import app
-from alrp_cli.detection.config import CHOICES, FIELDS, GROUPS, Field, TrainConfig
-from alrp_cli.detection.presets import PRESETS
-from alrp_cli.detection.settings import option_flag, option_help
+from alrp_cli.config.presets import PRESETS
+from alrp_cli.config.settings import option_flag, option_help
+from alrp_cli.config.training import CHOICES, FIELDS, GROUPS, Field, TrainConfig
 
 runner = CliRunner()
 OPTIONS = {name: f for name, f in FIELDS.items() if f.setting.option}

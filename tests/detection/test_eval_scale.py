@@ -126,9 +126,9 @@ def test_alrp_predict_uses_the_checkpoints_test_scale(
     coloured: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from alrp_cli.cli.app import app
+    from alrp_cli.config.training import TrainConfig
     from alrp_cli.detection import predict as predict_module
     from alrp_cli.detection.checkpoint import save_checkpoint
-    from alrp_cli.detection.config import TrainConfig
 
     cfg = TrainConfig.from_options(data=coloured, backbone="resnet18").resolved()
     assert cfg.eval.test_scale == [833, 500] and cfg.data.augmentation == "official"

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from alrp_cli.config.training import TrainConfig
 from alrp_cli.detection.build import build_model
 from alrp_cli.detection.checkpoint import load_checkpoint
-from alrp_cli.detection.config import TrainConfig
 from alrp_cli.detection.mmdet_config import (
     Unsupported,
     load_config_file,

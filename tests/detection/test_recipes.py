@@ -19,9 +19,9 @@ import torch
 from typer.testing import CliRunner
 
 from alrp_cli.cli.app import app
+from alrp_cli.config.training import TrainConfig
 from alrp_cli.detection.anchors import ExactAnchorGenerator, anchor_sizes
 from alrp_cli.detection.build import lr_factor
-from alrp_cli.detection.config import TrainConfig
 from alrp_cli.detection.model import Anchors
 from alrp_cli.errors import UserError
 

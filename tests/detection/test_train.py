@@ -167,8 +167,8 @@ def test_non_finite_model_outputs_stop_every_loss_the_same_way(
 
 
 def test_amp_on_cpu_trains_in_bfloat16_with_finite_losses(tiny_coco: Path, tmp_path: Path) -> None:
+    from alrp_cli.config.training import RuntimeConfig, TrainConfig
     from alrp_cli.detection.build import resolve_amp_dtype
-    from alrp_cli.detection.config import RuntimeConfig, TrainConfig
 
     cpu = torch.device("cpu")
 
@@ -226,7 +226,7 @@ def test_bad_options_and_occupied_run_directory(tiny_coco: Path, tmp_path: Path)
 
 
 def test_schedule_warmup_and_steps() -> None:
-    from alrp_cli.detection.config import OptimConfig
+    from alrp_cli.config.training import OptimConfig
 
     cfg = OptimConfig(epochs=100, warmup_iters=500, warmup_ratio=1 / 3, lr_steps=[0.75, 0.95])
     assert lr_factor(0, optim=cfg, iters_per_epoch=1000) == pytest.approx(1 / 3)

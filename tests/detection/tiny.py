@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alrp_cli.detection.config import TrainConfig
+from alrp_cli.config.training import TrainConfig
 
 
 def tiny_config(data: Path, out: Path, **overrides: object) -> TrainConfig:

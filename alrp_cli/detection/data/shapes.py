@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from alrp_cli.synth_classes import SYNTH_CLASSES
+from alrp_cli.synth_names import SYNTH_CLASSES
 
 GENERATOR_VERSION = 3
 """Bumped whenever the drawing changes; part of the cache key and of ``alrp-synth.json``."""

@@ -37,6 +37,7 @@ from alrp_cli.detection.data.shapes_hard import (
 )
 from alrp_cli.errors import UserError
 from alrp_cli.limits import check_fits
+from alrp_cli.synth_names import MARKER  # written last: marks the folder as ours
 
 __all__ = [
     "HARD_CLASSES",
@@ -47,8 +48,6 @@ __all__ = [
     "synthetic_dataset_dir",
 ]
 
-MARKER = "alrp-synth.json"
-"""Written last into every synthetic dataset folder: its parameters; marks the folder as ours."""
 MIN_IMAGE_SIZE = 32
 BYTES_PER_IMAGE_RECORD = 1024
 """Memory the annotations of one image take at least while a split is written (its image

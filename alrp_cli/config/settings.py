@@ -1,10 +1,10 @@
 """How one field of the training configuration is declared: its help, choices, bounds,
-parsing and checks, written once in :mod:`alrp_cli.detection.config`.
+parsing and checks, written once in :mod:`alrp_cli.config.training`.
 
 A field of a configuration group is a dataclass field made by :func:`setting`; its
 metadata holds a :class:`Setting`. ``alrp train``'s options (their spelling, type, help
 and per-preset defaults), the parsing of the list options and the checks of
-:meth:`~alrp_cli.detection.config.TrainConfig.validate` all read it. Nothing here imports
+:meth:`~alrp_cli.config.training.TrainConfig.validate` all read it. Nothing here imports
 torch: ``alrp train --help`` reads it.
 """
 

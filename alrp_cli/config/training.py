@@ -1,14 +1,14 @@
 """Every setting of a training run, declared once, and how unset ones resolve.
 
 The configuration is five groups, each a dataclass whose fields are declared with
-:func:`~alrp_cli.detection.settings.setting` (type, default, help, choices, bounds):
+:func:`~alrp_cli.config.settings.setting` (type, default, help, choices, bounds):
 :class:`DataConfig`, :class:`ModelConfig`, :class:`OptimConfig`, :class:`EvalConfig` and
 :class:`RuntimeConfig`, held by :class:`TrainConfig`. ``alrp train``'s options, their help,
 ``--print-config``, ``config.json`` (``{"data": {...}, "model": {...}, ...}``) and
 :meth:`TrainConfig.validate` all come from this declaration; a checkpoint's ``model`` and
 ``eval`` groups are what ``alrp predict`` rebuilds the detector from.
 
-Settings left ``None`` resolve by preset (:data:`~alrp_cli.detection.presets.PRESETS`):
+Settings left ``None`` resolve by preset (:data:`~alrp_cli.config.presets.PRESETS`):
 with no dataset given (or a folder written by ``alrp data synth``) the run trains on the
 synthetic shapes dataset with a small configuration that finishes on a laptop CPU; with
 any other COCO-format dataset the defaults are the official configuration of the chosen
@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from alrp_cli import registry
-from alrp_cli.detection.presets import PRESETS, default_workers
-from alrp_cli.detection.settings import (
+from alrp_cli.config.presets import PRESETS, default_workers
+from alrp_cli.config.settings import (
     Setting,
     option_flag,
     parse_numbers,
@@ -327,7 +327,7 @@ class TrainConfig:
     def preset(self) -> str:
         """'synthetic' with no dataset given or a ``--data`` folder written by ``alrp data
         synth`` (it holds ``alrp-synth.json``), 'coco' otherwise."""
-        from alrp_cli.detection.data.synthetic import MARKER
+        from alrp_cli.synth_names import MARKER
 
         d = self.data
         if d.data is not None and (Path(d.data) / MARKER).is_file():
