@@ -335,17 +335,25 @@ def trains_batch_norm(model: Detector) -> bool:
     """Whether ``model`` has BatchNorm that learns batch statistics in training (then
     several processes need SyncBatchNorm). A pretrained backbone's BatchNorm stays in eval
     mode (``norm_eval``): fixed statistics, the same on every process."""
-    return not model.norm_eval and any(type(m) is nn.BatchNorm2d for m in model.modules())
+    return not model.norm_eval and any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()
+    )
 
 
-def _wrap_model(model: Detector, dist: Dist, device: torch.device) -> nn.Module:
+def _wrap_model(
+    model: Detector, dist: Dist, device: torch.device, *, ran_on_several: bool = False
+) -> nn.Module:
     """DistributedDataParallel over several processes, with BatchNorm statistics of the global
     batch where BatchNorm trains (so N processes × batch B compute what one process computes
-    at batch N·B); the model itself alone."""
+    at batch N·B); the model itself alone. A CPU run that ran on several processes and now
+    runs on one (``ran_on_several``: resumed) keeps the ranks' BatchNorm arithmetic
+    (:class:`~.distributed.CpuSyncBatchNorm`), so that it continues to rounding; a fresh
+    process alone keeps torch's faster kernel."""
+    several = dist.distributed or (ran_on_several and device.type != "cuda")
+    if trains_batch_norm(model) and several:
+        sync_batch_norm(model, device)
     if not dist.distributed:
         return model
-    if trains_batch_norm(model):
-        sync_batch_norm(model, device)
     ids = [device.index] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
@@ -392,7 +400,8 @@ def _setup(
         assert checkpoint_file is not None
         load_weights(model, checkpoint["model"], checkpoint_file)
     run_dir = _open_run_dir(cfg, run_dir, dist)
-    forward = _wrap_model(model, dist, device)
+    ran_on_several = checkpoint is not None and checkpoint["config"]["runtime"]["world_size"] > 1
+    forward = _wrap_model(model, dist, device, ran_on_several=ran_on_several)
     optimizer, scheduler = _optimizer(model, optim, iters_per_epoch)
     amp_dtype = resolve_amp_dtype(rt, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)

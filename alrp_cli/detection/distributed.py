@@ -157,24 +157,35 @@ class _AllReduceSum(torch.autograd.Function):
 
 
 class CpuSyncBatchNorm(nn.BatchNorm2d):
-    """BatchNorm2d whose training statistics are those of the global batch, on any backend.
+    """BatchNorm2d whose training statistics are those of the global batch, computed the
+    same way in one process as in several.
 
     ``torch.nn.SyncBatchNorm`` runs on CUDA only; this is the same computation for gloo:
-    per-channel count, sum and sum of squares (float64) are summed over the ranks by a
-    differentiable all-reduce, so the forward pass and
-    its gradient equal one process's BatchNorm over the concatenated batch. Input
-    Tensor[B, C, H, W]; evaluation uses the running statistics, as BatchNorm2d.
+    per-channel count, sum and sum of squares (float64 sums) are summed over the ranks by a
+    differentiable all-reduce, so the forward pass and its gradient equal one process's
+    BatchNorm over the concatenated batch. One process (no process group, or a group of
+    one) sums nothing and computes the rest the same way: float64 sums of 4 images and of
+    2 + 2 differ by float64 rounding, which the float32 statistics drop, so one process at
+    batch N·B takes the forward pass of N processes at batch B bit for bit. Torch's kernel
+    rounds otherwise (3e-6 apart at the detector's head): enough to move a ReLU input that
+    close to 0 to its other side, and the run onto another path (a run resumed on another
+    number of processes ended 6e-4 from the one it continued). Input Tensor[B, C, H, W];
+    evaluation uses the running statistics, as BatchNorm2d.
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        if not self.training or not tdist.is_initialized():
+        if not self.training:
             return super().forward(x)
-        c = x.shape[1]
-        x64 = x.double()
+        c, x32 = x.shape[1], x.float()
         local = torch.cat(
-            [x64.sum((0, 2, 3)), (x64 * x64).sum((0, 2, 3)), x64.new_tensor([x.numel() / c])]
+            [
+                x32.sum((0, 2, 3), dtype=torch.float64),
+                x32.square().sum((0, 2, 3), dtype=torch.float64),
+                torch.tensor([x.numel() / c], dtype=torch.float64, device=x.device),
+            ]
         )
-        total = _AllReduceSum.apply(local)
+        several = tdist.is_initialized() and tdist.get_world_size() > 1
+        total = _AllReduceSum.apply(local) if several else local
         n = total[-1]
         mean = total[:c] / n
         var = (total[c : 2 * c] / n - mean * mean).clamp_min(0)
@@ -186,11 +197,14 @@ class CpuSyncBatchNorm(nn.BatchNorm2d):
                 self.running_mean.mul_(1 - m).add_(m * mean.to(self.running_mean.dtype))
                 unbiased = var * n / (n - 1).clamp_min(1)
                 self.running_var.mul_(1 - m).add_(m * unbiased.to(self.running_var.dtype))
-        scale = torch.rsqrt(var + self.eps).float()
-        y = (x.float() - mean.float()[None, :, None, None]) * scale[None, :, None, None]
+        scale = torch.rsqrt(var + self.eps)
         if self.affine:
-            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
-        return y.to(x.dtype)
+            scale = scale * self.weight
+        centred = x32 - mean.float()[None, :, None, None]
+        scale32 = scale.float()[None, :, None, None]
+        if self.affine:
+            return torch.addcmul(self.bias[None, :, None, None], centred, scale32).to(x.dtype)
+        return (centred * scale32).to(x.dtype)
 
 
 def sync_batch_norm(model: nn.Module, device: torch.device) -> nn.Module:

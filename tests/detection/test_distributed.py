@@ -100,6 +100,79 @@ def test_one_persistent_loader_serves_every_epoch_as_fresh_in_process_loaders_do
     assert not torch.equal(firsts[0], firsts[1])  # another epoch, other samples
 
 
+def test_one_process_trains_batch_norm_as_several_do_bit_for_bit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a CPU a run resumed alone after several processes trains a from-scratch BatchNorm
+    with the ranks' arithmetic: its output for a batch of 4 is, bit for bit, what 2 ranks
+    give for 2 + 2 (torch's own BatchNorm rounds otherwise, and a run resumed on 1 process
+    left its 2-process run). A fresh process alone keeps torch's BatchNorm. The 2 ranks:
+    copies of the layer whose all-reduce sums the 2 halves' partial sums."""
+    import copy
+
+    from torch import nn
+
+    from alrp_cli.detection import distributed
+    from alrp_cli.detection.build import _wrap_model
+    from alrp_cli.detection.distributed import CpuSyncBatchNorm, Dist
+    from alrp_cli.detection.model import Detector
+
+    torch.manual_seed(0)
+    model = Detector(2, backbone="resnet18", head_channels=32)
+    fresh = copy.deepcopy(model)
+    assert _wrap_model(fresh, Dist(), torch.device("cpu")) is fresh  # alone: no DDP
+    assert all(type(m) is not CpuSyncBatchNorm for m in fresh.modules())
+    assert _wrap_model(model, Dist(), torch.device("cpu"), ran_on_several=True) is model
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(norms) == 20 and all(type(m) is CpuSyncBatchNorm for m in norms)
+
+    one = model.backbone.body.layer1[0].bn1.train()
+    with torch.no_grad():
+        one.weight.uniform_(0.5, 1.5)
+        one.bias.uniform_(-0.5, 0.5)
+    ranks = [copy.deepcopy(one) for _ in range(2)]
+    x = torch.randn(4, 64, 16, 16) * 3 + 1
+    alone = one(x)
+
+    sent: list[torch.Tensor] = []
+    monkeypatch.setattr(distributed.tdist, "is_initialized", lambda: True)
+    monkeypatch.setattr(distributed.tdist, "get_world_size", lambda group=None: 2)
+    monkeypatch.setattr(distributed._AllReduceSum, "apply", lambda t: sent.append(t) or t)
+    for rank, half in zip(ranks, x.chunk(2), strict=True):  # what each rank sends
+        copy.deepcopy(rank)(half)
+    total = sent[0] + sent[1]
+    monkeypatch.setattr(distributed._AllReduceSum, "apply", lambda t: total.clone())
+    together = torch.cat([rank(half) for rank, half in zip(ranks, x.chunk(2), strict=True)])
+    assert torch.equal(alone, together)
+    for name, buffer in one.named_buffers():
+        assert torch.equal(buffer, dict(ranks[1].named_buffers())[name]), name
+
+
+def test_global_batch_norm_alone_is_torch_s_batch_norm_to_rounding() -> None:
+    from torch import nn
+
+    from alrp_cli.detection.distributed import CpuSyncBatchNorm
+
+    torch.manual_seed(0)
+    reference = nn.BatchNorm2d(8)
+    with torch.no_grad():
+        reference.weight.uniform_(0.5, 1.5)
+        reference.bias.uniform_(-0.5, 0.5)
+    ours = CpuSyncBatchNorm(8)
+    ours.load_state_dict(reference.state_dict())
+    x, upstream = torch.randn(4, 8, 6, 5) * 3 + 1, torch.randn(4, 8, 6, 5)
+    results = []
+    for norm in (reference, ours):
+        xx = x.clone().requires_grad_()
+        y = norm.train()(xx)
+        (y * upstream).sum().backward()
+        assert norm.weight.grad is not None and norm.bias.grad is not None
+        results.append((y, xx.grad, norm.weight.grad, norm.bias.grad, *norm.buffers()))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours.eval()(x), reference.eval()(x))  # running statistics
+
+
 # ---------------------------------------------------------------- real processes (slow)
 
 
@@ -226,6 +299,18 @@ def _worker_pids(launcher: int) -> dict[int, int]:
     return found
 
 
+def _handles_sigterm(pid: int) -> bool:
+    """Whether process ``pid`` has a SIGTERM handler (Linux /proc: SigCgt)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:  # gone
+        return False
+    for line in status.splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+    return False
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_thread")
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds workers in /proc")
@@ -234,13 +319,17 @@ def test_resume_after_sigterm_on_one_rank_equals_an_uninterrupted_run(
 ) -> None:
     out = tmp_path / "run"
     proc = _torchrun(["--data", str(ddp_data), *DDP_OPTIONS, "--out", str(out)])
-    log = out / "metrics.jsonl"
+    # Stopped after iteration 1, mid-epoch: rank 1 is signalled as soon as it handles
+    # SIGTERM (training has begun), so that every process stops after the first iteration
+    # (a warm-up step, half a self-balance period, 4 of 8 images of epoch 1 taken); one
+    # process resumed there took another path until its BatchNorm rounded as the ranks do.
     deadline = time.monotonic() + 240
+    workers: dict[int, int] = {}
     while time.monotonic() < deadline and proc.poll() is None:
-        if log.exists() and '"iter": 1,' in log.read_text():
+        workers = workers if len(workers) == 2 else _worker_pids(proc.pid)
+        if 1 in workers and _handles_sigterm(workers[1]):
             break
-        time.sleep(0.02)
-    workers = _worker_pids(proc.pid)
+        time.sleep(0.005)
     os.kill(workers[1], signal.SIGTERM)  # one rank only: every rank must stop with it
     code, text = _finish(proc)
     assert code != 0, text
