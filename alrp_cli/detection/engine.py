@@ -136,6 +136,77 @@ def _non_finite_message(state: TrainState, what: str) -> str:
     )
 
 
+def _check_outputs_finite(inputs: Any, dist: Dist, state: TrainState) -> None:
+    """Raise NonFiniteLoss on every process when any process's head outputs are not finite,
+    before the loss's collectives could wait for one that stopped."""
+    bad = dist.all_reduce_sum(count_non_finite(inputs)).tolist()
+    if bad[0] or bad[1]:
+        raise NonFiniteLoss(
+            _non_finite_message(
+                state,
+                f"loss=nan, cls=nan, loc=nan (the model's outputs hold {int(bad[0])} "
+                f"non-finite logits and {int(bad[1])} non-finite box values)",
+            )
+        )
+
+
+def _agreed_losses(parts: Any, total: Tensor, dist: Dist, state: TrainState) -> list[float]:
+    """[loss, cls, loc] averaged over the processes; NonFiniteLoss on every process when
+    any process's loss is not finite, before the backward pass's collectives."""
+    finite = math.isfinite(parts.value) and bool(torch.isfinite(total.detach()))
+    values = [parts.value, parts.cls, parts.loc, float(not finite)]
+    agreed = dist.all_reduce_sum(torch.tensor(values, dtype=torch.float64, device=dist.device))
+    value, cls, loc, bad = agreed.tolist()
+    value, cls, loc = (x / dist.world_size for x in (value, cls, loc))
+    if bad:
+        raise NonFiniteLoss(
+            _non_finite_message(
+                state, f"loss={value}, cls={cls}, loc={loc}, sb_weight={parts.sb_weight}"
+            )
+        )
+    return [value, cls, loc]
+
+
+def _optimizer_step(
+    model: nn.Module,
+    total: Tensor,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    grad_clip: float | None,
+) -> float:
+    """Backward (through the gradient scaler), optional clipping, one optimiser step;
+    returns the learning rate the step used."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(total).backward()
+    if grad_clip is not None:
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    return optimizer.param_groups[0]["lr"]
+
+
+@dataclass
+class _Throughput:
+    """Images per second and seconds waited for the loader per step, over a window of
+    steps that :meth:`reset` restarts."""
+
+    images: int = 0
+    waited: float = 0.0
+    steps: int = 0
+    start: float = field(default_factory=time.perf_counter)
+
+    def fields(self) -> dict[str, float]:
+        elapsed = time.perf_counter() - self.start
+        return {
+            "images_per_s": self.images / elapsed if elapsed > 0 else 0.0,
+            "data_s": self.waited / self.steps,  # waiting for the loader, per step
+        }
+
+    def reset(self) -> None:
+        self.images, self.waited, self.steps, self.start = 0, 0.0, 0, time.perf_counter()
+
+
 def train_one_epoch(
     model: Detector,
     loader: torch.utils.data.DataLoader,
@@ -179,80 +250,40 @@ def train_one_epoch(
     ious = registry.IOUS in registry.get(loss, "train").needs
     grad_scale = float(dist.world_size) if collective is not None else 1.0
     model.train()
-    window_images, window_start = 0, time.perf_counter()
-    window_wait, window_steps, fetched = 0.0, 0, time.perf_counter()
+    window, fetched = _Throughput(), time.perf_counter()
     for images, targets in loader:
         t0 = time.perf_counter()
-        window_wait, window_steps = window_wait + t0 - fetched, window_steps + 1
+        window.waited, window.steps = window.waited + t0 - fetched, window.steps + 1
         images, targets = _to_device(images, targets, device)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
             out = forward(images)
         inputs = build_loss_inputs(model, out, targets, assigner=assigner, ious=ious)  # float32
         if on_loss_inputs is not None:
             on_loss_inputs(inputs)
-        bad = dist.all_reduce_sum(count_non_finite(inputs)).tolist()
-        if bad[0] or bad[1]:
-            raise NonFiniteLoss(
-                _non_finite_message(
-                    state,
-                    f"loss=nan, cls=nan, loc=nan (the model's outputs hold {int(bad[0])} "
-                    f"non-finite logits and {int(bad[1])} non-finite box values)",
-                )
-            )
+        _check_outputs_finite(inputs, dist, state)
         parts = compute_loss(loss, inputs, loss_module, collective=collective)
         total = parts.total
         if dist.distributed:  # every output in the graph, as DDP expects (adds 0)
             total = total + 0.0 * (out.cls.sum() + out.reg.sum()).float()
-        finite = math.isfinite(parts.value) and bool(torch.isfinite(total.detach()))
-        agreed = dist.all_reduce_sum(
-            torch.tensor(
-                [parts.value, parts.cls, parts.loc, float(not finite)],
-                dtype=torch.float64,
-                device=dist.device,
-            )
-        ).tolist()
-        value, cls, loc = (x / dist.world_size for x in agreed[:3])
-        if agreed[3]:
-            raise NonFiniteLoss(
-                _non_finite_message(
-                    state, f"loss={value}, cls={cls}, loc={loc}, sb_weight={parts.sb_weight}"
-                )
-            )
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(total * grad_scale if grad_scale != 1.0 else total).backward()
-        if grad_clip is not None:
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        lr = optimizer.param_groups[0]["lr"]  # the rate this step used
+        value, cls, loc = _agreed_losses(parts, total, dist, state)
+        scaled = total * grad_scale if grad_scale != 1.0 else total
+        lr = _optimizer_step(model, scaled, optimizer, scaler, grad_clip)
         scheduler.step()
+
         state.last_lr = lr
         state.epoch_seconds += time.perf_counter() - t0
         state.epoch_iter += 1
         state.global_iter += 1
-        state.sums["loss"] += value
-        state.sums["cls"] += cls
-        state.sums["loc"] += loc
-        window_images += images.shape[0] * dist.world_size
-        record = {
-            "type": "step",
-            "epoch": state.epoch + 1,
-            "iter": state.global_iter,
-            "loss": value,
-            "cls": cls,
-            "loc": loc,
-            "sb_weight": parts.sb_weight,
-            "lr": lr,
-        }
+        for key, x in (("loss", value), ("cls", cls), ("loc", loc)):
+            state.sums[key] += x
+        window.images += images.shape[0] * dist.world_size
         if on_step is not None:
-            elapsed = time.perf_counter() - window_start
-            record["images_per_s"] = window_images / elapsed if elapsed > 0 else 0.0
-            record["data_s"] = window_wait / window_steps  # waiting for the loader, per step
+            record = {"type": "step", "epoch": state.epoch + 1, "iter": state.global_iter}
+            record |= {"loss": value, "cls": cls, "loc": loc, "sb_weight": parts.sb_weight}
+            record |= {"lr": lr, **window.fields()}
             if state.global_iter % log_every == 0:
                 on_step(record)
-                window_images, window_start = 0, time.perf_counter()
-                window_wait, window_steps = 0.0, 0
+                window.reset()
             else:
                 on_step({**record, "type": "tick"})
         if dist.any(should_stop()):  # every process stops after the same iteration

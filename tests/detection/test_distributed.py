@@ -201,21 +201,37 @@ def ddp_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # 2 epochs of 2 iterations at global batch 4 (2 per process); every detection kept. The
-# learning rate is a tenth of the tiny runs': at 0.02 this from-scratch model is so
-# ill-conditioned that one process with 1 or 2 threads (only the rounding differs) ends
-# 5e-4 apart after 4 steps; at 0.002 rounding stays below 1e-6.
+# learning rate is a tenth of the tiny runs' (at 0.02 one process with 1 or 2 threads, only
+# the rounding different, ends 5e-4 apart after 4 steps). The backbone starts from
+# generated ImageNet-like weights, its BatchNorm in eval mode as the COCO preset trains it:
+# BatchNorm that learns batch statistics normalises the synthetic images' flat backgrounds
+# to 0 up to rounding, so that a ReLU there takes a side by rounding and a from-scratch run
+# of 2 x 2 images parts from 1 x 4 images by 6e-4 in epoch 2 (the same arithmetic for
+# global-batch BatchNorm is checked layer by layer in the tests above).
 LR = 0.002
-DDP_OPTIONS = [
-    *(x if x != "0.02" else str(LR) for x in TINY_CLI_OPTIONS),
-    *("--epochs", "2", "--eval-every", "100", "--score-threshold", "0"),
-]
 
 
 @pytest.fixture(scope="module")
-def ddp_run(ddp_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def ddp_options(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The runs' options, with a local ImageNet-like ResNet-18 file."""
+    from tests.detection.weights import imagenet_like
+
+    weights = tmp_path_factory.mktemp("weights") / "resnet18.pth"
+    torch.save(imagenet_like(), weights)
+    return [
+        *(x if x != "0.02" else str(LR) for x in TINY_CLI_OPTIONS),
+        *("--epochs", "2", "--eval-every", "100", "--score-threshold", "0"),
+        *("--backbone-weights", str(weights)),
+    ]
+
+
+@pytest.fixture(scope="module")
+def ddp_run(
+    ddp_data: Path, ddp_options: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """An uninterrupted 2-process run (--ranking global, the default)."""
     out = tmp_path_factory.mktemp("ddp_run") / "run"
-    code, text = _finish(_torchrun(["--data", str(ddp_data), *DDP_OPTIONS, "--out", str(out)]))
+    code, text = _finish(_torchrun(["--data", str(ddp_data), *ddp_options, "--out", str(out)]))
     assert code == 0, text
     return out
 
@@ -227,21 +243,23 @@ def _model(run: Path) -> dict[str, torch.Tensor]:
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_thread")
 def test_two_processes_at_batch_b_train_as_one_process_at_batch_2b(
-    ddp_run: Path, ddp_data: Path, tmp_path: Path
+    ddp_run: Path, ddp_data: Path, ddp_options: list[str], tmp_path: Path
 ) -> None:
+    weights = ddp_options[ddp_options.index("--backbone-weights") + 1]
     one = train(
-        tiny_config(ddp_data, tmp_path / "one", lr=LR, epochs=2, score_threshold=0.0, threads=1)
-    )
+        tiny_config(ddp_data, tmp_path / "one", lr=LR, epochs=2, score_threshold=0.0,
+                    threads=1, backbone_weights=weights)
+    )  # fmt: skip
+    assert json.loads((ddp_run / "config.json").read_text())["model"]["pretrained"] is True
     assert one.global_iter == 4
     config = json.loads((ddp_run / "config.json").read_text())
     assert config["runtime"]["world_size"] == 2 and config["runtime"]["backend"] == "gloo"
     assert config["optim"]["batch_size"] == 4 and config["optim"]["ranking"] == "global"
-    # Same images, augmentation, BatchNorm statistics (global batch) and loss (global
-    # ranking); only float32 rounding differs (reduction order of 2 x 2 images vs 4, the
-    # all-reduce of gradients and of BatchNorm sums): measured 7e-7 at most over weights
-    # and BatchNorm statistics after the 4 steps. 1e-5 leaves room for other CPUs and
+    # Same images, augmentation and loss (global ranking); only float32 rounding differs
+    # (reduction order of 2 x 2 images vs 4, the all-reduce of gradients): measured 1.5e-8
+    # at most over the weights after the 4 steps. 1e-5 leaves room for other CPUs and
     # still fails on any real difference: the same run with --ranking local (each process
-    # ranks its own 2 images) ends 2.8e-2 apart, a batch of other images further still.
+    # ranks its own 2 images) ends 4e-4 apart, a batch of other images further still.
     a, b = _model(ddp_run), _model(tmp_path / "one")
     worst = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
     assert worst < 1e-5, worst
@@ -315,14 +333,13 @@ def _handles_sigterm(pid: int) -> bool:
 @pytest.mark.usefixtures("one_thread")
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds workers in /proc")
 def test_resume_after_sigterm_on_one_rank_equals_an_uninterrupted_run(
-    ddp_run: Path, ddp_data: Path, tmp_path: Path
+    ddp_run: Path, ddp_data: Path, ddp_options: list[str], tmp_path: Path
 ) -> None:
     out = tmp_path / "run"
-    proc = _torchrun(["--data", str(ddp_data), *DDP_OPTIONS, "--out", str(out)])
+    proc = _torchrun(["--data", str(ddp_data), *ddp_options, "--out", str(out)])
     # Stopped after iteration 1, mid-epoch: rank 1 is signalled as soon as it handles
     # SIGTERM (training has begun), so that every process stops after the first iteration
-    # (a warm-up step, half a self-balance period, 4 of 8 images of epoch 1 taken); one
-    # process resumed there took another path until its BatchNorm rounded as the ranks do.
+    # (a warm-up step, half a self-balance period, 4 of 8 images of epoch 1 taken).
     deadline = time.monotonic() + 240
     workers: dict[int, int] = {}
     while time.monotonic() < deadline and proc.poll() is None:
@@ -383,7 +400,7 @@ def test_a_diverging_run_stops_every_process_with_the_same_message(
 
 @pytest.mark.slow
 def test_two_processes_start_from_the_imagenet_weights_in_the_cache(
-    ddp_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ddp_data: Path, ddp_options: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The COCO preset under torchrun: rank 0 reads torch's cache first, then the other; the
     frozen stem and the BatchNorm statistics stay the ImageNet ones (eval mode), the
@@ -403,7 +420,8 @@ def test_two_processes_start_from_the_imagenet_weights_in_the_cache(
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # torchrun's processes
     for proxy in ("https_proxy", "HTTPS_PROXY"):
         monkeypatch.setenv(proxy, "http://127.0.0.1:9")
-    code, text = _finish(_torchrun([*data, *DDP_OPTIONS, "--epochs", "1", "--out", str(out)]))
+    options = ddp_options[: ddp_options.index("--backbone-weights")]  # the cache's file
+    code, text = _finish(_torchrun([*data, *options, "--epochs", "1", "--out", str(out)]))
     assert code == 0, text
     assert json.loads((out / "config.json").read_text())["model"]["pretrained"] is True
     model = torch.load(out / "last.pt", weights_only=True)["model"]
