@@ -172,7 +172,7 @@ def bench_photos(args: argparse.Namespace, root: Path) -> None:
 
     sys.path.insert(0, str(ROOT))
     from alrp_cli.detection.data.decode import _decode_torchvision
-    from tests.detection.photos import write_photo_coco
+    from tests.helpers.photos import write_photo_coco
 
     data = write_photo_coco(root / "photos", size=(640, 480))
     paths = coco_layout(data)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.error import URLError
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-#: Real COCO data shipped in the repository (data/coco-val2014-100/README.md: provenance).
-SHARED_DATA = REPO / "data" / "coco-val2014-100"
+from tests.helpers.paths import SHARED_DATA
+
+if TYPE_CHECKING:
+    from tests.helpers.world import World
 
 
 @pytest.fixture
@@ -33,3 +35,11 @@ def no_downloads(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         mp.setenv("TORCH_HOME", str(home))
         mp.setattr(torch.hub, "download_url_to_file", offline)
         yield home
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    """Valid inputs of every command, made once (tests/helpers/world.py)."""
+    from tests.helpers.world import make_world  # torch and the CLI: only where needed
+
+    return make_world(tmp_path_factory.mktemp("world"))

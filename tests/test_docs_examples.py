@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers.paths import REPO
 
 PAGES = ["losses.md"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from alrp_cli.detection.data import synthetic
-from tests.conftest import REPO
+from tests.helpers.paths import REPO
 
 PAGES = [*sorted((REPO / "docs").glob("*.md")), REPO / "README.md"]
 CACHE_NAME = re.compile(r"synth-v(\d+)-seed(\d+)-n(\d+)-(\d+)-s(\d+)\b")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers.paths import REPO
 
 # What a module every layer reads must not use: any layer.
 SHARED = (
@@ -99,3 +99,55 @@ def test_only_integrations_import_torchvisions_detector_classes() -> None:
             assert not _detector_imports(path), f"{path.relative_to(REPO)} imports a detector"
     own = REPO / "alrp_cli" / "integrations" / "torchvision.py"
     assert _detector_imports(own)  # the check sees the imports it is meant to catch
+
+
+def _test_module_imports(source: str, package: str) -> list[str]:
+    """The test modules (``test_*``) and conftest files that ``source``, a module of the
+    dotted ``package``, imports: ``import tests.a.test_b``, ``from tests.a.test_b import f``,
+    ``from tests.a import test_b``, ``from .test_b import f``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            modules = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parent, *([base] if base else [])])
+            modules = [base, *(f"{base}.{a.name}" for a in node.names)]
+        else:
+            continue
+        found += [
+            m
+            for m in modules
+            if any(p.startswith("test_") or p == "conftest" for p in m.split("."))
+        ]
+    return found
+
+
+def test_no_test_module_imports_another() -> None:
+    """What test modules share lives in tests/helpers (or in a conftest.py as a fixture), so
+    a test module can be moved or renamed without breaking another."""
+    sources = [*(REPO / "tests").rglob("*.py"), *(REPO / "benchmarks").rglob("*.py")]
+    assert any(p.parts[-2:] == ("helpers", "world.py") for p in sources)
+    for path in sources:
+        package = ".".join(path.relative_to(REPO).parent.parts)
+        found = _test_module_imports(path.read_text(), package)
+        assert not found, f"{path.relative_to(REPO)} imports {found}"
+
+
+def test_the_test_module_checker_sees_each_spelling() -> None:
+    spellings = {
+        "import tests.cli.test_train": ["tests.cli.test_train"],
+        "from tests.cli.test_train import tiny": [
+            "tests.cli.test_train",
+            "tests.cli.test_train.tiny",
+        ],
+        "from tests.cli import test_train": ["tests.cli.test_train"],
+        "from .test_train import tiny": ["tests.cli.test_train", "tests.cli.test_train.tiny"],
+        "from tests.conftest import REPO": ["tests.conftest", "tests.conftest.REPO"],
+        "from tests.helpers.world import invoke": [],
+        "from ..helpers import world": [],
+    }
+    for source, expected in spellings.items():
+        assert _test_module_imports(source, "tests.cli") == expected, source

@@ -18,7 +18,7 @@ from alrp_cli.detection.anchors import anchor_sizes
 from alrp_cli.detection.build import build_model
 from alrp_cli.detection.model import Detector
 from alrp_cli.registry import NEEDS, SELF_BALANCE, LossEntry
-from tests.conftest import REPO
+from tests.helpers.paths import REPO
 
 ENTRIES = registry.entries()
 #: A source cites a file of the official code and a line (or lines) of it.

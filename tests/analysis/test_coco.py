@@ -11,7 +11,7 @@ import pytest
 from analysis import analyze, load_gt, load_predictions
 from analysis.coco import COCO_KEYS, coco_eval
 from analysis.matching import match_all
-from tests.analysis.cases import coco_case, pycoco_eval, random_case
+from tests.helpers.coco_cases import coco_case, pycoco_eval, random_case
 
 
 def _stats(result_coco: dict) -> np.ndarray:

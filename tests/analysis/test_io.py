@@ -133,7 +133,7 @@ def test_duplicate_annotation_ids_are_refused(tmp_path):
 def test_duplicate_ids_would_change_pycocotools_ap():
     # Why they are refused: pycocotools evaluates the last box of an id in place of the
     # first, so two perfect detections score AP 0.5 instead of 1 (unique ids: AP 1).
-    from tests.analysis.cases import pycoco_eval
+    from tests.helpers.coco_cases import pycoco_eval
 
     anns = [
         {
@@ -270,7 +270,7 @@ def test_empty_list_file(tmp_path):
 
 def test_ground_truth_file_fast_path_equals_the_checked_path(tmp_path, monkeypatch):
     from analysis import ground_truth as gt_mod
-    from tests.analysis.cases import coco_case
+    from tests.helpers.coco_cases import coco_case
 
     gt, _ = coco_case(3)
     for i, a in enumerate(gt["annotations"]):

@@ -12,7 +12,7 @@ from alrp_cli.losses.reference import alrp_loss_reference, ap_loss_reference
 from alrp_cli.losses.reference_rs import rs_loss_reference
 from analysis import analyze
 from analysis.loss_values import LOGIT_EPS, class_losses
-from tests.analysis.cases import oracle_ranked, pycoco_eval, random_case
+from tests.helpers.coco_cases import oracle_ranked, pycoco_eval, random_case
 
 
 def test_hand_computed_class():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from analysis import analyze
-from tests.analysis.cases import n_gt_per_class, oracle_ranked, pycoco_eval, random_case
+from tests.helpers.coco_cases import n_gt_per_class, oracle_ranked, pycoco_eval, random_case
 
 
 def _ann(i, img, cat, box, crowd=0):

@@ -8,7 +8,7 @@ import pytest
 from analysis.ground_truth import load_gt
 from analysis.io import load_predictions
 from analysis.matching import CUT, STATUS_NAMES, box_iou_pairs, match, match_all
-from tests.analysis.cases import coco_case, oracle_matches, pycoco_eval, random_case
+from tests.helpers.coco_cases import coco_case, oracle_matches, pycoco_eval, random_case
 
 
 def _compare(gt_dict, dets, *, tau, max_dets):

@@ -1,4 +1,4 @@
-"""Peak memory of analyze() grows by at most 400 bytes per detection (issue 13's goal).
+"""Peak memory of analyze() grows by at most 400 bytes per detection (docs/analyze.md).
 
 Measured in a fresh process: the peak resident set (VmHWM) after the imports and the
 ground truth, against the peak after the whole analysis of 200,000 detections.

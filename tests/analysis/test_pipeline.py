@@ -8,7 +8,7 @@ import pytest
 
 from alrp_cli.errors import UserError
 from analysis import analyze, load_gt, load_predictions
-from tests.analysis.cases import random_case
+from tests.helpers.coco_cases import random_case
 
 
 def test_accepts_paths_dicts_and_loaded_objects(tmp_path):

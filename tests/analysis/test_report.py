@@ -20,8 +20,8 @@ from alrp_cli.errors import UserError
 from analysis.report import FIGURES, build_report, input_kind, load_inputs, parse_formats
 from analysis.report.build import FigureResult, _figure_data, headline_table
 from analysis.report.index import PX_PER_INCH
-from tests.analysis.test_rundir import make_run
-from tests.conftest import REPO
+from tests.helpers.paths import REPO
+from tests.helpers.run_dirs import make_run
 
 FIX = REPO / "tests" / "fixtures" / "report"
 ALL = [FIX / "analysis.json", FIX / "analysis_nocsv.json", FIX / "balance.json"]

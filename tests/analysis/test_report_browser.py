@@ -17,7 +17,7 @@ import pytest
 
 from analysis.report import build_report, load_inputs
 from analysis.report.index import NARROW_MAX_WIDTH, PX_PER_INCH
-from tests.conftest import REPO
+from tests.helpers.paths import REPO
 
 FIX = REPO / "tests" / "fixtures" / "report"
 INPUTS = [FIX / "analysis.json", FIX / "balance.json", FIX / "run_alrp", FIX / "run_focal"]

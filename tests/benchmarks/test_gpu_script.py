@@ -13,7 +13,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from alrp_cli.cli.app import app
-from tests.detection.tiny import make_tiny_coco
+from tests.helpers.tiny_training import make_tiny_coco
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "gpu.sh"

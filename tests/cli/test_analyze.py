@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from alrp_cli.cli.app import app
-from tests.analysis.cases import pycoco_eval, random_case
+from tests.helpers.coco_cases import pycoco_eval, random_case
 
 runner = CliRunner()
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from alrp_cli.balance import check_balance, make_problem, resolve_losses
 from alrp_cli.cli.app import app
 from alrp_cli.loss_inputs_file import save_loss_inputs
-from tests.conftest import REPO
+from tests.helpers.paths import REPO
 
 runner = CliRunner()
 SMALL = ["--trials", "12", "--max-positives", "50", "--max-negatives", "3000"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alrp_cli.cli.gendocs import generate_cli_docs
-from tests.conftest import REPO
+from tests.helpers.paths import REPO
 
 
 def test_cli_reference_is_up_to_date() -> None:

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from alrp_cli.cli.app import app
 from alrp_cli.detection.data import coco_layout
-from tests.detection.tiny import make_tiny_coco
-from tests.detection.weights import MMDET_CONFIG, mmdet_checkpoint, save_legacy
+from tests.helpers.tiny_training import make_tiny_coco
+from tests.helpers.weights import MMDET_CONFIG, mmdet_checkpoint, save_legacy
 
 runner = CliRunner()
 

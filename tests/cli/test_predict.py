@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from alrp_cli.cli.app import app
 from alrp_cli.detection.data import coco_layout
-from tests.detection.tiny import make_tiny_coco, tiny_config
+from tests.helpers.tiny_training import make_tiny_coco, tiny_config
 
 runner = CliRunner()
 

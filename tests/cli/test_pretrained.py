@@ -15,8 +15,8 @@ from alrp_cli.cli.app import app
 from alrp_cli.detection.checkpoint import load_checkpoint
 from alrp_cli.detection.data import coco_layout
 from alrp_cli.detection.pretrained import imagenet_weights, weights_path
-from tests.detection.tiny import TINY_CLI_OPTIONS, make_tiny_coco
-from tests.detection.weights import imagenet_like
+from tests.helpers.tiny_training import TINY_CLI_OPTIONS, make_tiny_coco
+from tests.helpers.weights import imagenet_like
 
 runner = CliRunner()
 

@@ -11,7 +11,7 @@ from matplotlib.image import imread
 from typer.testing import CliRunner
 
 from alrp_cli.cli.app import app
-from tests.conftest import REPO
+from tests.helpers.paths import REPO
 
 FIX = REPO / "tests" / "fixtures" / "report"
 runner = CliRunner()

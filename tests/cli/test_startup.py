@@ -19,7 +19,7 @@ import sys
 import pytest
 
 from alrp_cli.cli.app import command_paths
-from tests.conftest import REPO, SHARED_DATA
+from tests.helpers.paths import REPO, SHARED_DATA
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the driver forks (POSIX)")
 

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from alrp_cli.cli.app import app
-from tests.detection.tiny import TINY_CLI_OPTIONS, make_tiny_coco
+from tests.helpers.tiny_training import TINY_CLI_OPTIONS, make_tiny_coco
 
 runner = CliRunner()
 
@@ -141,7 +141,7 @@ def test_a_global_batch_that_does_not_split_over_the_processes_is_refused() -> N
 def test_a_diverging_alrp_run_exits_1_naming_where_and_keeps_last_pt(
     tiny: Path, tmp_path: Path
 ) -> None:
-    """The issue's reproduction: --lr 1e4 blows the weights up in epoch 2."""
+    """--lr 1e4 blows the weights up in epoch 2: exit 1 naming the epoch and iteration."""
     out = tmp_path / "run"
     args = ["train", "--data", str(tiny), "--epochs", "2", "--eval-every", "100"]
     result = runner.invoke(app, [*args, *TINY_CLI_OPTIONS, "--lr", "1e4", "--out", str(out)])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.detection.tiny import make_tiny_coco
+from tests.helpers.tiny_training import make_tiny_coco
 
 
 @pytest.fixture(scope="session")

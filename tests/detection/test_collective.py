@@ -3,8 +3,8 @@
 One fork of 3 processes: the 3-rank cases run on the world group, the 2-rank cases on a
 sub-group of ranks 0 and 1. Each process writes its results to a file; the parent checks
 them against one process on the whole batch and the loop reference
-(tests/losses/sharding.py; Rank & Sort Loss: tests/losses/sharding_rs.py; its detector
-loss, as alrp train computes it: tests/detection/rs_batch.py). A
+(tests/helpers/sharding.py; Rank & Sort Loss: tests/helpers/sharding_rs.py; its detector
+loss, as alrp train computes it: tests/helpers/rs_batch.py). A
 slow test checks DistributedDataParallel's averaged gradients of world_size × the global
 loss against one process.
 """
@@ -22,9 +22,9 @@ import torch.multiprocessing as mp
 from alrp_cli.detection.collective import TorchDistributedCollective
 from alrp_cli.detection.head_losses import compute_loss
 from alrp_cli.losses import alrp_loss, ap_loss, rs_loss
-from tests.detection.rs_batch import part_of, rich_case, rs_inputs
-from tests.losses import sharding_rs as rs
-from tests.losses.sharding import assert_close, check_global, make_case, run_rank, standard_cases
+from tests.helpers import sharding_rs as rs
+from tests.helpers.rs_batch import part_of, rich_case, rs_inputs
+from tests.helpers.sharding import assert_close, check_global, make_case, run_rank, standard_cases
 
 WORLD = 3
 

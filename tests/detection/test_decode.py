@@ -12,7 +12,7 @@ from PIL import Image
 
 from alrp_cli.detection.data.decode import read_rgb
 from alrp_cli.errors import UserError
-from tests.detection.photos import as_array, photo_dir
+from tests.helpers.photos import as_array, photo_dir
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ import torch
 
 from alrp_cli.detection.engine import EpochSampler, SeededSamples
 from alrp_cli.detection.train import train
-from tests.detection.tiny import TINY_CLI_OPTIONS, tiny_config
+from tests.helpers.tiny_training import TINY_CLI_OPTIONS, tiny_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -407,7 +407,7 @@ def test_two_processes_start_from_the_imagenet_weights_in_the_cache(
     later BatchNorm scales train. A closed proxy makes any download attempt fail locally."""
     from alrp_cli.detection.data import coco_layout
     from alrp_cli.detection.pretrained import imagenet_weights
-    from tests.detection.weights import imagenet_like
+    from tests.helpers.weights import imagenet_like
 
     state = imagenet_like()
     cache = tmp_path / "torch-home" / "hub" / "checkpoints"

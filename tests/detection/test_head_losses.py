@@ -7,7 +7,7 @@ import torch
 
 from alrp_cli.detection.head_losses import build_loss_inputs, compute_loss, make_loss_module
 from alrp_cli.detection.model import Detector, HeadOutput
-from tests.detection.rs_batch import part_of, rich_case, rs_inputs
+from tests.helpers.rs_batch import part_of, rich_case, rs_inputs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

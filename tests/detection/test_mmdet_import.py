@@ -22,7 +22,7 @@ from alrp_cli.detection.mmdet_config import (
 )
 from alrp_cli.detection.mmdet_import import import_checkpoint, run_config
 from alrp_cli.errors import UserError
-from tests.detection.weights import MMDET_CONFIG, mmdet_checkpoint, mmdet_shapes, save_legacy
+from tests.helpers.weights import MMDET_CONFIG, mmdet_checkpoint, mmdet_shapes, save_legacy
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

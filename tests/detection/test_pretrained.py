@@ -21,7 +21,7 @@ from alrp_cli.detection.build import trains_batch_norm
 from alrp_cli.detection.model import Detector
 from alrp_cli.detection.pretrained import backbone_state_dict, imagenet_weights, weights_path
 from alrp_cli.errors import UserError
-from tests.detection.weights import imagenet_like
+from tests.helpers.weights import imagenet_like
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

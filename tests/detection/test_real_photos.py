@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from alrp_cli.cli.app import app
-from tests.detection.photos import PHOTOS, write_photo_coco
+from tests.helpers.photos import PHOTOS, write_photo_coco
 
 TINY = ["--backbone", "resnet18", "--head-channels", "32", "--batch-size", "2",
         "--lr", "0.001", "--lr-batch", "2", "--epochs", "1", "--warmup-iters", "2",

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from alrp_cli.detection.train import train
-from tests.detection.tiny import tiny_config
+from tests.helpers.tiny_training import tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

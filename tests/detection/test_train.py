@@ -15,7 +15,7 @@ from alrp_cli.detection.build import lr_factor
 from alrp_cli.detection.engine import NonFiniteLoss
 from alrp_cli.detection.train import train
 from alrp_cli.errors import UserError
-from tests.detection.tiny import tiny_config
+from tests.helpers.tiny_training import tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

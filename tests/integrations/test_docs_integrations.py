@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from alrp_cli.cli.app import app
 from alrp_cli.losses import ALRPLoss, alrp_loss
-from tests.conftest import REPO
+from tests.helpers.paths import REPO
 
 B, C = 2, 3
 

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from alrp_cli.cli.app import app
 from alrp_cli.integrations.torchvision import ALRPFCOSHead, ALRPRetinaNetHead
 from alrp_cli.losses import alrp_loss, ap_loss, rs_loss
-from tests.integrations.tiny import synthetic_batch, tiny_fcos, tiny_retinanet
+from tests.helpers.tiny_torchvision import synthetic_batch, tiny_fcos, tiny_retinanet
 
 BUILD = {"retinanet": (tiny_retinanet, ALRPRetinaNetHead), "fcos": (tiny_fcos, ALRPFCOSHead)}
 

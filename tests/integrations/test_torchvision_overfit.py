@@ -15,7 +15,13 @@ from pycocotools.cocoeval import COCOeval
 from torch import Tensor
 
 from alrp_cli.integrations.torchvision import ALRPFCOSHead, ALRPRetinaNetHead
-from tests.integrations.tiny import NUM_CLASSES, SIZE, synthetic_batch, tiny_fcos, tiny_retinanet
+from tests.helpers.tiny_torchvision import (
+    NUM_CLASSES,
+    SIZE,
+    synthetic_batch,
+    tiny_fcos,
+    tiny_retinanet,
+)
 
 AP_THRESHOLD = 0.6
 

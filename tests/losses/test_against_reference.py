@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from alrp_cli.losses import alrp_loss, ap_loss
 from alrp_cli.losses.reference import alrp_loss_reference, ap_loss_reference
-from tests.losses.problems import REGIMES, make_problem
+from tests.helpers.loss_problems import REGIMES, make_problem
 
 DELTAS = (0.0, 0.5, 1.0, 2.0)
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -7,8 +7,8 @@ import torch
 
 from alrp_cli.losses import alrp_loss, ap_loss
 from alrp_cli.losses.collective import ThreadedCollective, run_ranks
-from tests.losses.problems import make_problem
-from tests.losses.sharding import check_global, make_case, run_local
+from tests.helpers.loss_problems import make_problem
+from tests.helpers.sharding import check_global, make_case, run_local
 
 pytestmark = [
     pytest.mark.cuda,

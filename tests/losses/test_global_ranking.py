@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from alrp_cli.losses import ALRPLoss, APLoss, alrp_loss, ap_loss
 from alrp_cli.losses.collective import Collective, LocalCollective, ThreadedCollective, run_ranks
-from tests.conftest import REPO
-from tests.losses.problems import REGIMES
-from tests.losses.sharding import (
+from tests.helpers.loss_problems import REGIMES
+from tests.helpers.paths import REPO
+from tests.helpers.sharding import (
     assert_close,
     check_global,
     make_case,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from alrp_cli.losses import ALRPLoss, APLoss, alrp_loss, ap_loss
-from tests.losses.problems import make_problem
+from tests.helpers.loss_problems import make_problem
 
 
 def _inputs(seed: int):

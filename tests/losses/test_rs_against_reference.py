@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from alrp_cli.losses import rs_loss
 from alrp_cli.losses.reference_rs import rs_loss_reference
-from tests.losses.problems import REGIMES, iou_targets, make_rs_problem
-from tests.losses.sharding import assert_close
+from tests.helpers.loss_problems import REGIMES, iou_targets, make_rs_problem
+from tests.helpers.sharding import assert_close
 
 DELTAS = (0.0, 0.5, 1.0, 2.0)
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

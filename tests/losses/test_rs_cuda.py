@@ -7,9 +7,9 @@ import torch
 
 from alrp_cli.losses import rs_loss
 from alrp_cli.losses.collective import ThreadedCollective, run_ranks
-from tests.losses.problems import iou_targets, make_rs_problem
-from tests.losses.sharding import assert_close, make_case
-from tests.losses.sharding_rs import check_global, run_local, shard
+from tests.helpers.loss_problems import iou_targets, make_rs_problem
+from tests.helpers.sharding import assert_close, make_case
+from tests.helpers.sharding_rs import check_global, run_local, shard
 
 pytestmark = [
     pytest.mark.cuda,

@@ -9,8 +9,8 @@ import torch
 
 from alrp_cli.losses import RSLoss, RSLossOutput, rs, rs_loss
 from alrp_cli.losses.reference_rs import rs_loss_reference
-from tests.losses.problems import make_rs_problem
-from tests.losses.sharding import assert_close
+from tests.helpers.loss_problems import make_rs_problem
+from tests.helpers.sharding import assert_close
 
 F64 = torch.float64
 

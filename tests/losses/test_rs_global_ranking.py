@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from alrp_cli.losses import RSLoss, rs_loss
 from alrp_cli.losses.collective import ThreadedCollective, run_ranks
-from tests.losses.problems import REGIMES, iou_targets
-from tests.losses.sharding import assert_close, make_case
-from tests.losses.sharding_rs import check_global, rs_cases, run_rank, shard
+from tests.helpers.loss_problems import REGIMES, iou_targets
+from tests.helpers.sharding import assert_close, make_case
+from tests.helpers.sharding_rs import check_global, rs_cases, run_rank, shard
 
 
 @pytest.mark.parametrize("world_size", [2, 3])

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from alrp_cli.detection.data import coco_layout
-from tests.detection.tiny import TINY_CLI_OPTIONS
-from tests.reliability.conftest import World, assert_refused, digest, invoke
+from tests.helpers.tiny_training import TINY_CLI_OPTIONS
+from tests.helpers.world import World, assert_refused, digest, invoke
 
 
 @pytest.fixture

@@ -2,34 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import pytest
 
 from alrp_cli.errors import UserError
 from analysis.rundir import evaluation_gt, pick_evaluation, resolve_predictions, run_evaluations
-from tests.conftest import REPO
-
-FIX = REPO / "tests" / "fixtures" / "report"
-
-
-def make_run(
-    root: Path, evals: dict[int, float | None], gt: str, predictions: Path | None = None
-) -> Path:
-    """A run folder like alrp train's: config, metrics, eval/epoch_XXX per {epoch: AP}."""
-    run = root
-    shutil.copytree(FIX / "run_alrp", run)
-    for epoch, ap in evals.items():
-        folder = run / "eval" / f"epoch_{epoch:03d}"
-        folder.mkdir(parents=True)
-        if predictions is None:
-            (folder / "predictions.json").write_text("[]")
-        else:
-            shutil.copy(predictions, folder / "predictions.json")
-        (folder / "summary.json").write_text(json.dumps({"epoch": epoch, "gt": gt, "AP": ap}))
-    return run
+from tests.helpers.run_dirs import make_run
 
 
 def test_best_is_the_highest_ap_and_the_earliest_of_equals(tmp_path: Path) -> None:

@@ -1,6 +1,5 @@
-"""Class 4 of the reliability issue: an output path that cannot be written is refused
-before any work (exit 2, one line naming it), and a write that fails late removes what the
-command had already written."""
+"""An output path that cannot be written is refused before any work (exit 2, one line naming
+it), and a write that fails late removes what the command had already written."""
 
 from __future__ import annotations
 
@@ -10,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.conftest import World, assert_refused, digest, invoke
-from tests.reliability.test_outputs_are_never_inputs import (
+from tests.helpers.commands import (
     FOLDER_OPTIONS,
     commands,
     output_options,
 )
+from tests.helpers.world import World, assert_refused, digest, invoke
 
 
 def bad_places(tmp_path: Path, folder: bool) -> dict[str, Path]:

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from alrp_cli.cli.app import app
-from tests.analysis.test_rundir import make_run
+from tests.helpers.run_dirs import make_run
 
 runner = CliRunner()
 

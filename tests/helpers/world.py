@@ -1,5 +1,7 @@
-"""Inputs of every command, made once: tiny COCO data, a checkpoint, predictions, an
-analysis JSON, recorded loss inputs; and helpers that prove inputs stay byte-for-byte."""
+"""Valid inputs of every command (tiny COCO data, a checkpoint, predictions, an analysis
+JSON, recorded loss inputs, a run directory), the CLI runner, and the checks that a refused
+command says one line and leaves its inputs byte-for-byte unchanged. The ``world`` fixture
+(tests/conftest.py) makes them once per session."""
 
 from __future__ import annotations
 
@@ -9,12 +11,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 import torch
 from typer.testing import CliRunner, Result
 
 from alrp_cli.cli.app import app
-from tests.detection.tiny import make_tiny_coco, tiny_config
+from tests.helpers.tiny_training import make_tiny_coco, tiny_config
 
 runner = CliRunner()
 
@@ -54,13 +55,12 @@ def _predictions(val_ann: Path) -> list[dict]:
     return dets
 
 
-@pytest.fixture(scope="session")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+def make_world(root: Path) -> World:
+    """Write every command's inputs under ``root`` (an empty folder)."""
     from alrp_cli.detection.build import build_model
     from alrp_cli.detection.checkpoint import save_checkpoint
     from alrp_cli.detection.data import CocoDataset, coco_layout
 
-    root = tmp_path_factory.mktemp("reliability")
     data = make_tiny_coco(root / "coco")
     paths = coco_layout(data)
     assert paths.val_images is not None and paths.val_ann and paths.train_ann

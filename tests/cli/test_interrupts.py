@@ -1,5 +1,5 @@
-"""Class 11 of the reliability issue, signals: the first Ctrl-C asks for a clean stop, a
-second one (not torchrun's echo of the first) stops at once and says nothing was saved."""
+"""Signals during `alrp train`: the first Ctrl-C asks for a clean stop, a second one (not
+torchrun's echo of the first) stops at once and says nothing was saved."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import alrp_cli.detection.train as library
-from tests.reliability.conftest import invoke
+from tests.helpers.world import invoke
 
 
 def test_the_second_signal_stops_at_once(monkeypatch: pytest.MonkeyPatch) -> None:

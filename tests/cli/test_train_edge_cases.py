@@ -1,6 +1,6 @@
-"""Never a traceback, second pass: settings and places that ended in a Python traceback.
-
-Each is one ``Error:`` line and exit 2 with nothing written, or works."""
+"""`alrp train` at the edges of what it can do: a last evaluation batch of one image works;
+BatchNorm with one value per channel, and a default run directory where nothing can be
+written, are each one ``Error:`` line and exit 2 with nothing written."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 
 from alrp_cli import run_dir
 from alrp_cli.errors import UserError
-from tests.detection.tiny import TINY_CLI_OPTIONS
-from tests.reliability.conftest import World, assert_refused, digest, invoke
+from tests.helpers.tiny_training import TINY_CLI_OPTIONS
+from tests.helpers.world import World, assert_refused, digest, invoke
 
 
 def test_evaluation_with_a_last_batch_of_one_image(world: World, tmp_path: Path) -> None:

@@ -1,5 +1,7 @@
-"""Honest messages and quiet correctness: what a command says is what happened, the same
-everywhere, and a run it has nothing to do for is left alone."""
+"""What a command says is what happened, in the same words everywhere: an overflowing box,
+duplicate ground-truth ids, an empty or blank JSON, a file where a folder is expected and a
+bad option are each one ``Error:`` line; a command group without arguments shows its help on
+stderr and exits 2."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.conftest import World, assert_refused, digest, invoke
+from tests.helpers.world import World, assert_refused, digest, invoke
 
 
 @pytest.mark.parametrize("box", [[1e308, 1, 1e308, 10], [1, 1, 1e308, 1e308]])
@@ -103,3 +105,22 @@ def test_a_group_without_arguments_shows_its_help_on_stderr_and_exits_2(
     assert result.stdout == ""
     assert f"Usage: alrp {' '.join(words)}".strip() in result.stderr
     assert invoke([*words, "--help"]).exit_code == 0  # asked for: exit 0, on stdout
+
+
+def test_an_empty_json_input_says_empty_file(world: World, tmp_path: Path) -> None:
+    empty = tmp_path / "gt.json"
+    empty.write_text("")
+    assert_refused(invoke(["analyze", world.predictions, "--gt", empty]), empty, "empty file")
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["report", "x.json", "--out", "r", "--dpi", "10"], "--dpi"),
+        (["bench", "--threads", "0"], "--threads"),
+        (["train", "--threads", "0"], "--threads"),
+        (["analyze", "x.json"], "--gt"),
+    ],
+)
+def test_option_errors_are_one_line(args: list[str], option: str) -> None:
+    assert_refused(invoke(args), option)

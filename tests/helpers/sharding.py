@@ -12,7 +12,7 @@ from torch import Tensor
 from alrp_cli.losses import alrp_loss, ap_loss
 from alrp_cli.losses.collective import Collective
 from alrp_cli.losses.reference import alrp_loss_reference, ap_loss_reference
-from tests.losses.problems import make_problem
+from tests.helpers.loss_problems import make_problem
 
 
 @dataclass

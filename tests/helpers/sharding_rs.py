@@ -9,8 +9,8 @@ import torch
 from alrp_cli.losses import rs_loss
 from alrp_cli.losses.collective import Collective
 from alrp_cli.losses.reference_rs import rs_loss_reference
-from tests.losses.problems import iou_targets
-from tests.losses.sharding import Case, assert_close, global_rtol, merge_ranks, standard_cases
+from tests.helpers.loss_problems import iou_targets
+from tests.helpers.sharding import Case, assert_close, global_rtol, merge_ranks, standard_cases
 
 SCALARS = ("ranking", "sorting")
 ROWS = ("grad", "grad_ranking", "grad_sorting")

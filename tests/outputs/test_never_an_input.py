@@ -1,11 +1,12 @@
-"""Class 1 of the reliability issue: no command overwrites one of its inputs.
+"""No command overwrites one of its inputs.
 
 Every output option of every command is fed every input path of that command (as given,
 through a symbolic link, a hard link and a ``./`` spelling): exit 2, one line naming the
 path, every input byte-for-byte unchanged. The same walk feeds every output option every
 file a run directory owns, a 300-byte name, a file path with a trailing ``/`` and ``-``
-(standard output for ``--json``, refused elsewhere). The table of commands must cover every
-output option the CLI has, so a new command or option cannot skip these tests.
+(standard output for ``--json``, refused elsewhere). The table of commands
+(tests/helpers/commands.py) must cover every output option the CLI has, so a new command or
+option cannot skip these tests.
 """
 
 from __future__ import annotations
@@ -15,66 +16,9 @@ import os
 from pathlib import Path
 
 import pytest
-from typer.main import get_command
 
-from alrp_cli.cli.app import app
-from tests.detection.tiny import TINY_CLI_OPTIONS
-from tests.reliability.conftest import World, assert_refused, digest, invoke
-
-OUTPUT_OPTIONS = {"--json", "--csv-dir", "-o", "--output", "--out", "--plot"}
-FOLDER_OPTIONS = {("train", "--out"), ("report", "--out"), ("analyze", "--csv-dir"),
-                  ("data synth", "--out"), ("import", "--out")}  # fmt: skip
-
-
-def commands(w: World, fresh: Path) -> dict[str, tuple[list[object], list[Path], dict]]:
-    """command -> (valid arguments, its input paths, required outputs with fresh values)."""
-    return {
-        "analyze": (["analyze", w.predictions, "--gt", w.val_ann], [w.predictions, w.val_ann], {}),
-        "predict": (
-            ["predict", w.checkpoint, "--images", w.val_images, "--ann", w.val_ann],
-            [w.checkpoint, w.val_images, w.val_ann, w.image],
-            {"-o": fresh / "p.json"},
-        ),
-        "check-balance": (["check-balance", "--from", w.loss_inputs], [w.loss_inputs], {}),
-        "data info": (["data", "info", "--ann", w.val_ann], [w.val_ann], {}),
-        "data preview": (
-            ["data", "preview", "--ann", w.val_ann, "--images", w.val_images],
-            [w.val_ann, w.val_images, w.image],
-            {"-o": fresh / "p.png"},
-        ),
-        "data synth": (
-            ["data", "synth", "--num-train", "2", "--num-val", "1"],
-            [],
-            {"--out": fresh / "synth"},
-        ),
-        "report": (["report", w.analysis], [w.analysis], {"--out": fresh / "r"}),
-        "train": (
-            ["train", "--data", w.data, *TINY_CLI_OPTIONS],
-            [w.data, w.train_ann, w.val_ann, w.image],
-            {},
-        ),
-        "bench": (["bench", "--size", "10x100", "--reference-repeats", "0"], [], {}),
-        # outputs are checked before the file is read: any checkpoint serves here
-        "import": (["import", w.checkpoint], [w.checkpoint], {"--out": fresh / "imported"}),
-    }
-
-
-def output_options() -> dict[str, list[str]]:
-    """Every leaf command of the CLI -> its output options (each as its first spelling)."""
-    found: dict[str, list[str]] = {}
-
-    def walk(cmd, prefix: str) -> None:
-        for name, sub in getattr(cmd, "commands", {}).items():
-            walk(sub, f"{prefix} {name}".strip())
-        if not hasattr(cmd, "commands"):
-            found[prefix] = [
-                p.opts[0]
-                for p in cmd.params
-                if set(p.opts) & OUTPUT_OPTIONS and not getattr(p, "hidden", False)
-            ]
-
-    walk(get_command(app), "")
-    return found
+from tests.helpers.commands import FOLDER_OPTIONS, commands, output_options
+from tests.helpers.world import World, assert_refused, digest, invoke
 
 
 def test_the_table_covers_every_command_and_output_option(world: World, tmp_path: Path) -> None:
@@ -217,7 +161,7 @@ def test_dash_is_standard_output_for_json_and_refused_elsewhere(
     if name == "train":
         extra += ["--epochs", "1"]
     if name == "import":  # the world's checkpoint is alrp's own: import an official one
-        from tests.detection.weights import mmdet_checkpoint, save_legacy
+        from tests.helpers.weights import mmdet_checkpoint, save_legacy
 
         save_legacy(mmdet_checkpoint(), tmp_path / "released.pth")
         args, inputs = ["import", tmp_path / "released.pth"], [tmp_path / "released.pth"]

@@ -1,5 +1,5 @@
-"""Class 11 of the reliability issue: option values are checked (NaN, ranges, one seed range
-everywhere), and a closed pipe is a quiet success."""
+"""Option values are checked (NaN, ranges, one seed range everywhere), and a closed pipe
+is a quiet success."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import torch
 from typer.main import get_command
 
 from alrp_cli.cli.app import app
-from tests.detection.tiny import TINY_CLI_OPTIONS
-from tests.reliability.conftest import World, assert_refused, invoke
+from tests.helpers.tiny_training import TINY_CLI_OPTIONS
+from tests.helpers.world import World, assert_refused, invoke
 
 
 def _commands_with(option: str) -> list[list[str]]:

@@ -1,6 +1,8 @@
-"""Classes 7 and 10 of the reliability issue: one way to read a checkpoint (a mismatch
-between config and weights, a garbage, empty or damaged file: one line, never advice to
-set weights_only=False) and messages that say what the user meant."""
+"""Checkpoints as inputs of `alrp predict`, `alrp check-balance --from` and `alrp train
+--resume`: one way to read them (a config that does not describe the weights, a garbage,
+empty or damaged file: one line, never advice to set weights_only=False); predict takes a
+checkpoint, a run directory or a single image; resuming a finished run says what it ignores
+and rewrites nothing."""
 
 from __future__ import annotations
 
@@ -12,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.detection.tiny import TINY_CLI_OPTIONS
-from tests.reliability.conftest import World, assert_refused, digest, invoke
+from tests.helpers.tiny_training import TINY_CLI_OPTIONS
+from tests.helpers.world import World, assert_refused, digest, invoke
 
 
 def _predict(world: World, checkpoint: Path, out: Path, *extra: object):
@@ -104,22 +106,3 @@ def test_resume_takes_the_checkpoint_file_and_says_what_it_ignores(
     assert "the run is complete (1 of 1 epochs)" in said
     assert digest(out) == before, "a finished run is left alone: no file rewritten"
     assert "━" not in again.stderr, "and no progress bar drawn"
-
-
-def test_an_empty_json_input_says_empty_file(world: World, tmp_path: Path) -> None:
-    empty = tmp_path / "gt.json"
-    empty.write_text("")
-    assert_refused(invoke(["analyze", world.predictions, "--gt", empty]), empty, "empty file")
-
-
-@pytest.mark.parametrize(
-    ("args", "option"),
-    [
-        (["report", "x.json", "--out", "r", "--dpi", "10"], "--dpi"),
-        (["bench", "--threads", "0"], "--threads"),
-        (["train", "--threads", "0"], "--threads"),
-        (["analyze", "x.json"], "--gt"),
-    ],
-)
-def test_option_errors_are_one_line(args: list[str], option: str) -> None:
-    assert_refused(invoke(args), option)

@@ -1,5 +1,5 @@
-"""Classes 2 and 3 of the reliability issue: a run directory is never overwritten, and two
-runs never share one (creation is atomic and exclusive)."""
+"""A new run claims its folder (alrp_cli/run_dir.py): an existing run directory is never
+overwritten, and two runs never share one (creation is atomic and exclusive)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 
 from alrp_cli import run_dir
 from alrp_cli.errors import UserError
-from tests.detection.tiny import TINY_CLI_OPTIONS
-from tests.reliability.conftest import World, assert_refused, digest, invoke
+from tests.helpers.tiny_training import TINY_CLI_OPTIONS
+from tests.helpers.world import World, assert_refused, digest, invoke
 
 
 def crashed_run(folder: Path) -> Path:

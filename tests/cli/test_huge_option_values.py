@@ -16,9 +16,9 @@ import pytest
 from typer.main import get_command
 
 from alrp_cli.cli.app import app
-from tests.detection.tiny import TINY_CLI_OPTIONS
-from tests.reliability.conftest import World, assert_refused, digest, invoke
-from tests.reliability.test_outputs_are_never_inputs import commands
+from tests.helpers.commands import commands
+from tests.helpers.tiny_training import TINY_CLI_OPTIONS
+from tests.helpers.world import World, assert_refused, digest, invoke
 
 HUGE = 2**40
 

@@ -1,5 +1,5 @@
-"""Class 6 of the reliability issue: bad images are found before training starts (exit 2
-naming the file, no run folder claimed), or left out and counted with --skip-bad-images."""
+"""Bad images are found before training starts (exit 2 naming the file, no run folder claimed),
+or left out and counted with --skip-bad-images."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 
 from alrp_cli.detection.data import coco_layout
 from alrp_cli.detection.data.coco import image_problem
-from tests.detection.tiny import TINY_CLI_OPTIONS
-from tests.reliability.conftest import World, assert_refused, digest, invoke
+from tests.helpers.tiny_training import TINY_CLI_OPTIONS
+from tests.helpers.world import World, assert_refused, digest, invoke
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
-"""Never lose a user's file, second pass: the three ways a command still lost data.
+"""A command never loses a file it was not asked to replace, nor work it has done:
 
-- an output naming a file that a run directory owns (``predict RUN/last.pt -o RUN/best.pt``);
-- ``data synth --out DIR`` over an older synthetic set holding the user's own files;
-- a crash in the evaluation, which threw away the epoch it followed.
+- an output naming a file that a run directory owns is refused
+  (``predict RUN/last.pt -o RUN/best.pt``), even when the run is not one of the inputs;
+- ``data synth --out DIR`` over an older synthetic set replaces only what it wrote;
+- a crash in the evaluation keeps the epoch it followed, and ``--resume`` evaluates it.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.detection.tiny import TINY_CLI_OPTIONS
-from tests.reliability.conftest import World, assert_refused, digest, invoke
+from tests.helpers.tiny_training import TINY_CLI_OPTIONS
+from tests.helpers.world import World, assert_refused, digest, invoke
 
 
 def _run_with_checkpoint(world: World, to: Path) -> Path:
