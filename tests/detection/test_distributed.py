@@ -214,7 +214,7 @@ LR = 0.002
 @pytest.fixture(scope="module")
 def ddp_options(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     """The runs' options, with a local ImageNet-like ResNet-18 file."""
-    from tests.detection.weights import imagenet_like
+    from tests.helpers.weights import imagenet_like
 
     weights = tmp_path_factory.mktemp("weights") / "resnet18.pth"
     torch.save(imagenet_like(), weights)
