@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -12,8 +13,13 @@ from tests.helpers.paths import REPO
 PAGES = [*sorted((REPO / "docs").glob("*.md")), REPO / "README.md"]
 # [text](target) where target is a relative path and/or a #fragment (no scheme).
 LINK = re.compile(r"\[[^\]]*\]\((?![a-z]+://)([^)\s#]*)(?:#([^)\s]*))?\)")
-HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
-FENCE = re.compile(r"^(```|~~~)")
+HEADING = re.compile(r"^#{1,6}\s+(.*?)\s*#*\s*$", flags=re.M)
+FENCED = re.compile(r"^(```|~~~).*?^\1", flags=re.S | re.M)
+
+
+def _prose(page: Path) -> str:
+    """A page without its fenced code blocks (their '#' lines and brackets are code)."""
+    return FENCED.sub("", page.read_text())
 
 
 def _slug(title: str) -> str:
@@ -21,23 +27,17 @@ def _slug(title: str) -> str:
     return re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")
 
 
-def anchors(page: Path) -> set[str]:
+@functools.cache
+def anchors(page: Path) -> frozenset[str]:
     """Every heading's anchor on a page, with GitHub's -1, -2 suffixes for repeats."""
     seen: dict[str, int] = {}
-    found: set[str] = set()
-    fenced = False
-    for line in page.read_text().splitlines():
-        if FENCE.match(line):
-            fenced = not fenced
-            continue
-        heading = None if fenced else HEADING.match(line)
-        if heading is None:
-            continue
-        slug = _slug(heading.group(2))
+    found = set()
+    for title in HEADING.findall(_prose(page)):
+        slug = _slug(title)
         count = seen.get(slug, 0)
         seen[slug] = count + 1
         found.add(slug if count == 0 else f"{slug}-{count}")
-    return found
+    return frozenset(found)
 
 
 def test_slug_follows_github() -> None:
@@ -52,11 +52,8 @@ def test_slug_follows_github() -> None:
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_links_resolve(page: Path) -> None:
-    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
     broken = []
-    for target, fragment in LINK.findall(text):
-        if target.startswith("mailto:"):
-            continue
+    for target, fragment in LINK.findall(_prose(page)):
         path = (page.parent / target).resolve() if target else page
         if not path.exists():
             broken.append(f"{target} (no such file)")
